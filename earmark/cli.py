@@ -1,0 +1,65 @@
+"""The `earmark` command: parses the subcommand and hands its flags to the step.
+
+Every user error prints one line (`earmark: error: ...`) and exits 2; `--verbose`
+shows the traceback too.
+"""
+import argparse
+import logging
+import os
+import sys
+import warnings
+
+COMMANDS = {
+    "prepare": "labeled recordings → sharded log-mel TFRecords (Beam)",
+    "demo": "run earmark offline on a generated corpus (prepare, for now)",
+}
+
+
+def _prepare(argv):
+    from pipelines import prepare
+    prepare.main(argv)
+
+
+def _demo(argv):
+    from earmark import demo
+    demo.main(argv)
+
+
+HANDLERS = {"prepare": _prepare, "demo": _demo}
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    verbose = "--verbose" in argv
+    argv = [a for a in argv if a != "--verbose"]
+    parser = argparse.ArgumentParser(
+        prog="earmark",
+        description="Label sound events in large audio collections by transfer learning.",
+        epilog="commands:\n" + "\n".join(f"  {k:<9} {v}" for k, v in COMMANDS.items())
+               + "\n\nrun 'earmark COMMAND --help' for a command's flags; "
+                 "--verbose shows tracebacks.",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=sorted(COMMANDS), metavar="COMMAND")
+    if not argv or argv[0] in ("-h", "--help"):
+        parser.print_help()
+        return 0
+    args = parser.parse_args(argv[:1])
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    for noisy in ("apache_beam", "absl", "tensorflow"):
+        logging.getLogger(noisy).setLevel(logging.INFO if verbose else logging.WARNING)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1" if verbose else "3")
+    if not verbose:  # google-api-core's Python-support notices are not the user's business
+        warnings.filterwarnings("ignore", category=FutureWarning)
+    from model.errors import UserError
+    try:
+        HANDLERS[args.command](argv[1:])
+    except UserError as e:
+        if verbose:
+            raise
+        print(f"earmark: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("earmark: interrupted", file=sys.stderr)
+        return 130
+    return 0

@@ -1,0 +1,58 @@
+"""The tf.train.Example schema of prepared spectrogram patches (written by `prepare`,
+read by `train`). One example = one log-mel patch of one recording."""
+import tensorflow as tf
+
+from model.features import FeatureConfig
+
+
+def _bytes(v):
+    return tf.train.Feature(bytes_list=tf.train.BytesList(value=[v.encode() if isinstance(v, str) else v]))
+
+
+def _floats(v):
+    return tf.train.Feature(float_list=tf.train.FloatList(value=v))
+
+
+def _ints(v):
+    return tf.train.Feature(int64_list=tf.train.Int64List(value=v))
+
+
+def make_example(patch, label_index: int, label_name: str, source: str, recording_key: str,
+                 start_s: float, end_s: float, padded: bool, config_hash: str) -> bytes:
+    """Serialize one [frames, mel_bins] float32 patch and its provenance."""
+    return tf.train.Example(features=tf.train.Features(feature={
+        "log_mel": _floats(patch.reshape(-1)),
+        "shape": _ints(list(patch.shape)),
+        "label": _ints([label_index]),
+        "label_name": _bytes(label_name),
+        "source": _bytes(source),
+        "recording_key": _bytes(recording_key),
+        "start_s": _floats([start_s]),
+        "end_s": _floats([end_s]),
+        "padded": _ints([int(padded)]),
+        "feature_config_hash": _bytes(config_hash),
+    })).SerializeToString()
+
+
+def feature_spec(config: FeatureConfig) -> dict:
+    """`tf.io.parse_single_example` spec for the schema above."""
+    frames, bins = config.patch_shape
+    return {
+        "log_mel": tf.io.FixedLenFeature([frames * bins], tf.float32),
+        "shape": tf.io.FixedLenFeature([2], tf.int64),
+        "label": tf.io.FixedLenFeature([], tf.int64),
+        "label_name": tf.io.FixedLenFeature([], tf.string),
+        "source": tf.io.FixedLenFeature([], tf.string),
+        "recording_key": tf.io.FixedLenFeature([], tf.string),
+        "start_s": tf.io.FixedLenFeature([], tf.float32),
+        "end_s": tf.io.FixedLenFeature([], tf.float32),
+        "padded": tf.io.FixedLenFeature([], tf.int64),
+        "feature_config_hash": tf.io.FixedLenFeature([], tf.string),
+    }
+
+
+def parse_example(serialized, config: FeatureConfig) -> dict:
+    """Serialized example → dict of tensors, `log_mel` reshaped to [frames, mel_bins]."""
+    parsed = tf.io.parse_single_example(serialized, feature_spec(config))
+    parsed["log_mel"] = tf.reshape(parsed["log_mel"], config.patch_shape)
+    return parsed

@@ -1,0 +1,102 @@
+"""FeatureConfig: the one source of truth for the audio → log-mel patch recipe.
+
+Saved beside prepared data (`features.json`) and inside exported models, so that
+training, evaluation and labeling cut and transform audio identically.
+Defaults follow the AudioSet/VGGish recipe.
+"""
+import dataclasses
+import hashlib
+import json
+import math
+
+# Fields that change the numbers in a patch. `patch_hop_seconds` only changes how
+# densely patches are taken (0.96 s for training data, 0.48 s for labeling), and
+# `resample_quality` changes numbers below the tested tolerance, so neither enters
+# the hash: a model trained on one is valid on the other.
+_HASHED_FIELDS = (
+    "sample_rate_hz", "window_seconds", "hop_seconds", "mel_bins",
+    "mel_min_hz", "mel_max_hz", "log_offset", "patch_seconds",
+)
+
+RESAMPLE_QUALITIES = ("HQ", "MQ", "LQ", "QQ", "VHQ")
+
+
+@dataclasses.dataclass(frozen=True)
+class FeatureConfig:
+    """Parameters of the log-mel frontend; units are in the names."""
+    sample_rate_hz: int = 16000
+    window_seconds: float = 0.025
+    hop_seconds: float = 0.010
+    mel_bins: int = 64
+    mel_min_hz: float = 125.0
+    mel_max_hz: float = 7500.0
+    log_offset: float = 0.01
+    patch_seconds: float = 0.96
+    patch_hop_seconds: float = 0.96
+    resample_quality: str = "HQ"
+
+    def __post_init__(self):
+        if self.sample_rate_hz <= 0 or self.mel_bins <= 0:
+            raise ValueError("sample_rate_hz and mel_bins must be positive")
+        if not 0 <= self.mel_min_hz < self.mel_max_hz <= self.sample_rate_hz / 2:
+            raise ValueError("need 0 <= mel_min_hz < mel_max_hz <= sample_rate_hz / 2")
+        if self.patch_frames < 1 or self.patch_hop_frames < 1:
+            raise ValueError("patch_seconds and patch_hop_seconds must hold at least one hop")
+        if self.resample_quality not in RESAMPLE_QUALITIES:
+            raise ValueError(f"resample_quality must be one of {RESAMPLE_QUALITIES}")
+
+    # Derived sizes, all integers.
+    @property
+    def window_samples(self) -> int:
+        return int(round(self.window_seconds * self.sample_rate_hz))
+
+    @property
+    def hop_samples(self) -> int:
+        return int(round(self.hop_seconds * self.sample_rate_hz))
+
+    @property
+    def fft_length(self) -> int:
+        return 2 ** int(math.ceil(math.log2(self.window_samples)))
+
+    @property
+    def patch_frames(self) -> int:
+        return int(round(self.patch_seconds / self.hop_seconds))
+
+    @property
+    def patch_hop_frames(self) -> int:
+        return int(round(self.patch_hop_seconds / self.hop_seconds))
+
+    @property
+    def patch_samples(self) -> int:
+        """Waveform samples that yield exactly one patch (the model's input window)."""
+        return (self.patch_frames - 1) * self.hop_samples + self.window_samples
+
+    @property
+    def patch_hop_samples(self) -> int:
+        return self.patch_hop_frames * self.hop_samples
+
+    @property
+    def patch_shape(self) -> tuple:
+        return (self.patch_frames, self.mel_bins)
+
+    def with_patch_hop(self, patch_hop_seconds: float) -> "FeatureConfig":
+        return dataclasses.replace(self, patch_hop_seconds=patch_hop_seconds)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "FeatureConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ValueError(f"unknown FeatureConfig fields: {sorted(unknown)}")
+        return cls(**d)
+
+    def hash(self) -> str:
+        """Stable 16-hex-digit id of everything that changes the patch values."""
+        canon = json.dumps({k: getattr(self, k) for k in _HASHED_FIELDS}, sort_keys=True)
+        return hashlib.sha256(canon.encode()).hexdigest()[:16]

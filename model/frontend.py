@@ -1,0 +1,74 @@
+"""The log-mel frontend, written once in TensorFlow ops.
+
+The prepare pipeline runs it on whole recordings; the exported model runs the very same
+`log_mel` inside its graph on waveform windows, so train and serve features agree.
+
+Recipe (all sizes from `FeatureConfig`): mono waveform at `sample_rate_hz` → STFT with a
+periodic Hann window of `window_samples`, hop `hop_samples`, FFT `fft_length`, no centre
+padding → magnitude → HTK mel filterbank (`mel_bins`, `mel_min_hz`..`mel_max_hz`) →
+log(mel + `log_offset`) → patches of `patch_frames` frames every `patch_hop_frames` frames.
+"""
+import numpy as np
+import tensorflow as tf
+
+from model.features import FeatureConfig
+
+
+def mel_matrix(config: FeatureConfig) -> tf.Tensor:
+    """[fft_length // 2 + 1, mel_bins] HTK-mel triangular filterbank."""
+    return tf.signal.linear_to_mel_weight_matrix(
+        num_mel_bins=config.mel_bins,
+        num_spectrogram_bins=config.fft_length // 2 + 1,
+        sample_rate=config.sample_rate_hz,
+        lower_edge_hertz=config.mel_min_hz,
+        upper_edge_hertz=config.mel_max_hz,
+    )
+
+
+def log_mel(waveform: tf.Tensor, config: FeatureConfig) -> tf.Tensor:
+    """[..., samples] float32 waveform → [..., frames, mel_bins] log-mel spectrogram."""
+    stft = tf.signal.stft(
+        waveform,
+        frame_length=config.window_samples,
+        frame_step=config.hop_samples,
+        fft_length=config.fft_length,
+        window_fn=tf.signal.hann_window,
+        pad_end=False,
+    )
+    mel = tf.tensordot(tf.abs(stft), mel_matrix(config), axes=1)
+    return tf.math.log(mel + config.log_offset)
+
+
+def pad_to_patch(waveform: np.ndarray, config: FeatureConfig):
+    """Zero-pad a recording shorter than one patch; returns (waveform, was_padded)."""
+    missing = config.patch_samples - len(waveform)
+    if missing <= 0:
+        return waveform, False
+    return np.pad(waveform, (0, missing)), True
+
+
+def num_patches(num_samples: int, config: FeatureConfig) -> int:
+    """Whole patches in a recording of `num_samples` (after padding short ones)."""
+    num_samples = max(num_samples, config.patch_samples)
+    return 1 + (num_samples - config.patch_samples) // config.patch_hop_samples
+
+
+class Frontend:
+    """Waveform → log-mel patches, compiled once per config (cheap to call per file)."""
+
+    def __init__(self, config: FeatureConfig):
+        self.config = config
+        self._fn = tf.function(
+            self._patches, input_signature=[tf.TensorSpec([None], tf.float32)])
+
+    def _patches(self, waveform):
+        frames = log_mel(waveform, self.config)
+        return tf.signal.frame(frames, self.config.patch_frames, self.config.patch_hop_frames, axis=0)
+
+    def patches(self, waveform: np.ndarray):
+        """Mono float32 waveform at the config's rate → (patches [n, frames, mel_bins],
+        start seconds [n], padded flag). Trailing audio shorter than a patch hop is dropped."""
+        waveform, padded = pad_to_patch(np.asarray(waveform, np.float32), self.config)
+        out = self._fn(tf.constant(waveform)).numpy()
+        starts = np.arange(out.shape[0]) * self.config.patch_hop_seconds
+        return out, starts, padded

@@ -1,0 +1,1 @@
+"""earmark's Apache Beam pipelines (`prepare`, later `label`) and their transforms."""

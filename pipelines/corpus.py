@@ -1,0 +1,124 @@
+"""What a corpus is: recordings with labels and a split, from a folder/glob or a manifest.
+
+Labels come from the file's parent folder (`--input`) or the manifest's `label` column.
+A recording's split is a stable hash of its key (its path relative to the corpus root,
+or its manifest `group`), so a recording never spans two splits and adding files never
+moves old ones.
+"""
+import csv
+import dataclasses
+import hashlib
+import io
+import posixpath
+
+from model.errors import UserError
+from pipelines import fs
+
+SPLITS = ("train", "validation", "test")
+AUDIO_EXTENSIONS = (".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3",
+                    ".aif", ".aiff", ".aifc", ".au", ".caf", ".w64", ".rf64")
+
+
+@dataclasses.dataclass(frozen=True)
+class Recording:
+    path: str    # absolute local path or gs:// URI
+    label: str
+    key: str     # split key: path relative to the corpus root, or the manifest group
+
+
+def assign_split(key: str, fractions=(0.8, 0.1, 0.1)) -> str:
+    """Stable split of a recording key: same key, same split, on every machine."""
+    digest = hashlib.sha256(("earmark-split:" + key).encode()).digest()
+    u = int.from_bytes(digest[:8], "big") / 2.0 ** 64
+    edge = 0.0
+    for split, fraction in zip(SPLITS, fractions):
+        edge += fraction
+        if u < edge:
+            return split
+    return SPLITS[-1]
+
+
+def parse_fractions(text: str):
+    """'80/10/10' or '0.8,0.1,0.1' → (0.8, 0.1, 0.1)."""
+    try:
+        parts = [float(p) for p in text.replace("/", ",").split(",")]
+    except ValueError:
+        parts = []
+    if len(parts) != 3 or min(parts) < 0 or sum(parts) <= 0:
+        raise UserError(f"--split {text!r} must be three non-negative numbers "
+                        "for train/validation/test, e.g. 80/10/10")
+    total = sum(parts)
+    return tuple(p / total for p in parts)
+
+
+def input_pattern(input_path: str):
+    """--input DIR_OR_GLOB → (glob pattern, corpus root used for keys)."""
+    if fs.has_glob(input_path):
+        root = input_path
+        while fs.has_glob(root):
+            root = fs.dirname(root)
+        return input_path, root
+    root = input_path.rstrip("/")
+    # Files of a directory corpus live in class folders: DIR/<label>/...
+    return fs.join(root, "*", "**"), root
+
+
+def label_from_path(path: str) -> str:
+    """A file's label is the name of its parent folder."""
+    return posixpath.basename(posixpath.dirname(path.replace("\\", "/")))
+
+
+def relative_key(path: str, root: str) -> str:
+    root = root.rstrip("/") + "/"
+    return path[len(root):] if path.startswith(root) else path
+
+
+def list_input(input_path: str):
+    """Recordings under --input; a clear UserError when there are none."""
+    pattern, root = input_pattern(input_path)
+    if not fs.has_glob(input_path) and not fs.is_gcs(input_path):
+        import os
+        if not os.path.exists(input_path):
+            raise UserError(f"--input {input_path} does not exist; pass a folder of class "
+                            "sub-folders or a glob such as 'corpus/*/*.wav'")
+    paths = fs.match(pattern)
+    if not paths:
+        raise UserError(f"--input {input_path}: no files matched {pattern}; a folder corpus "
+                        "needs one sub-folder per label (DIR/<label>/<file>)")
+    return [Recording(p, label_from_path(p), relative_key(p, root)) for p in paths], pattern, root
+
+
+def read_manifest(manifest_path: str):
+    """Rows of a `path,label[,group]` CSV; relative paths resolve against its folder."""
+    try:
+        text = fs.read_bytes(manifest_path).decode("utf-8-sig")
+    except Exception as e:
+        raise UserError(f"--manifest {manifest_path} cannot be read ({type(e).__name__}); "
+                        "check the path") from None
+    reader = csv.DictReader(io.StringIO(text))
+    columns = set(reader.fieldnames or [])
+    if not {"path", "label"} <= columns:
+        raise UserError(f"--manifest {manifest_path} needs a header with columns path,label "
+                        f"(and optional group); found {sorted(columns)}")
+    base = fs.dirname(manifest_path)
+    recordings = []
+    for line_no, row in enumerate(reader, start=2):
+        path, label = (row.get("path") or "").strip(), (row.get("label") or "").strip()
+        if not path or not label:
+            raise UserError(f"--manifest {manifest_path} line {line_no}: empty path or label; "
+                            "every row needs both")
+        recordings.append(Recording(_resolve(path, base, manifest_path, line_no), label,
+                                    (row.get("group") or "").strip() or path))
+    if not recordings:
+        raise UserError(f"--manifest {manifest_path} has no rows; add path,label lines")
+    return recordings
+
+
+def _resolve(path: str, base: str, manifest_path: str, line_no: int) -> str:
+    if fs.is_gcs(path) or path.startswith("/"):
+        return path
+    normalized = posixpath.normpath(path.replace("\\", "/"))
+    if normalized == ".." or normalized.startswith("../"):
+        raise UserError(f"--manifest {manifest_path} line {line_no}: {path!r} escapes the "
+                        "manifest's folder; use a path inside it or an absolute path")
+    return fs.join(base, normalized)

@@ -1,0 +1,56 @@
+"""Small file helpers over Beam's filesystems, so local paths and gs:// work alike."""
+import json
+import posixpath
+
+from apache_beam.io.filesystems import FileSystems
+
+GLOB_CHARS = "*?["
+
+
+def is_gcs(path: str) -> bool:
+    return path.startswith("gs://")
+
+
+def join(base: str, *parts: str) -> str:
+    return FileSystems.join(base, *parts)
+
+
+def dirname(path: str) -> str:
+    return posixpath.dirname(path) if is_gcs(path) else FileSystems.split(path)[0]
+
+
+def has_glob(path: str) -> bool:
+    return any(c in path for c in GLOB_CHARS)
+
+
+def match(pattern: str) -> list:
+    """Paths matching a glob (empty list when nothing does)."""
+    try:
+        result = FileSystems.match([pattern])[0]
+    except Exception:  # Beam raises when a pattern matches nothing on some filesystems
+        return []
+    return sorted(m.path for m in result.metadata_list)
+
+
+def read_bytes(path: str) -> bytes:
+    with FileSystems.open(path, compression_type="uncompressed") as f:
+        return f.read()
+
+
+def write_bytes(path: str, data: bytes) -> None:
+    with FileSystems.create(path, compression_type="uncompressed") as f:
+        f.write(data)
+
+
+def write_json(path: str, obj) -> None:
+    write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
+
+
+def read_json(path: str):
+    return json.loads(read_bytes(path).decode())
+
+
+def makedirs(path: str) -> None:
+    """Create a local directory (a no-op on object stores, which have none)."""
+    if not is_gcs(path):
+        FileSystems.mkdirs(path) if not FileSystems.exists(path) else None

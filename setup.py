@@ -1,0 +1,33 @@
+"""earmark: label sound events in large audio collections by transfer learning.
+
+Exact, tested versions live in requirements.lock (install from it); the ranges below keep
+`pip install .` and Dataflow's `--setup_file ./setup.py` workers on the same stack.
+"""
+import setuptools
+
+setuptools.setup(
+    name="earmark",
+    version="0.1.0",
+    description="Label sound events in large audio collections by transfer learning.",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.11,<3.12",
+    packages=setuptools.find_packages(include=["earmark", "earmark.*", "model", "model.*",
+                                               "pipelines", "pipelines.*"]),
+    install_requires=[
+        "tensorflow==2.17.1",
+        "tensorflow-io==0.37.1",
+        "apache-beam[gcp]==2.72.0",
+        "numpy<2",
+        "keras>=3.4,<3.9",
+        "protobuf<5",
+        "google-cloud-storage",
+        "tensorflow-hub==0.16.1",
+        "tf-keras==2.17.0",
+        "setuptools<81",
+        "soundfile>=0.12",
+        "soxr>=0.3",
+    ],
+    extras_require={"bench": ["librosa"], "test": ["pytest", "gcp-storage-emulator"]},
+    entry_points={"console_scripts": ["earmark=earmark.cli:main"]},
+)

@@ -122,7 +122,7 @@ class DecodeToPatches(beam.DoFn):
         self._progress(len(patches))
         yield beam.pvalue.TaggedOutput(self.FILE_OK, {
             "split": split, "label": recording.label, "patches": len(patches),
-            "seconds": len(patches) * self._config.patch_seconds})
+            "seconds": duration_s})
 
     def _dead_letter(self, recording, stage, reason, detail):
         self._files_failed.inc()

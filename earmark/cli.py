@@ -11,6 +11,9 @@ import warnings
 
 COMMANDS = {
     "prepare": "labeled recordings → sharded log-mel TFRecords (Beam)",
+    "label": "a trained model over a corpus → labeled time segments (Beam)",
+    "train": "prepared patches → transfer-learned classifier (model.keras + model.json)",
+    "evaluate": "score a trained model on prepared data or labeled clips (JSON + plots)",
     "demo": "run earmark offline on a generated corpus (prepare, for now)",
 }
 
@@ -20,12 +23,28 @@ def _prepare(argv):
     prepare.main(argv)
 
 
+def _label(argv):
+    from pipelines import label
+    label.main(argv)
+
+
 def _demo(argv):
     from earmark import demo
     demo.main(argv)
 
 
-HANDLERS = {"prepare": _prepare, "demo": _demo}
+def _train(argv):
+    from model import train
+    train.main(argv)
+
+
+def _evaluate(argv):
+    from model import evaluate
+    evaluate.main(argv)
+
+
+HANDLERS = {"prepare": _prepare, "label": _label, "demo": _demo, "train": _train,
+            "evaluate": _evaluate}
 
 
 def main(argv=None) -> int:

@@ -1,5 +1,8 @@
-"""The tf.train.Example schema of prepared spectrogram patches (written by `prepare`,
-read by `train`). One example = one log-mel patch of one recording."""
+"""The tf.train.Example schema of prepared patches (written by `prepare`, read by `train`).
+One example = one patch of one recording: a log-mel patch (`log_mel`), or for a waveform
+FeatureConfig (embedding bases) a raw mono window (`waveform`)."""
+import math
+
 import tensorflow as tf
 
 from model.features import FeatureConfig
@@ -19,9 +22,10 @@ def _ints(v):
 
 def make_example(patch, label_index: int, label_name: str, source: str, recording_key: str,
                  start_s: float, end_s: float, padded: bool, config_hash: str) -> bytes:
-    """Serialize one [frames, mel_bins] float32 patch and its provenance."""
+    """Serialize one [frames, mel_bins] log-mel patch or [samples] waveform window (stored
+    as `waveform`) and its provenance."""
     return tf.train.Example(features=tf.train.Features(feature={
-        "log_mel": _floats(patch.reshape(-1)),
+        ("waveform" if patch.ndim == 1 else "log_mel"): _floats(patch.reshape(-1)),
         "shape": _ints(list(patch.shape)),
         "label": _ints([label_index]),
         "label_name": _bytes(label_name),
@@ -36,10 +40,11 @@ def make_example(patch, label_index: int, label_name: str, source: str, recordin
 
 def feature_spec(config: FeatureConfig) -> dict:
     """`tf.io.parse_single_example` spec for the schema above."""
-    frames, bins = config.patch_shape
+    shape = config.patch_shape
+    size = math.prod(shape)
     return {
-        "log_mel": tf.io.FixedLenFeature([frames * bins], tf.float32),
-        "shape": tf.io.FixedLenFeature([2], tf.int64),
+        config.representation: tf.io.FixedLenFeature([size], tf.float32),
+        "shape": tf.io.FixedLenFeature([len(shape)], tf.int64),
         "label": tf.io.FixedLenFeature([], tf.int64),
         "label_name": tf.io.FixedLenFeature([], tf.string),
         "source": tf.io.FixedLenFeature([], tf.string),
@@ -52,7 +57,9 @@ def feature_spec(config: FeatureConfig) -> dict:
 
 
 def parse_example(serialized, config: FeatureConfig) -> dict:
-    """Serialized example → dict of tensors, `log_mel` reshaped to [frames, mel_bins]."""
+    """Serialized example → dict of tensors, `log_mel` reshaped to [frames, mel_bins]
+    (`waveform` windows stay [samples])."""
     parsed = tf.io.parse_single_example(serialized, feature_spec(config))
-    parsed["log_mel"] = tf.reshape(parsed["log_mel"], config.patch_shape)
+    if not config.is_waveform:
+        parsed["log_mel"] = tf.reshape(parsed["log_mel"], config.patch_shape)
     return parsed

@@ -1,4 +1,10 @@
-"""FeatureConfig: the one source of truth for the audio → log-mel patch recipe.
+"""FeatureConfig: the one source of truth for the audio → patch recipe.
+
+Two representations: `log_mel` (default; image bases: a patch is a log-mel spectrogram of
+`patch_seconds`) and `waveform` (audio-pretrained embedding bases, which compute their own
+frontend: a patch is the raw mono window of `patch_seconds` at `sample_rate_hz`;
+the mel fields are then unused). `embedding_base_config` builds the latter from a base's
+spec.
 
 Saved beside prepared data (`features.json`) and inside exported models, so that
 training, evaluation and labeling cut and transform audio identically.
@@ -18,6 +24,8 @@ _HASHED_FIELDS = (
     "mel_min_hz", "mel_max_hz", "log_offset", "patch_seconds",
 )
 
+REPRESENTATIONS = ("log_mel", "waveform")
+
 # soxr qualities whose log-mel stays within 0.05 of HQ on real audio
 # (tests/test_resample_tolerance.py); LQ and QQ move it by up to 6 and are not offered.
 RESAMPLE_QUALITIES = ("HQ", "VHQ", "MQ")
@@ -36,8 +44,11 @@ class FeatureConfig:
     patch_seconds: float = 0.96
     patch_hop_seconds: float = 0.96
     resample_quality: str = "HQ"
+    representation: str = "log_mel"
 
     def __post_init__(self):
+        if self.representation not in REPRESENTATIONS:
+            raise ValueError(f"representation must be one of {REPRESENTATIONS}")
         if self.sample_rate_hz <= 0 or self.mel_bins <= 0:
             raise ValueError("sample_rate_hz and mel_bins must be positive")
         if not 0 <= self.mel_min_hz < self.mel_max_hz <= self.sample_rate_hz / 2:
@@ -69,16 +80,27 @@ class FeatureConfig:
         return int(round(self.patch_hop_seconds / self.hop_seconds))
 
     @property
+    def is_waveform(self) -> bool:
+        return self.representation == "waveform"
+
+    @property
     def patch_samples(self) -> int:
         """Waveform samples that yield exactly one patch (the model's input window)."""
+        if self.is_waveform:
+            return int(round(self.patch_seconds * self.sample_rate_hz))
         return (self.patch_frames - 1) * self.hop_samples + self.window_samples
 
     @property
     def patch_hop_samples(self) -> int:
+        if self.is_waveform:
+            return int(round(self.patch_hop_seconds * self.sample_rate_hz))
         return self.patch_hop_frames * self.hop_samples
 
     @property
     def patch_shape(self) -> tuple:
+        """[frames, mel_bins] for log-mel patches, [samples] for waveform windows."""
+        if self.is_waveform:
+            return (self.patch_samples,)
         return (self.patch_frames, self.mel_bins)
 
     def with_patch_hop(self, patch_hop_seconds: float) -> "FeatureConfig":
@@ -100,5 +122,17 @@ class FeatureConfig:
 
     def hash(self) -> str:
         """Stable 16-hex-digit id of everything that changes the patch values."""
-        canon = json.dumps({k: getattr(self, k) for k in _HASHED_FIELDS}, sort_keys=True)
+        fields = {k: getattr(self, k) for k in _HASHED_FIELDS}
+        if self.is_waveform:  # log-mel hashes stay as they were before this field existed
+            fields["representation"] = self.representation
+        canon = json.dumps(fields, sort_keys=True)
         return hashlib.sha256(canon.encode()).hexdigest()[:16]
+
+
+def embedding_base_config(spec, patch_hop_seconds: float = None,
+                          resample_quality: str = "HQ") -> FeatureConfig:
+    """The waveform FeatureConfig of an embedding base (`model.embedding_bases.SPECS[name]`):
+    its sample rate and window; patches every half window unless `patch_hop_seconds`."""
+    return FeatureConfig(sample_rate_hz=spec.sample_rate_hz, patch_seconds=spec.window_seconds,
+                         patch_hop_seconds=patch_hop_seconds or spec.window_seconds / 2,
+                         resample_quality=resample_quality, representation="waveform")

@@ -54,10 +54,13 @@ def num_patches(num_samples: int, config: FeatureConfig) -> int:
 
 
 class Frontend:
-    """Waveform → log-mel patches, compiled once per config (cheap to call per file)."""
+    """Waveform → log-mel patches, compiled once per config (cheap to call per file).
+    For a `waveform` config the patches are the raw windows (the base does its own frontend)."""
 
     def __init__(self, config: FeatureConfig):
         self.config = config
+        if config.is_waveform:
+            return
         # a concrete function skips tf.function's per-call dispatch (-20 % CPU per file)
         self._fn = tf.function(
             self._patches, input_signature=[tf.TensorSpec([None], tf.float32)]
@@ -68,9 +71,16 @@ class Frontend:
         return tf.signal.frame(frames, self.config.patch_frames, self.config.patch_hop_frames, axis=0)
 
     def patches(self, waveform: np.ndarray):
-        """Mono float32 waveform at the config's rate → (patches [n, frames, mel_bins],
+        """Mono float32 waveform at the config's rate → (patches [n, frames, mel_bins] or,
+        waveform configs, windows [n, patch_samples],
         start seconds [n], padded flag). Trailing audio shorter than a patch hop is dropped."""
         waveform, padded = pad_to_patch(np.asarray(waveform, np.float32), self.config)
-        out = self._fn(tf.constant(waveform)).numpy()
+        if self.config.is_waveform:
+            c = self.config
+            n = num_patches(len(waveform), c)
+            idx = np.arange(c.patch_samples)[None, :] + c.patch_hop_samples * np.arange(n)[:, None]
+            out = waveform[idx]
+        else:
+            out = self._fn(tf.constant(waveform)).numpy()
         starts = np.arange(out.shape[0]) * self.config.patch_hop_seconds
         return out, starts, padded

@@ -88,8 +88,29 @@ def list_input(input_path: str):
     return [Recording(p, label_from_path(p), relative_key(p, root)) for p in paths], pattern, root
 
 
-def read_manifest(manifest_path: str):
-    """Rows of a `path,label[,group]` CSV; relative paths resolve against its folder."""
+def list_audio(input_path: str):
+    """Every file under a folder (recursively) or matching a glob, for labeling."""
+    if fs.has_glob(input_path):
+        pattern, root = input_pattern(input_path)
+    else:
+        root = input_path.rstrip("/")
+        pattern = fs.join(root, "**")
+        if not fs.is_gcs(input_path):
+            import os
+            if not os.path.exists(input_path):
+                raise UserError(f"--input {input_path} does not exist; pass a folder or a glob "
+                                "such as 'nights/*.flac'")
+            if os.path.isfile(input_path):
+                pattern, root = input_path, os.path.dirname(input_path)
+    paths = fs.match(pattern)
+    if not paths:
+        raise UserError(f"--input {input_path}: no files matched {pattern}")
+    return paths, pattern, root
+
+
+def read_manifest(manifest_path: str, require_label: bool = True):
+    """Rows of a `path,label[,group]` CSV; relative paths resolve against its folder.
+    For labeling (`require_label=False`) only `path` is needed."""
     try:
         text = fs.read_bytes(manifest_path).decode("utf-8-sig")
     except Exception as e:
@@ -97,18 +118,20 @@ def read_manifest(manifest_path: str):
                         "check the path") from None
     reader = csv.DictReader(io.StringIO(text))
     columns = set(reader.fieldnames or [])
-    if not {"path", "label"} <= columns:
-        raise UserError(f"--manifest {manifest_path} needs a header with columns path,label "
-                        f"(and optional group); found {sorted(columns)}")
+    needed = {"path", "label"} if require_label else {"path"}
+    if not needed <= columns:
+        raise UserError(f"--manifest {manifest_path} needs a header with columns "
+                        f"{','.join(sorted(needed, reverse=True))} (and optional group); "
+                        f"found {sorted(columns)}")
     base = fs.dirname(manifest_path)
     recordings = []
     for line_no, row in enumerate(reader, start=2):
         path, label = (row.get("path") or "").strip(), (row.get("label") or "").strip()
-        if not path or not label:
+        if not path or (require_label and not label):
             raise UserError(f"--manifest {manifest_path} line {line_no}: empty path or label; "
                             "every row needs both")
-        recordings.append(Recording(_resolve(path, base, manifest_path, line_no), label,
-                                    (row.get("group") or "").strip() or path))
+        key = path if not require_label else (row.get("group") or "").strip() or path
+        recordings.append(Recording(_resolve(path, base, manifest_path, line_no), label, key))
     if not recordings:
         raise UserError(f"--manifest {manifest_path} has no rows; add path,label lines")
     return recordings

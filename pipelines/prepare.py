@@ -1,4 +1,5 @@
-"""`earmark prepare`: a corpus of labeled recordings → sharded log-mel patch TFRecords.
+"""`earmark prepare`: a corpus of labeled recordings → sharded log-mel patch TFRecords
+(or, with `--base` an embedding base, raw waveform windows at that base's rate and length).
 
     MatchFiles (or manifest rows) → Reshuffle → DecodeToPatches → split → WriteToTFRecord
 
@@ -44,8 +45,13 @@ def build_arg_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", required=True, help="output folder, local or gs://")
     p.add_argument("--split", default="80/10/10",
                    help="train/validation/test fractions (default 80/10/10)")
-    p.add_argument("--patch-hop-seconds", type=float, default=FeatureConfig.patch_hop_seconds,
-                   help="hop between patches (default 0.96: no overlap)")
+    p.add_argument("--base", default=None,
+                   help="the base the data is for: an embedding base (musicnn_msd, musicnn_mtt, "
+                        "birdnet) takes raw waveform windows at its own sample rate and window "
+                        "length; an image base or none: log-mel patches (default)")
+    p.add_argument("--patch-hop-seconds", type=float, default=None,
+                   help="hop between patches (default: 0.96 for log-mel, no overlap; half the "
+                        "window for an embedding base)")
     p.add_argument("--resample-quality", default=FeatureConfig.resample_quality,
                    choices=RESAMPLE_QUALITIES, help="soxr quality (default HQ)")
     p.add_argument("--decoder", default="soundfile", choices=("soundfile", "tfio"),
@@ -209,6 +215,26 @@ def build_pipeline(p, source, output, config, labels, fractions, decoder, files_
                                     files_matched))
 
 
+def feature_config_for(base: str, patch_hop_seconds: float = None,
+                       resample_quality: str = FeatureConfig.resample_quality) -> FeatureConfig:
+    """The FeatureConfig that `base` trains on: an embedding base's waveform windows, or the
+    log-mel default (image bases, or no base)."""
+    from model import bases, embedding_bases
+    from model.features import embedding_base_config
+    base = embedding_bases.canonical(base)
+    if base is not None and base not in embedding_bases.SPECS and base not in bases.BASES:
+        raise UserError(f"--base {base!r}: choose one of "
+                        f"{', '.join(sorted(bases.BASES) + sorted(embedding_bases.SPECS))}")
+    try:
+        if base in embedding_bases.SPECS:
+            return embedding_base_config(embedding_bases.SPECS[base], patch_hop_seconds,
+                                         resample_quality)
+        return FeatureConfig(patch_hop_seconds=patch_hop_seconds or FeatureConfig.patch_hop_seconds,
+                             resample_quality=resample_quality)
+    except ValueError as e:
+        raise UserError(f"bad feature setting: {e}") from None
+
+
 def run(argv=None, save_main_session=True, test_pipeline=None):
     """Parse flags, list the corpus, write features.json, run the pipeline; → PipelineResult."""
     args, beam_args = build_arg_parser().parse_known_args(argv)
@@ -219,11 +245,7 @@ def run(argv=None, save_main_session=True, test_pipeline=None):
     fs.FileSystems.set_options(options)
 
     fractions = corpus.parse_fractions(args.split)
-    try:
-        config = FeatureConfig(patch_hop_seconds=args.patch_hop_seconds,
-                               resample_quality=args.resample_quality)
-    except ValueError as e:
-        raise UserError(f"bad feature setting: {e}") from None
+    config = feature_config_for(args.base, args.patch_hop_seconds, args.resample_quality)
     output = args.output if fs.is_gcs(args.output) else os.path.abspath(args.output)
     if args.manifest:
         manifest = args.manifest if fs.is_gcs(args.manifest) else os.path.abspath(args.manifest)

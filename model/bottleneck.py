@@ -1,0 +1,162 @@
+"""Bottleneck cache: the frozen base's pooled features, computed once per example.
+
+As in Inception's retrain.py: with the base frozen and no augmentation that changes its
+input, every epoch would recompute the same features, so compute them once, store them,
+and train the head on the store. A cache entry is keyed by everything that changes the
+numbers: prepared data (content id), base, weights (value fingerprint), FeatureConfig,
+input size and the adapter's normalization statistics.
+
+Layout: `CACHE/bottlenecks/KEY/{split}-*.tfrecord.gz` (one Example per patch: `features`,
+`label`, `recording_key`) and `KEY/meta.json`, written last, which marks it complete. The
+Beam pipeline `pipelines/bottleneck.py` writes the same layout.
+"""
+import dataclasses
+import glob
+import hashlib
+import json
+import os
+import time
+
+import numpy as np
+import tensorflow as tf
+
+from model import bases
+from model.adapter import SpectrogramToImage
+
+META_FILE = "meta.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class EmbedderSpec:
+    """All that is needed to rebuild the log-mel → pooled-features model on any worker."""
+    base: str
+    weights: str              # as given: imagenet | none | path | gs:// path
+    input_px: int
+    mean: float
+    std: float
+    frames: int
+    mel_bins: int
+    seed: int = 0
+    pooling: str = "multiscale"
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "EmbedderSpec":
+        return cls(**json.loads(text))
+
+
+def build_embedder(spec: EmbedderSpec, weights_info: bases.WeightsInfo = None):
+    """Keras model [b, frames, mel_bins] log-mel → [b, features]; returns (embedder, base)."""
+    import keras
+    info = weights_info or bases.resolve_weights(spec.weights)
+    base = bases.build_base(spec.base, spec.input_px, info, seed=spec.seed, pooling=spec.pooling)
+    inputs = keras.Input((spec.frames, spec.mel_bins), name="log_mel")
+    image = SpectrogramToImage(spec.mean, spec.std, spec.input_px,
+                               bases.get_spec(spec.base).preprocess_mode, name="to_image")(inputs)
+    return keras.Model(inputs, base(image), name="embedder"), base
+
+
+def cache_key(data_hash: str, feature_config_hash: str, spec: EmbedderSpec,
+              weights_fingerprint: str) -> str:
+    parts = dict(data=data_hash, features=feature_config_hash, base=spec.base,
+                 weights=weights_fingerprint, input_px=spec.input_px, pooling=spec.pooling,
+                 mean=round(spec.mean, 6), std=round(spec.std, 6))
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:20]
+
+
+def embedding_cache_key(data_hash: str, feature_config_hash: str, base_name: str,
+                        weights_checksum: str) -> str:
+    """Cache key of an audio-pretrained embedding base (`model.embedding_bases`): data,
+    windowing, base and the sha256 of the weights actually loaded."""
+    parts = dict(data=data_hash, features=feature_config_hash, base=base_name,
+                 weights=weights_checksum)
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:20]
+
+
+def cache_dir(cache_root: str, key: str) -> str:
+    return os.path.join(cache_root, "bottlenecks", key)
+
+
+def is_complete(directory: str) -> bool:
+    return os.path.exists(os.path.join(directory, META_FILE))
+
+
+def embed(embedder, log_mels: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """Pooled features of every patch, in order, float32 [n, features]."""
+    if len(log_mels) == 0:
+        return np.zeros((0, embedder.output_shape[-1]), np.float32)
+    return np.asarray(embedder.predict(log_mels, batch_size=batch_size, verbose=0), np.float32)
+
+
+def feature_example(features: np.ndarray, label: int, recording_key: str) -> bytes:
+    return tf.train.Example(features=tf.train.Features(feature={
+        "features": tf.train.Feature(float_list=tf.train.FloatList(value=features)),
+        "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[int(label)])),
+        "recording_key": tf.train.Feature(bytes_list=tf.train.BytesList(
+            value=[recording_key.encode()])),
+    })).SerializeToString()
+
+
+def write_split(directory: str, split: str, features, labels, keys) -> None:
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, f"{split}-00000-of-00001.tfrecord.gz")
+    with tf.io.TFRecordWriter(path + ".part", tf.io.TFRecordOptions(compression_type="GZIP")) as w:
+        for f, l, k in zip(features, labels, keys):
+            w.write(feature_example(f, l, k))
+    os.replace(path + ".part", path)
+
+
+def write_meta(directory: str, meta: dict) -> None:
+    with open(os.path.join(directory, META_FILE), "w") as f:
+        json.dump(meta, f, indent=2, sort_keys=True)
+
+
+def read_split(directory: str, split: str):
+    """→ (features [n, d] float32, labels [n] int64, recording keys [n] str)."""
+    with open(os.path.join(directory, META_FILE)) as f:
+        dim = json.load(f)["feature_dim"]
+    return read_split_with_dim(directory, split, dim)
+
+
+def read_split_with_dim(directory: str, split: str, dim: int):
+    spec = {"features": tf.io.FixedLenFeature([dim], tf.float32),
+            "label": tf.io.FixedLenFeature([], tf.int64),
+            "recording_key": tf.io.FixedLenFeature([], tf.string)}
+    files = sorted(glob.glob(os.path.join(directory, f"{split}-*.tfrecord.gz")))
+    feats, labels, keys = [np.zeros((0, dim), np.float32)], [np.zeros(0, np.int64)], [np.zeros(0, str)]
+    if files:
+        ds = (tf.data.TFRecordDataset(files, compression_type="GZIP")
+              .map(lambda s: tf.io.parse_single_example(s, spec)).batch(4096))
+        for b in ds.as_numpy_iterator():
+            feats.append(b["features"]), labels.append(b["label"])
+            keys.append(b["recording_key"].astype(str))
+    return np.concatenate(feats), np.concatenate(labels), np.concatenate(keys)
+
+
+def load_or_compute(directory: str, embedder, splits: dict, meta: dict, batch_size: int = 64,
+                    log=print):
+    """`splits`: name → SplitArrays. Returns ({name: (features, labels, keys)}, computed?).
+    Reads the cache when complete, else embeds every split and writes it. `embedder` is a
+    Keras log-mel → features model, or an embedding base (`.embed(waveform windows)`)."""
+    if is_complete(directory):
+        log(f"bottleneck cache hit: {directory}")
+        return {s: read_split(directory, s) for s in splits}, False
+    out = {}
+    for name, arrays in splits.items():
+        t0 = time.monotonic()
+        if arrays.waveform is not None:
+            feats = embedder.embed(arrays.waveform) if len(arrays) else \
+                np.zeros((0, embedder.spec.embedding_dim), np.float32)
+        else:
+            feats = embed(embedder, arrays.log_mel, batch_size)
+        secs = time.monotonic() - t0
+        log(f"bottlenecks {name}: {len(feats)} patches in {secs:.1f} s "
+            f"({len(feats) / max(secs, 1e-9):.0f} patches/s)")
+        write_split(directory, name, feats, arrays.label, arrays.recording_key)
+        out[name] = (feats, arrays.label, arrays.recording_key)
+    dim = next(iter(out.values()))[0].shape[1]
+    write_meta(directory, {**meta, "feature_dim": int(dim), "splits": {
+        s: int(len(v[1])) for s, v in out.items()}})
+    return out, True

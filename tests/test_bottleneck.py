@@ -1,0 +1,37 @@
+"""The bottleneck cache computed by the Beam pipeline equals the in-process one, and train
+reuses it."""
+import os
+
+import numpy as np
+
+from model import bottleneck, data, train
+from model.adapter import InputStats
+from tests.test_train_data import make_prepared, train_args
+
+
+def test_beam_bottlenecks_equal_local_ones_and_train_reuses_them(tmp_path, capsys):
+    from pipelines import bottleneck as beam_bottleneck
+    prepared_dir = make_prepared(str(tmp_path / "p"), patches_per_recording=2)
+    out_dir = beam_bottleneck.main(["--data", prepared_dir, "--base", "mobilenet_v2",
+                                    "--weights", "none", "--input-size", "32",
+                                    "--cache-dir", str(tmp_path / "cache")])
+    assert bottleneck.is_complete(out_dir)
+    prepared = data.open_prepared(prepared_dir)
+    train_split = data.read_split(prepared, "train")
+    stats = InputStats.from_array(train_split.log_mel)
+    spec = bottleneck.EmbedderSpec("mobilenet_v2", "none", 32, stats.mean, stats.std, 96, 64)
+    embedder, _ = bottleneck.build_embedder(spec)
+    local = bottleneck.embed(embedder, train_split.log_mel)
+    feats, labels, keys = bottleneck.read_split(out_dir, "train")
+    assert feats.shape == local.shape
+    # Beam writes in its own order: match rows by (recording, features) content
+    order_beam = np.lexsort((feats[:, 0], keys))
+    order_local = np.lexsort((local[:, 0], train_split.recording_key))
+    np.testing.assert_allclose(feats[order_beam], local[order_local], rtol=1e-4, atol=1e-5)
+    np.testing.assert_array_equal(labels[order_beam], train_split.label[order_local])
+    capsys.readouterr()
+    args = train_args(prepared_dir, tmp_path / "m", tmp_path / "cache", "--strategy", "frozen",
+                      "--epochs", "3")
+    train.main([a for a in args if a != "--quiet"])   # not quiet: the cache log is printed
+    assert f"bottleneck cache hit: {out_dir}" in capsys.readouterr().out
+    assert os.listdir(tmp_path / "cache" / "bottlenecks") == [os.path.basename(out_dir)]

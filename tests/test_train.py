@@ -1,0 +1,160 @@
+"""`earmark train` on tiny synthetic data: every base, every strategy, the exported model."""
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+
+from model import bases, export, train
+from model.frontend import Frontend
+from tests.test_train_data import make_prepared, train_args
+
+SMALL_PX = {"inception_v3": 75, "mobilenet_v2": 32, "efficientnet_b0": 32, "resnet50": 32,
+            "vgg16": 32}
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    return make_prepared(str(tmp_path_factory.mktemp("prepared")))
+
+
+def _meta(model_dir):
+    with open(os.path.join(model_dir, export.META_FILE)) as f:
+        return json.load(f)
+
+
+@pytest.mark.parametrize("name", sorted(bases.BASES))
+def test_frozen_trains_each_base_on_the_cache_and_exports(prepared, tmp_path, name, capsys):
+    model_dir = tmp_path / "m"
+    train.main(train_args(prepared, model_dir, tmp_path / "cache", "--strategy", "frozen",
+                          base=name, px=SMALL_PX[name]))
+    meta = _meta(model_dir)
+    assert meta["strategy"]["used"] == "frozen"
+    assert meta["training"]["bottleneck_cache"] is True
+    assert meta["base"] == {"name": name, "input_px": SMALL_PX[name], "pooling": "multiscale",
+                            "feature_dim": meta["base"]["feature_dim"]}
+    assert meta["metrics"]["validation"]["accuracy"] >= 0.85, meta["metrics"]
+    assert "not transfer learning" in capsys.readouterr().err   # frozen + none warns
+    model, _ = export.load(str(model_dir))
+    assert model.input_shape == (None, 15600)
+
+
+@pytest.mark.parametrize("strategy", ["finetune", "scratch"])
+def test_finetune_changes_only_the_top_blocks_and_scratch_changes_all(prepared, tmp_path,
+                                                                      strategy):
+    model_dir = tmp_path / "m"
+    train.main(train_args(prepared, model_dir, tmp_path / "cache", "--strategy", strategy,
+                          "--finetune-epochs", "2", "--finetune-layers", "1", "--epochs", "3"))
+    meta = _meta(model_dir)
+    assert meta["strategy"]["used"] == strategy
+    model, _ = export.load(str(model_dir))
+    trained = model.get_layer("embedder").get_layer("mobilenet_v2")
+    fresh = bases.build_base("mobilenet_v2", 32, bases.WeightsInfo("none"), seed=0)
+    first_conv = lambda m: m.get_layer("Conv1").get_weights()[0]   # noqa: E731
+    top_conv = lambda m: m.get_layer("Conv_1").get_weights()[0]    # noqa: E731
+    assert not np.allclose(top_conv(trained), top_conv(fresh))
+    if strategy == "finetune":
+        assert meta["strategy"]["phases"] == ["head on bottleneck cache",
+                                              "fine-tune top 1 blocks"]
+        np.testing.assert_array_equal(first_conv(trained), first_conv(fresh))
+    else:
+        assert meta["head"]["norm"] == "batchnorm"
+        assert not np.allclose(first_conv(trained), first_conv(fresh))
+
+
+def test_auto_picks_frozen_for_small_data_and_documents_why():
+    assert train.choose_strategy("auto", 500, False, 2).name == "frozen"
+    assert train.choose_strategy("auto", 5000, False, 2) == train.StrategyChoice(
+        "finetune", 2, train.choose_strategy("auto", 5000, False, 2).reason)
+    assert train.choose_strategy("auto", 50000, False, 2).finetune_blocks == 4
+    assert train.choose_strategy("auto", 5000, True, 2).name == "scratch"
+    assert train.choose_strategy("frozen", 50000, False, 2).name == "frozen"
+
+
+def test_second_run_reuses_the_bottleneck_cache(prepared, tmp_path, capsys):
+    args = train_args(prepared, tmp_path / "m1", tmp_path / "cache", "--strategy", "frozen")
+    train.main(args)
+    (cache,) = os.listdir(tmp_path / "cache" / "bottlenecks")
+    shard = tmp_path / "cache" / "bottlenecks" / cache / "train-00000-of-00001.tfrecord.gz"
+    mtime = os.stat(shard).st_mtime_ns
+    capsys.readouterr()
+    args[args.index("--quiet")] = "--seed"
+    args.insert(args.index("--seed") + 1, "0")
+    train.main([a if a != str(tmp_path / "m1") else str(tmp_path / "m2") for a in args])
+    assert "bottleneck cache hit" in capsys.readouterr().out
+    assert os.stat(shard).st_mtime_ns == mtime
+    assert os.listdir(tmp_path / "cache" / "bottlenecks") == [cache]
+    # a different input size is a different cache entry
+    train.main(train_args(prepared, tmp_path / "m3", tmp_path / "cache", "--strategy", "frozen",
+                          px=40))
+    assert len(os.listdir(tmp_path / "cache" / "bottlenecks")) == 2
+
+
+def test_augmentation_trains_through_the_base_and_multi_label_uses_sigmoid(prepared, tmp_path):
+    train.main(train_args(prepared, tmp_path / "m", tmp_path / "cache", "--strategy", "frozen",
+                          "--augment", "specaugment,mixup", "--multi-label", "--epochs", "4"))
+    meta = _meta(tmp_path / "m")
+    assert meta["strategy"]["phases"] == ["frozen through the base"]
+    assert meta["output"]["activation"] == "sigmoid"
+    model, _ = export.load(str(tmp_path / "m"))
+    scores = model.predict(np.zeros((3, 15600), np.float32), verbose=0)
+    assert scores.shape == (3, 2) and not np.allclose(scores.sum(axis=1), 1.0)
+
+
+def test_serving_model_runs_the_prepare_frontend_in_graph(prepared, tmp_path):
+    """Train/serve parity: the pipeline's log-mel and the model's internal one agree."""
+    train.main(train_args(prepared, tmp_path / "m", tmp_path / "cache", "--strategy", "frozen"))
+    model, meta = export.load(str(tmp_path / "m"))
+    config = export.feature_config(meta)
+    rng = np.random.default_rng(0)
+    t = np.arange(int(3.5 * config.sample_rate_hz)) / config.sample_rate_hz
+    wave = (0.3 * np.sin(2 * np.pi * 440 * t) + 0.05 * rng.normal(size=t.size)).astype(np.float32)
+    pipeline_patches, _, _ = Frontend(config).patches(wave)
+    windows = export.windows(wave, config)
+    in_model = keras.Model(model.input, model.get_layer("log_mel").output)
+    served = in_model.predict(windows, verbose=0)
+    assert served.shape == pipeline_patches.shape == (3, 96, 64)
+    assert np.abs(served - pipeline_patches).max() < 1e-4
+    # and the end-to-end scores from waveform equal those of the log-mel path
+    np.testing.assert_allclose(model.predict(windows, verbose=0),
+                               export.log_mel_model(model).predict(pipeline_patches, verbose=0),
+                               atol=1e-4)
+
+
+def test_model_json_describes_the_model(prepared, tmp_path):
+    train.main(train_args(prepared, tmp_path / "m", tmp_path / "cache"))
+    meta = _meta(tmp_path / "m")
+    for key in ("labels", "feature_config", "thresholds", "base", "weights", "strategy",
+                "training", "metrics", "input"):
+        assert key in meta
+    assert meta["strategy"] == {**meta["strategy"], "requested": "auto", "used": "frozen"}
+    assert set(meta["thresholds"]) == set(meta["labels"]) == {"class_0", "class_1"}
+    assert meta["weights"]["source"] == "none" and meta["weights"]["fingerprint"]
+    assert meta["training"]["data_hash"] and meta["input"]["shape"] == [None, 15600]
+    assert sorted(os.listdir(tmp_path / "m")) == ["history.json", "model.json", "model.keras"]
+
+
+def test_head_standardizes_tiny_features_and_ignores_dead_ones():
+    from model.head import HeadConfig, build_head, feature_moments
+    rng = np.random.default_rng(0)
+    feats = (rng.normal(size=(64, 6)) * 1e-4).astype(np.float32)   # random-base scale
+    feats[:, 5] = 0.0                                               # dead on training data
+    mean, var = feature_moments(feats)
+    assert var[5] > 0 and np.allclose(var[:5], feats[:, :5].var(0), rtol=1e-4)
+    head = build_head(6, HeadConfig(2, dropout_rate=0.0), feats)
+    norm = keras.Model(head.input, head.get_layer("standardize").output)
+    out = norm.predict(np.concatenate([feats[:4], feats[:4] + 1e-6 * np.eye(6)[5]]), verbose=0)
+    assert 0.3 < out[:, :5].std() < 3.0          # tiny features brought to unit scale
+    assert np.abs(out[:, 5]).max() < 1.0         # a dead feature stays small
+
+
+def test_model_package_never_imports_beam():
+    """Training runs where Beam is absent: nothing under model/ may pull it in."""
+    import subprocess
+    import sys
+    code = ("import sys; import model.train, model.evaluate, model.export, model.bottleneck, "
+            "model.data, model.bases, model.head, model.adapter; "
+            "assert 'apache_beam' not in sys.modules, 'apache_beam imported'")
+    subprocess.run([sys.executable, "-c", code], check=True,
+                   cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -92,12 +92,18 @@ def read_split(prepared: Prepared, split: str, required: bool = True) -> SplitAr
     def cat(k, empty):
         return np.concatenate(cols[k]) if cols[k] else empty
     patches = cat(rep, np.zeros((0,) + config.patch_shape, np.float32))
+    keys = cat("recording_key", np.zeros(0, object)).astype(str)
+    starts = cat("start_s", np.zeros(0, np.float32))
+    # Beam writes shards in whatever order its bundles ran: sort by (recording, start) so
+    # the same data always trains the same model, however prepare happened to run.
+    order = np.lexsort((starts, keys))
+    patches = patches[order]
     return SplitArrays(
         None if config.is_waveform else patches,
-        cat("label", np.zeros(0, np.int64)),
-        cat("recording_key", np.zeros(0, object)).astype(str),
-        cat("source", np.zeros(0, object)).astype(str),
-        cat("start_s", np.zeros(0, np.float32)),
+        cat("label", np.zeros(0, np.int64))[order],
+        keys[order],
+        cat("source", np.zeros(0, object)).astype(str)[order],
+        starts[order],
         patches if config.is_waveform else None)
 
 

@@ -32,6 +32,46 @@ def match(pattern: str) -> list:
     return sorted(m.path for m in result.metadata_list)
 
 
+class _FullReads:
+    """A seekable stream whose read(n) returns n bytes unless at the end: object-store
+    streams may return short reads, which libsndfile would take for the end of the file."""
+
+    def __init__(self, f):
+        self._f = f
+
+    def read(self, n=-1):
+        if n is None or n < 0:
+            return self._f.read()
+        parts, got = [], 0
+        while got < n:
+            part = self._f.read(n - got)
+            if not part:
+                break
+            parts.append(part)
+            got += len(part)
+        return b"".join(parts)
+
+    def seek(self, offset, whence=0):
+        return self._f.seek(offset, whence)
+
+    def tell(self):
+        return self._f.tell()
+
+    def close(self):
+        self._f.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def open_seekable(path: str):
+    """Open a file (local or gs://) for random-access reads by audio decoders."""
+    return _FullReads(FileSystems.open(path, compression_type="uncompressed"))
+
+
 def read_bytes(path: str) -> bytes:
     with FileSystems.open(path, compression_type="uncompressed") as f:
         return f.read()

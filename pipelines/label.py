@@ -135,7 +135,7 @@ class PlanChunks(beam.DoFn):
             yield _dead(rec.path, rec.key, "read", "unsupported_extension", ext or "no extension")
             return
         try:
-            with fs.FileSystems.open(rec.path, compression_type="uncompressed") as f:
+            with fs.open_seekable(rec.path) as f:
                 if f.read(1) == b"":
                     raise AudioError("empty_file", "0 bytes")
                 f.seek(0)
@@ -164,7 +164,7 @@ class ReadWindows(beam.DoFn):
         key, chunk, info = element
         c = self._config
         try:
-            with fs.FileSystems.open(chunk.path, compression_type="uncompressed") as f:
+            with fs.open_seekable(chunk.path) as f:
                 windows = read_chunk_windows(f, info, chunk, c.sample_rate_hz, c.patch_samples,
                                              c.patch_hop_samples, c.resample_quality)
         except Exception as e:

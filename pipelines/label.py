@@ -71,15 +71,21 @@ def build_arg_parser() -> argparse.ArgumentParser:
 
 
 def local_model_dir(model_dir: str) -> str:
-    """A local copy of a gs:// model dir (cached by URI), or the local path itself."""
+    """A local copy of a gs:// model dir, or the local path itself. The copy is cached by
+    URI *and* the content of model.json plus each file's size and update time, so a model
+    re-trained into the same URI is fetched again, never served stale."""
     if not fs.is_gcs(model_dir):
         return model_dir
-    cache = os.path.join(tempfile.gettempdir(), "earmark-models",
-                         hashlib.sha256(model_dir.encode()).hexdigest()[:16])
+    from model import export
+    meta_bytes = fs.read_bytes(fs.join(model_dir, "model.json"))
+    names = export.model_files(json.loads(meta_bytes))[::-1]
+    key = hashlib.sha256(model_dir.encode() + meta_bytes)
+    for name in names:
+        for m in fs.FileSystems.match([fs.join(model_dir, name)])[0].metadata_list:
+            key.update(f"{name}:{m.size_in_bytes}:{m.last_updated_in_seconds}".encode())
+    cache = os.path.join(tempfile.gettempdir(), "earmark-models", key.hexdigest()[:16])
     if not os.path.exists(os.path.join(cache, "model.json")):
-        from model import export
         os.makedirs(cache, exist_ok=True)
-        names = export.model_files(fs.read_json(fs.join(model_dir, "model.json")))[::-1]
         for name in names:  # model.json last: it marks the copy complete
             with open(os.path.join(cache, name + ".part"), "wb") as f:
                 f.write(fs.read_bytes(fs.join(model_dir, name)))

@@ -38,8 +38,8 @@ def snore_model(tmp_path_factory):
                                                                      lambda i: not i % HELD_OUT_EVERY)):
         with open(root / name, "w", newline="") as f:
             w = csv.writer(f)
-            w.writerow(["path", "label"])
-            w.writerows([os.path.join(snoring, r["path"]), r["label"]]
+            w.writerow(["path", "label", "group"])  # group: the same split wherever shared/ is
+            w.writerows([os.path.join(snoring, r["path"]), r["label"], r["path"]]
                         for i, r in enumerate(rows) if keep(i))
     from model import train
     from pipelines import prepare

@@ -11,6 +11,25 @@ def is_gcs(path: str) -> bool:
     return path.startswith("gs://")
 
 
+def absolute(path: str) -> str:
+    """A gs:// URI as it is; a local path made absolute (Beam workers have other cwds)."""
+    import os
+    return path if is_gcs(path) else os.path.abspath(path)
+
+
+def pipeline_options(beam_args, save_main_session: bool):
+    """Beam options from the flags the app did not parse; DirectRunner unless told, and the
+    same options for the launcher's own file access (gs:// credentials, --no_auth)."""
+    from apache_beam.options.pipeline_options import (PipelineOptions, SetupOptions,
+                                                      StandardOptions)
+    options = PipelineOptions(beam_args)
+    options.view_as(SetupOptions).save_main_session = save_main_session
+    standard = options.view_as(StandardOptions)
+    standard.runner = standard.runner or "DirectRunner"
+    FileSystems.set_options(options)
+    return options
+
+
 def join(base: str, *parts: str) -> str:
     return FileSystems.join(base, *parts)
 

@@ -21,7 +21,6 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.io import fileio
 from apache_beam.ml.inference.base import KeyedModelHandler, ModelHandler, PredictionResult, RunInference
-from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions, StandardOptions
 
 from model.errors import UserError
 from model.features import FeatureConfig
@@ -340,7 +339,7 @@ def _model_meta(model_dir: str) -> dict:
 def _list_source(args, with_versions=False):
     """→ (source for build_pipeline, files matched, {key: version} or None)."""
     if args.manifest:
-        manifest = args.manifest if fs.is_gcs(args.manifest) else os.path.abspath(args.manifest)
+        manifest = fs.absolute(args.manifest)
         recs = corpus.read_manifest(manifest, require_label=False)
         versions = None
         if with_versions:
@@ -350,7 +349,7 @@ def _list_source(args, with_versions=False):
                 versions[r.key] = ledger.version(found[0].size_in_bytes,
                                                  found[0].last_updated_in_seconds) if found else "missing"
         return recs, len(recs), versions
-    input_path = args.input if fs.is_gcs(args.input) else os.path.abspath(args.input)
+    input_path = fs.absolute(args.input)
     paths, pattern, root = corpus.list_audio(input_path)
     if not with_versions:
         return (pattern, root), len(paths), None
@@ -363,17 +362,13 @@ def _list_source(args, with_versions=False):
 
 def run(argv=None, save_main_session=True, test_pipeline=None):
     args, beam_args = build_arg_parser().parse_known_args(argv)
-    options = PipelineOptions(beam_args)
-    options.view_as(SetupOptions).save_main_session = save_main_session
-    standard = options.view_as(StandardOptions)
-    standard.runner = standard.runner or "DirectRunner"
-    fs.FileSystems.set_options(options)
+    options = fs.pipeline_options(beam_args, save_main_session)
     formats = [f.strip() for f in args.formats.split(",") if f.strip()]
     unknown = set(formats) - set(label_formats.FORMATS)
     if unknown:
         raise UserError(f"--formats: unknown {sorted(unknown)}; choose from {','.join(label_formats.FORMATS)}")
 
-    model_dir = args.model if fs.is_gcs(args.model) else os.path.abspath(args.model)
+    model_dir = fs.absolute(args.model)
     meta = _model_meta(model_dir)
     from model import export
     # the model's own windows (rate, length: its FeatureConfig) and default hop
@@ -385,7 +380,7 @@ def run(argv=None, save_main_session=True, test_pipeline=None):
     params = SegmentParams(hop_s=config.patch_hop_seconds, window_s=config.patch_samples / config.sample_rate_hz,
                            smoothing_windows=args.smoothing, min_duration_s=args.min_duration,
                            max_gap_s=args.max_gap)
-    output = args.output if fs.is_gcs(args.output) else os.path.abspath(args.output)
+    output = fs.absolute(args.output)
     source, files_matched, versions = _list_source(args, with_versions=args.incremental)
     model_id = meta["model_id"]
     log.info("label: %d files matched; model %s (%s)", files_matched, model_id, ", ".join(labels))
@@ -454,7 +449,7 @@ def main(argv=None) -> dict:
     args, _ = build_arg_parser().parse_known_args(argv)
     if run(argv) is None:
         return {}
-    output = args.output if fs.is_gcs(args.output) else os.path.abspath(args.output)
+    output = fs.absolute(args.output)
     stats = fs.read_json(fs.join(output, RUN_FILE))
     print(f"files: {stats['files_matched']} matched, {stats['files_labeled']} labeled, "
           f"{stats['files_failed']} failed {stats['failures_by_reason'] or ''}".rstrip())

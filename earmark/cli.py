@@ -14,7 +14,8 @@ COMMANDS = {
     "label": "a trained model over a corpus → labeled time segments (Beam)",
     "train": "prepared patches → transfer-learned classifier (model.keras + model.json)",
     "evaluate": "score a trained model on prepared data or labeled clips (JSON + plots)",
-    "demo": "run earmark offline on a generated corpus (prepare, for now)",
+    "report": "a self-contained HTML report of a labeling run and/or a trained model",
+    "demo": "the whole product offline in ~1 minute: generate, prepare, train, label, report",
 }
 
 
@@ -33,6 +34,11 @@ def _demo(argv):
     demo.main(argv)
 
 
+def _report(argv):
+    from earmark import report
+    report.main(argv)
+
+
 def _train(argv):
     from model import train
     train.main(argv)
@@ -44,7 +50,19 @@ def _evaluate(argv):
 
 
 HANDLERS = {"prepare": _prepare, "label": _label, "demo": _demo, "train": _train,
-            "evaluate": _evaluate}
+            "evaluate": _evaluate, "report": _report}
+
+
+def _argparse_error_as_user_error(parser, message):
+    """argparse's own errors (unknown flag, bad choice, missing value) as one line with the
+    fix, like every other user error, instead of a usage block."""
+    from model.errors import UserError
+    raise UserError(f"{parser.prog}: {message} (see '{parser.prog} --help')")
+
+
+def _quiet_beam_root_records(record) -> bool:
+    """False for Beam's own below-error records that bypass its named loggers."""
+    return record.levelno >= logging.ERROR or "apache_beam" not in record.pathname
 
 
 def main(argv=None) -> int:
@@ -62,15 +80,33 @@ def main(argv=None) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         parser.print_help()
         return 0
-    args = parser.parse_args(argv[:1])
+    # the subcommands' parsers live in pipelines/ and model/; under this command their
+    # errors read like every other user error (restored on return: tests call main in-process)
+    default_error = argparse.ArgumentParser.error
+    argparse.ArgumentParser.error = _argparse_error_as_user_error
+    try:
+        return _run(parser, argv, verbose)
+    finally:
+        argparse.ArgumentParser.error = default_error
+
+
+def _run(parser, argv, verbose) -> int:
+    from model.errors import UserError
+    try:
+        args = parser.parse_args(argv[:1])
+    except UserError as e:
+        print(f"earmark: error: {e}", file=sys.stderr)
+        return 2
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
     for noisy in ("apache_beam", "absl", "tensorflow"):
         logging.getLogger(noisy).setLevel(logging.INFO if verbose else logging.WARNING)
+    if not verbose:  # Beam also logs through the root logger (resource notices, batch stats)
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(_quiet_beam_root_records)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1" if verbose else "3")
     if not verbose:  # google-api-core's Python-support notices are not the user's business
         warnings.filterwarnings("ignore", category=FutureWarning)
-    from model.errors import UserError
     try:
         HANDLERS[args.command](argv[1:])
     except UserError as e:

@@ -1,23 +1,41 @@
-"""`earmark demo`: the whole product on an embedded corpus, offline.
+"""`earmark demo`: the whole product on an embedded corpus, offline, in a few minutes.
 
-For now it generates a small labeled corpus deterministically (snore-like low rumbles
-with a breathing rhythm vs. other sounds: chirps, clicks, hiss, tones) and runs
-`earmark prepare` on it. Training and labeling join as those steps land.
+1. Generates a labeled corpus deterministically: snore-like rumbles, other sounds (chirps,
+   clicks, hiss, tones) and quiet room tone (`background`), mixed into room tone as real
+   recordings are.
+2. `earmark prepare` (Beam) → `earmark train` (frozen base, new head) → a generated
+   "night" recording with planted events → `earmark label` (Beam) → `earmark report`.
+3. Prints the segments found against the planted truth.
 """
 import argparse
+import csv
+import json
 import os
+import time
 
 import numpy as np
 import soundfile as sf
 
-LABELS = ("snore", "other")
+LABELS = ("snore", "other", "background")
+EVENT_LABELS = ("snore", "other")
+NIGHT_RATE_HZ = 16000
+IMAGENET_NOTOP_FILE = "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5"
+
+
+# ---------------------------------------------------------------- sounds
+
+def room_tone(rng, rate_hz, seconds, level=0.01):
+    """Quiet brown-ish noise, like a bedroom at night."""
+    n = int(seconds * rate_hz)
+    walk = np.cumsum(rng.standard_normal(n))
+    walk -= np.convolve(walk, np.ones(512) / 512, mode="same")  # drop the drift
+    return level * walk / (np.abs(walk).max() + 1e-9)
 
 
 def snore_like(rng, rate_hz, seconds):
     """Low-passed noise (~60-400 Hz) with a slow amplitude rhythm, like a snore."""
     n = int(seconds * rate_hz)
-    noise = rng.standard_normal(n)
-    spectrum = np.fft.rfft(noise)
+    spectrum = np.fft.rfft(rng.standard_normal(n))
     freqs = np.fft.rfftfreq(n, 1 / rate_hz)
     spectrum[(freqs < 60) | (freqs > 400)] = 0
     rumble = np.fft.irfft(spectrum, n)
@@ -47,34 +65,209 @@ def other_sound(rng, rate_hz, seconds):
     return 0.4 * out / (np.abs(out).max() + 1e-9)
 
 
+def sound(label, rng, rate_hz, seconds):
+    """One clip of `label` over room tone."""
+    tone = room_tone(rng, rate_hz, seconds)
+    if label == "background":
+        return tone * rng.uniform(0.5, 2.0)
+    make = snore_like if label == "snore" else other_sound
+    return make(rng, rate_hz, seconds) + tone
+
+
 def make_corpus(root: str, clips_per_label: int = 40, seed: int = 0) -> str:
-    """Write `root/<label>/<n>.{flac,wav}`; same seed, same bytes."""
+    """Write `root/<label>/<label>_NNN.{flac,wav}` at mixed rates; same seed, same bytes."""
     rng = np.random.default_rng(seed)
     for label in LABELS:
         os.makedirs(os.path.join(root, label), exist_ok=True)
         for i in range(clips_per_label):
             rate = int(rng.choice([16000, 22050, 44100, 48000]))
-            seconds = float(rng.uniform(1.0, 2.5))
-            make = snore_like if label == "snore" else other_sound
-            audio = make(rng, rate, seconds) + 0.01 * rng.standard_normal(int(seconds * rate))
+            seconds = float(rng.uniform(1.5, 4.0))
+            audio = sound(label, rng, rate, seconds)
             ext, subtype = (".flac", "PCM_16") if i % 2 else (".wav", "PCM_24")
             sf.write(os.path.join(root, label, f"{label}_{i:03d}{ext}"),
                      audio.astype(np.float32), rate, subtype=subtype)
     return root
 
 
-def main(argv=None):
+def make_night(path: str, truth_csv: str, seconds: float = 300.0, seed: int = 1) -> list:
+    """A long recording of room tone with snore and other events planted at known times;
+    → the truth as [(start_s, end_s, label)], also written to `truth_csv`."""
+    rng = np.random.default_rng(seed)
+    audio = room_tone(rng, NIGHT_RATE_HZ, seconds)
+    truth, t = [], float(rng.uniform(3, 6))
+    while True:
+        duration = float(rng.uniform(2.0, 4.0))
+        if t + duration > seconds - 2:
+            break
+        label = EVENT_LABELS[int(rng.random() < 0.4)]  # 60 % snores
+        start = int(t * NIGHT_RATE_HZ)
+        event = sound(label, rng, NIGHT_RATE_HZ, duration)
+        audio[start:start + len(event)] += event
+        truth.append((round(t, 3), round(t + duration, 3), label))
+        t += duration + float(rng.uniform(4.0, 10.0))
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    sf.write(path, audio.astype(np.float32), NIGHT_RATE_HZ, subtype="PCM_16")
+    with open(truth_csv, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["start_s", "end_s", "label"])
+        w.writerows(truth)
+    return truth
+
+
+# ---------------------------------------------------------------- base choice
+
+def choose_base(base: str, weights: str):
+    """→ (base, weights, why). `auto` picks what transfers best without a download."""
+    if base != "auto":
+        return base, weights, "as asked"
+    cached = os.path.join(os.path.expanduser("~"), ".keras", "models", IMAGENET_NOTOP_FILE)
+    if os.path.isfile(cached):
+        return "inception_v3", "imagenet", "ImageNet weights for InceptionV3 are in the Keras cache"
+    from model import musicnn
+    try:
+        musicnn.checkpoint_prefix("MSD")
+        return "musicnn", None, (
+            "ImageNet weights are not in the Keras cache and the demo does not download; "
+            "musicnn is pretrained on audio (Million Song Dataset) and ships inside its "
+            "wheel, so this is real transfer learning, offline")
+    except musicnn.MusicnnNotInstalled:
+        return "inception_v3", "none", (
+            "no pretrained weights available offline (ImageNet weights need a download, "
+            "musicnn is not installed): InceptionV3 with RANDOM weights, which is not "
+            "transfer learning; the demo's sounds are easy enough to separate anyway")
+
+
+# ---------------------------------------------------------------- scoring
+
+def read_segments(path: str) -> list:
+    with open(path, newline="") as f:
+        return [(float(r["start_s"]), float(r["end_s"]), r["label"], float(r["confidence"]))
+                for r in csv.DictReader(f)]
+
+
+def overlap_s(a, b) -> float:
+    return max(0.0, min(a[1], b[1]) - max(a[0], b[0]))
+
+
+def match_events(truth: list, segments: list) -> dict:
+    """Event-level scores per label: a planted event is found when a segment of its label
+    covers at least half of it; a segment is a false alarm when it overlaps no planted
+    event of its label."""
+    scores = {}
+    for label in EVENT_LABELS:
+        events = [e for e in truth if e[2] == label]
+        found = [e for e in segments if e[2] == label]
+        hits = sum(1 for e in events
+                   if sum(overlap_s(e, s) for s in found) >= 0.5 * (e[1] - e[0]))
+        false = sum(1 for s in found if not any(overlap_s(e, s) > 0 for e in events))
+        precision = (len(found) - false) / len(found) if found else 0.0
+        recall = hits / len(events) if events else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        scores[label] = {"planted": len(events), "found": hits, "segments": len(found),
+                         "false_alarms": false, "precision": round(precision, 3),
+                         "recall": round(recall, 3), "f1": round(f1, 3)}
+    return scores
+
+
+def timeline_rows(truth: list, segments: list) -> list:
+    """Each planted event beside the segments of its label that overlap it."""
+    rows = []
+    for start, end, label in truth:
+        hits = [s for s in segments if s[2] == label and overlap_s((start, end), s) > 0]
+        got = ", ".join(f"{s[0]:.1f}-{s[1]:.1f} s ({s[3]:.2f})" for s in hits) or "MISSED"
+        rows.append(f"  {start:7.1f}-{end:6.1f} s  {label:<6}  {got}")
+    return rows
+
+
+# ---------------------------------------------------------------- the demo
+
+def build_arg_parser():
     p = argparse.ArgumentParser(
         prog="earmark demo",
-        description="Run earmark end to end on a small generated corpus, offline.",
-        epilog="example:\n  earmark demo --output /tmp/earmark-demo",
+        description="Run earmark end to end, offline: generate a labeled corpus, prepare it "
+                    "(Beam), train a classifier on a frozen pretrained base, label a generated "
+                    "night recording (Beam), score the segments against the planted truth, "
+                    "and write an HTML report.",
+        epilog="examples:\n"
+               "  earmark demo\n"
+               "  earmark demo --output /tmp/earmark-demo --night-seconds 600\n"
+               "  earmark demo --base inception_v3 --weights imagenet   # downloads ImageNet weights",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--output", default="earmark-demo", help="folder for everything the demo writes")
-    p.add_argument("--clips-per-label", type=int, default=40)
-    args, beam_args = p.parse_known_args(argv)
-    corpus = make_corpus(os.path.join(args.output, "corpus"), args.clips_per_label)
-    print(f"demo: generated {2 * args.clips_per_label} clips in {corpus}")
-    from pipelines import prepare
-    prepared = os.path.join(args.output, "prepared")
-    prepare.main(["--input", corpus, "--output", prepared] + beam_args)
-    print(f"demo: prepared TFRecords, features.json and stats.json are in {prepared}")
+    p.add_argument("--output", default="earmark-demo", help="folder for everything the demo writes "
+                   "(default ./earmark-demo)")
+    p.add_argument("--clips-per-label", type=int, default=40, help="training clips per label (default 40)")
+    p.add_argument("--night-seconds", type=float, default=300.0,
+                   help="length of the generated recording to label (default 300)")
+    p.add_argument("--base", default="auto",
+                   help="auto (default: ImageNet InceptionV3 if cached, else musicnn, else a "
+                        "random InceptionV3), or any base 'earmark train' knows")
+    p.add_argument("--weights", default=None, help="passed to 'earmark train' with --base")
+    return p
+
+
+def _step(name, started):
+    print(f"demo: {name} done in {time.monotonic() - started:.1f} s", flush=True)
+    return time.monotonic()
+
+
+def main(argv=None) -> dict:
+    args, beam_args = build_arg_parser().parse_known_args(argv)
+    from model import train
+    from pipelines import label, prepare
+    from earmark import report
+
+    out = os.path.abspath(args.output)
+    base, weights, why = choose_base(args.base, args.weights)
+    print(f"demo: base {base}" + (f", weights {weights}" if weights else "") + f": {why}", flush=True)
+    t0 = started = time.monotonic()
+    corpus = make_corpus(os.path.join(out, "corpus"), args.clips_per_label)
+    night = os.path.join(out, "night", "night.flac")
+    truth_csv = os.path.join(out, "truth.csv")  # not beside the night: label reads that folder
+    truth = make_night(night, truth_csv, args.night_seconds)
+    print(f"demo: generated {len(LABELS) * args.clips_per_label} clips ({', '.join(LABELS)}) in "
+          f"{corpus}, and a {args.night_seconds / 60:.0f}-minute recording with "
+          f"{len(truth)} planted events in {os.path.dirname(night)}", flush=True)
+
+    prepared, model_dir = os.path.join(out, "prepared"), os.path.join(out, "model")
+    prepare.main(["--input", corpus, "--output", prepared, "--base", base] + beam_args)
+    t0 = _step("prepare", t0)
+    meta = train.main(["--data", prepared, "--model-dir", model_dir, "--base", base, "--quiet",
+                       "--cache-dir", os.path.join(out, "cache")]
+                      + (["--weights", weights] if weights else []))
+    val = meta["metrics"]["validation"]
+    print(f"demo: trained a {meta['strategy']['used']} {base} base + new head on "
+          f"{meta['training']['examples']['train']} patches; validation accuracy "
+          f"{val.get('accuracy', float('nan')):.3f} on {val.get('examples', 0)} clips", flush=True)
+    t0 = _step("train", t0)
+    labels_dir = os.path.join(out, "labels")
+    label.main(["--model", model_dir, "--input", os.path.dirname(night), "--output", labels_dir,
+                "--formats", "csv,raven,audacity,jsonl", "--scores",
+                "--smoothing", "3", "--max-gap", "1.0"]
+               + beam_args)
+    t0 = _step("label", t0)
+    html = os.path.join(out, "report.html")
+    report.main(["--run", labels_dir, "--model", model_dir, "--output", html])
+    _step("report", t0)
+
+    segments = [s for s in read_segments(os.path.join(labels_dir, "segments.csv"))
+                if s[2] in EVENT_LABELS]
+    scores = match_events(truth, segments)
+    print("\nplanted event             segments found (confidence)")
+    print("\n".join(timeline_rows(truth, segments)))
+    print(f"\n{'label':<7} {'planted':>7} {'found':>6} {'false alarms':>13} {'precision':>10} "
+          f"{'recall':>7} {'F1':>6}")
+    for name, s in scores.items():
+        print(f"{name:<7} {s['planted']:>7} {s['found']:>6} {s['false_alarms']:>13} "
+              f"{s['precision']:>10.3f} {s['recall']:>7.3f} {s['f1']:>6.3f}")
+    print(f"\ndemo: finished in {time.monotonic() - started:.0f} s. Outputs:\n"
+          f"  model      {model_dir}\n"
+          f"  segments   {os.path.join(labels_dir, 'segments.csv')} (+ raven/, audacity/, "
+          "segments.jsonl, scores/)\n"
+          f"  truth      {truth_csv}\n"
+          f"  report     {html}")
+    summary = {"base": base, "weights": weights, "why": why, "planted": len(truth),
+               "scores": scores, "report": html, "segments_csv": os.path.join(labels_dir, "segments.csv"),
+               "wall_s": round(time.monotonic() - started, 1)}
+    with open(os.path.join(out, "demo.json"), "w") as f:
+        json.dump(summary, f, indent=2)
+    return summary

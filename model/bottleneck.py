@@ -20,10 +20,11 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from model import bases
+from model import bases, progress
 from model.adapter import SpectrogramToImage
 
 META_FILE = "meta.json"
+PROGRESS_STEP = 512  # patches per model call between progress lines
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,11 +84,21 @@ def is_complete(directory: str) -> bool:
     return os.path.exists(os.path.join(directory, META_FILE))
 
 
-def embed(embedder, log_mels: np.ndarray, batch_size: int = 64) -> np.ndarray:
+def embed(embedder, log_mels: np.ndarray, batch_size: int = 64, name: str = "bottlenecks") -> np.ndarray:
     """Pooled features of every patch, in order, float32 [n, features]."""
     if len(log_mels) == 0:
         return np.zeros((0, embedder.output_shape[-1]), np.float32)
-    return np.asarray(embedder.predict(log_mels, batch_size=batch_size, verbose=0), np.float32)
+    return _in_steps(lambda x: embedder.predict(x, batch_size=batch_size, verbose=0), log_mels, name)
+
+
+def _in_steps(fn, inputs: np.ndarray, name: str) -> np.ndarray:
+    """`fn` over `inputs` in steps of PROGRESS_STEP rows, logging progress with an ETA."""
+    meter = progress.Progress(name, "patches", total=len(inputs))
+    parts = []
+    for i in range(0, len(inputs), PROGRESS_STEP):
+        parts.append(np.asarray(fn(inputs[i:i + PROGRESS_STEP]), np.float32))
+        meter.update(len(parts[-1]))
+    return np.concatenate(parts)
 
 
 def feature_example(features: np.ndarray, label: int, recording_key: str) -> bytes:
@@ -147,10 +158,10 @@ def load_or_compute(directory: str, embedder, splits: dict, meta: dict, batch_si
     for name, arrays in splits.items():
         t0 = time.monotonic()
         if arrays.waveform is not None:
-            feats = embedder.embed(arrays.waveform) if len(arrays) else \
-                np.zeros((0, embedder.spec.embedding_dim), np.float32)
+            feats = _in_steps(embedder.embed, arrays.waveform, f"bottlenecks {name}") if len(arrays) \
+                else np.zeros((0, embedder.spec.embedding_dim), np.float32)
         else:
-            feats = embed(embedder, arrays.log_mel, batch_size)
+            feats = embed(embedder, arrays.log_mel, batch_size, f"bottlenecks {name}")
         secs = time.monotonic() - t0
         log(f"bottlenecks {name}: {len(feats)} patches in {secs:.1f} s "
             f"({len(feats) / max(secs, 1e-9):.0f} patches/s)")

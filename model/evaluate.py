@@ -228,9 +228,13 @@ def evaluate(args) -> dict:
         prepared = data.open_prepared(args.data)
         check_labels(names, prepared.labels, f"--data {args.data}")
         if prepared.feature_config.hash() != config.hash():
+            base = meta.get("base", {})
+            hint = (f"earmark prepare --base {base['name']}" if base.get("kind") == "embedding"
+                    else "earmark prepare with the model's feature settings")
             raise UserError(f"--data {args.data} was prepared with another FeatureConfig "
                             f"({prepared.feature_config.hash()}) than the model "
-                            f"({config.hash()}); re-run prepare with the model's settings")
+                            f"({config.hash()}); re-run {hint} (the model's feature_config "
+                            "is in its model.json)")
         split = data.read_split(prepared, args.split)
         if config.is_waveform:  # embedding base: the serving model on the windows
             patch_probs = np.asarray(model.predict(split.waveform, batch_size=args.batch_size,

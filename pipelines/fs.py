@@ -113,3 +113,36 @@ def makedirs(path: str) -> None:
     """Create a local directory (a no-op on object stores, which have none)."""
     if not is_gcs(path):
         FileSystems.mkdirs(path) if not FileSystems.exists(path) else None
+
+
+def single_process(options) -> bool:
+    """True when the whole pipeline runs in this process (DirectRunner, not multi-process),
+    so one process's progress is the run's progress."""
+    from apache_beam.options.pipeline_options import DirectOptions, StandardOptions
+    runner = options.view_as(StandardOptions).runner or "DirectRunner"
+    mode = options.view_as(DirectOptions).direct_running_mode
+    return runner in ("DirectRunner", "direct") and mode != "multi_processing"
+
+
+def check_beam_flags(beam_args, prog: str) -> None:
+    """Flags the app did not take go to Beam, which would drop unknown ones with a warning:
+    a typo (`--treshold`) is a user error here, not a silently ignored setting."""
+    from apache_beam.options.pipeline_options import PipelineOptions, _BeamArgumentParser
+    from model.errors import UserError
+    parser = _BeamArgumentParser(allow_abbrev=False)
+    for cls in {str(c): c for c in PipelineOptions.__subclasses__()}.values():
+        cls._add_argparse_args(parser)  # as PipelineOptions.get_all_options does
+    _, unknown = parser.parse_known_args(list(beam_args))
+    flags = [a.split("=", 1)[0] for a in unknown if a.startswith("-")]
+    if flags:
+        raise UserError(f"{prog}: unknown flag {', '.join(flags)}: neither an earmark flag nor "
+                        f"an Apache Beam option (see '{prog} --help')")
+
+
+def builds_template(options) -> bool:
+    """True when the run only writes a Dataflow template (`--template_location`): nothing
+    executes, so there are no outputs to wait for or read back."""
+    from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions
+    if isinstance(options, (list, tuple)):
+        options = PipelineOptions(list(options))
+    return bool(options.view_as(GoogleCloudOptions).template_location)

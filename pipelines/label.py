@@ -10,22 +10,25 @@ label tracks (`audacity/`), `segments.jsonl`, optional per-window `scores/`, `ru
 and `dead_letter.jsonl`.
 """
 import argparse
+import dataclasses
 import hashlib
 import json
 import logging
 import os
 import tempfile
 import time
+import uuid
 
 import apache_beam as beam
 import numpy as np
 from apache_beam.io import fileio
 from apache_beam.ml.inference.base import KeyedModelHandler, ModelHandler, PredictionResult, RunInference
 
+from model import progress
 from model.errors import UserError
 from model.features import FeatureConfig
 from pipelines import corpus, fs, label_formats, ledger
-from pipelines.chunks import Chunk, FileInfo, file_info, plan_chunks, read_chunk_windows
+from pipelines.chunks import FileInfo, file_info, plan_chunks, read_chunk_windows
 from pipelines.segments import Segment, SegmentParams, to_segments
 
 log = logging.getLogger("earmark.label")
@@ -97,9 +100,10 @@ class WaveformModelHandler(ModelHandler):
     """Runs an exported earmark model (`model.export.Predictor`: image CNN, musicnn or
     BirdNET alike) on batches of waveform windows; one model per process."""
 
-    def __init__(self, model_dir: str, batch_size: int):
+    def __init__(self, model_dir: str, batch_size: int, run_id: str = ""):
         self._model_dir = model_dir
         self._batch_size = batch_size
+        self._run_id = run_id or uuid.uuid4().hex
 
     def load_model(self):
         from model import export
@@ -107,6 +111,7 @@ class WaveformModelHandler(ModelHandler):
 
     def run_inference(self, batch, model, inference_args=None):
         scores = model.predict(np.stack(batch))
+        progress.tracker(self._run_id, "label", "windows").update(len(batch))
         return [PredictionResult(None, s) for s in np.asarray(scores)]
 
     def batch_elements_kwargs(self):
@@ -126,8 +131,11 @@ def _dead(path, key, stage, reason, detail=""):
 class PlanChunks(beam.DoFn):
     """Recording → its chunks (from the header alone) and its FileInfo."""
 
-    def __init__(self, config_json: str, windows_per_chunk: int):
+    def __init__(self, config_json: str, windows_per_chunk: int, run_id: str = "",
+                 count_total: bool = False):
         self._config_json, self._windows_per_chunk = config_json, windows_per_chunk
+        # the progress total (for an ETA) only where planning and inference share a process
+        self._run_id, self._count_total = run_id, count_total
 
     def setup(self):
         self._config = FeatureConfig.from_dict(json.loads(self._config_json))
@@ -152,6 +160,8 @@ class PlanChunks(beam.DoFn):
             yield _dead(rec.path, rec.key, "read", "read_error", f"{type(e).__name__}: {e}"[:300])
             return
         yield beam.pvalue.TaggedOutput("info", (rec.key, info))
+        if self._count_total:
+            progress.tracker(self._run_id, "label", "windows").add_total(info.num_windows)
         for chunk in plan_chunks(info, self._windows_per_chunk):
             yield rec.key, chunk, info
 
@@ -270,12 +280,14 @@ def _write_counts(_, results, dead, output):
 
 
 def build_pipeline(p, source, output, model_dir, meta, config, params, thresholds, formats,
-                   keep_scores, chunk_seconds, batch_size, tables_dir=None):
+                   keep_scores, chunk_seconds, batch_size, tables_dir=None, finish=None):
     """Wire the label transforms onto `p`. Per-recording files go under `output`; the
-    tables, counts and dead letter under `tables_dir` (default: `output`)."""
+    tables, counts and dead letter under `tables_dir` (default: `output`). `finish` (a
+    `FinishRun`) runs last, once every table is written."""
     tables_dir = tables_dir or output
     labels = meta["labels"]
     model_id = meta["model_id"]
+    run_id = uuid.uuid4().hex  # one progress tracker per run and process
     if isinstance(source, tuple):
         pattern, root = source
         recordings = (p | "MatchFiles" >> fileio.MatchFiles(pattern)
@@ -286,14 +298,15 @@ def build_pipeline(p, source, output, model_dir, meta, config, params, threshold
     windows_per_chunk = max(1, int(round(chunk_seconds / config.patch_hop_seconds)))
     planned = (recordings
                | "ReshuffleFiles" >> beam.Reshuffle()
-               | "PlanChunks" >> beam.ParDo(PlanChunks(config.to_json(), windows_per_chunk))
+               | "PlanChunks" >> beam.ParDo(PlanChunks(config.to_json(), windows_per_chunk, run_id,
+                                                      fs.single_process(p.options)))
                .with_outputs("info", DEAD_LETTER, main="chunks"))
     read = (planned.chunks
             | "ReshuffleChunks" >> beam.Reshuffle()
             | "ReadWindows" >> beam.ParDo(ReadWindows(config.to_json()))
             .with_outputs("chunk_failed", main="windows"))
     inferred, other = (read.windows | "RunInference" >> RunInference(
-        KeyedModelHandler(WaveformModelHandler(model_dir, batch_size))).with_exception_handling())
+        KeyedModelHandler(WaveformModelHandler(model_dir, batch_size, run_id))).with_exception_handling())
     scores = inferred | "FileKey" >> beam.MapTuple(
         lambda key, result: (key[0], (key[1], np.asarray(result.inference, np.float32))))
     failed_inference = other.failed_inferences | "FailedBatchFiles" >> beam.FlatMap(
@@ -311,14 +324,18 @@ def build_pipeline(p, source, output, model_dir, meta, config, params, threshold
         _write_per_file, output, formats, config.mel_min_hz, config.mel_max_hz, model_id)
     summaries = labeled | "DropScores" >> beam.Map(lambda r: {**r, "scores": None})
     trigger = p | "Once" >> beam.Create([None])
-    _ = trigger | "WriteTables" >> beam.Map(_write_tables, beam.pvalue.AsList(summaries),
-                                            tables_dir, formats, model_id)
-    _ = trigger | "WriteCounts" >> beam.Map(_write_counts, beam.pvalue.AsList(summaries),
-                                            beam.pvalue.AsList(dead), tables_dir)
-    _ = (dead | "DeadLetterJson" >> beam.Map(lambda d: json.dumps(d, sort_keys=True))
-         | "WriteDeadLetter" >> beam.io.WriteToText(
-             fs.join(tables_dir, "dead_letter"), file_name_suffix=".jsonl", num_shards=1,
-             shard_name_template=""))
+    tables = trigger | "WriteTables" >> beam.Map(_write_tables, beam.pvalue.AsList(summaries),
+                                                 tables_dir, formats, model_id)
+    counts = trigger | "WriteCounts" >> beam.Map(_write_counts, beam.pvalue.AsList(summaries),
+                                                 beam.pvalue.AsList(dead), tables_dir)
+    dead_written = (dead | "DeadLetterJson" >> beam.Map(lambda d: json.dumps(d, sort_keys=True))
+                    | "WriteDeadLetter" >> beam.io.WriteToText(
+                        fs.join(tables_dir, "dead_letter"), file_name_suffix=".jsonl", num_shards=1,
+                        shard_name_template=""))
+    if finish is not None:  # side inputs: it waits for every write above
+        _ = trigger | "FinishRun" >> beam.Map(finish, beam.pvalue.AsList(tables),
+                                              beam.pvalue.AsList(counts),
+                                              beam.pvalue.AsList(dead_written))
 
 
 def _model_meta(model_dir: str) -> dict:
@@ -362,6 +379,7 @@ def _list_source(args, with_versions=False):
 
 def run(argv=None, save_main_session=True, test_pipeline=None):
     args, beam_args = build_arg_parser().parse_known_args(argv)
+    fs.check_beam_flags(beam_args, "earmark label")
     options = fs.pipeline_options(beam_args, save_main_session)
     formats = [f.strip() for f in args.formats.split(",") if f.strip()]
     unknown = set(formats) - set(label_formats.FORMATS)
@@ -399,30 +417,53 @@ def run(argv=None, save_main_session=True, test_pipeline=None):
         tables_dir = fs.join(output, ledger.RUNS_DIR, run_id)
         fs.makedirs(tables_dir)
         log.info("label: incremental run %s: %d new or changed of %d files", run_id, len(todo), files_matched)
-    started = time.time()
-    p = test_pipeline or beam.Pipeline(options=options)
-    build_pipeline(p, source, output, model_dir, meta, config, params, thresholds, formats,
-                   args.scores, args.chunk_seconds, args.batch_size, tables_dir)
-    result = p.run()
-    result.wait_until_finish()
-    wall_s = time.time() - started
-    counts = fs.read_json(fs.join(tables_dir, RUN_FILE))
-    hours = counts["audio_hours"]
     summary = {
         "model_id": model_id, "model": args.model,
         "feature_config_hash": config.hash(), "labels": labels,
         "thresholds": dict(zip(labels, thresholds)),
         "hop_s": config.patch_hop_seconds, "formats": formats,
-        "files_matched": files_matched, **counts,
-        "wall_s": round(wall_s, 2),
-        "audio_hours_per_wall_hour": round(hours * 3600 / wall_s, 1) if wall_s > 0 else None,
+        "input": fs.absolute(args.input) if args.input else None,
+        "manifest": fs.absolute(args.manifest) if args.manifest else None,
+        "files_matched": files_matched,
     }
+    incremental = None
     if args.incremental:
-        summary.update(run_id=run_id, files_new_or_changed=len(todo))
-        fs.write_json(fs.join(tables_dir, RUN_FILE), summary)
-        _update_ledger(output, tables_dir, run_id, entries, versions, todo, model_id, formats)
-    fs.write_json(fs.join(output, RUN_FILE), summary)
+        incremental = {"run_id": run_id, "versions": {k: versions[k] for k in todo},
+                       "todo": sorted(todo), "model_id": model_id, "formats": formats}
+    finish = FinishRun(output, tables_dir, summary, time.time(), incremental)
+    p = test_pipeline or beam.Pipeline(options=options)
+    build_pipeline(p, source, output, model_dir, meta, config, params, thresholds, formats,
+                   args.scores, args.chunk_seconds, args.batch_size, tables_dir, finish)
+    result = p.run()
+    if not fs.builds_template(options):
+        result.wait_until_finish()
     return result
+
+
+@dataclasses.dataclass
+class FinishRun:
+    """The run's last step, inside the pipeline, so a job finishes its own run however it
+    was launched (a flex template's launcher does not wait): `run.json` with the counts and
+    wall time and, with --incremental, the ledger and the combined tables."""
+    output: str
+    tables_dir: str
+    summary: dict          # what the launcher knew: model, thresholds, files matched
+    started_unix_s: float
+    incremental: dict = None  # run_id, versions (of todo), todo, model_id, formats
+
+    def __call__(self, _, *written):
+        counts = fs.read_json(fs.join(self.tables_dir, RUN_FILE))
+        wall_s = time.time() - self.started_unix_s
+        hours = counts["audio_hours"]
+        summary = {**self.summary, **counts, "wall_s": round(wall_s, 2),
+                   "audio_hours_per_wall_hour": round(hours * 3600 / wall_s, 1) if wall_s > 0 else None}
+        inc = self.incremental
+        if inc:
+            summary.update(run_id=inc["run_id"], files_new_or_changed=len(inc["todo"]))
+            fs.write_json(fs.join(self.tables_dir, RUN_FILE), summary)
+            _update_ledger(self.output, self.tables_dir, inc["run_id"], ledger.read(self.output),
+                           inc["versions"], inc["todo"], inc["model_id"], inc["formats"])
+        fs.write_json(fs.join(self.output, RUN_FILE), summary)
 
 
 def _update_ledger(output, run_dir, run_id, entries, versions, todo, model_id, formats):
@@ -446,8 +487,11 @@ def _update_ledger(output, run_dir, run_id, entries, versions, todo, model_id, f
 
 
 def main(argv=None) -> dict:
-    args, _ = build_arg_parser().parse_known_args(argv)
+    args, beam_args = build_arg_parser().parse_known_args(argv)
     if run(argv) is None:
+        return {}
+    if fs.builds_template(beam_args):
+        print(f"Dataflow template written; outputs will go to {args.output} when it runs")
         return {}
     output = fs.absolute(args.output)
     stats = fs.read_json(fs.join(output, RUN_FILE))

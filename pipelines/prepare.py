@@ -11,11 +11,12 @@ import argparse
 import json
 import logging
 import os
-import time
+import uuid
 
 import apache_beam as beam
 from apache_beam.io import fileio
 
+from model import progress
 from model.errors import UserError
 from model.features import FeatureConfig, RESAMPLE_QUALITIES
 from pipelines import corpus, fs
@@ -66,12 +67,15 @@ class DecodeToPatches(beam.DoFn):
     DEAD_LETTER = "dead_letter"
     FILE_OK = "file_ok"
 
-    def __init__(self, config_json: str, labels, fractions, decoder: str, files_matched: int):
+    def __init__(self, config_json: str, labels, fractions, decoder: str, files_matched: int,
+                 single_process: bool = True):
         self._config_json = config_json
+        # progress: a total (and so an ETA) only where this process does the whole run
+        self._progress_total = files_matched if single_process else None
+        self._run_id = uuid.uuid4().hex
         self._labels = list(labels)
         self._fractions = tuple(fractions)
         self._decoder = decoder
-        self._files_matched = files_matched
         self._files_ok = beam.metrics.Metrics.counter("prepare", "files_ok")
         self._files_failed = beam.metrics.Metrics.counter("prepare", "files_failed")
         self._patches = beam.metrics.Metrics.counter("prepare", "patches")
@@ -82,8 +86,7 @@ class DecodeToPatches(beam.DoFn):
         self._config_hash = self._config.hash()
         self._frontend = Frontend(self._config)
         self._label_index = {name: i for i, name in enumerate(self._labels)}
-        self._done = self._patches_done = 0
-        self._last_log = time.monotonic()
+        self._tracker = progress.tracker(self._run_id, "prepare", "files", self._progress_total)
 
     def process(self, recording: corpus.Recording):
         from model import audio
@@ -138,13 +141,7 @@ class DecodeToPatches(beam.DoFn):
             "reason": reason, "detail": detail})
 
     def _progress(self, patches: int):
-        self._done += 1
-        self._patches_done += patches
-        now = time.monotonic()
-        if now - self._last_log >= 5.0:
-            self._last_log = now
-            log.info("prepare: %d files done of %d matched, %d patches written (worker pid %d)",
-                     self._done, self._files_matched, self._patches_done, os.getpid())
+        self._tracker.update(1)
 
 
 def _sum_tuples(rows):
@@ -185,7 +182,8 @@ def build_pipeline(p, source, output, config, labels, fractions, decoder, files_
         recordings
         | "Reshuffle" >> beam.Reshuffle()
         | "DecodeToPatches" >> beam.ParDo(DecodeToPatches(
-            config.to_json(), labels, fractions, decoder, files_matched)).with_outputs(
+            config.to_json(), labels, fractions, decoder, files_matched,
+            fs.single_process(p.options))).with_outputs(
                 DecodeToPatches.DEAD_LETTER, DecodeToPatches.FILE_OK, main="examples"))
     by_split = results.examples | "BySplit" >> beam.Partition(
         lambda kv, n: corpus.SPLITS.index(kv[0]), len(corpus.SPLITS))
@@ -237,6 +235,7 @@ def feature_config_for(base: str, patch_hop_seconds: float = None,
 def run(argv=None, save_main_session=True, test_pipeline=None):
     """Parse flags, list the corpus, write features.json, run the pipeline; → PipelineResult."""
     args, beam_args = build_arg_parser().parse_known_args(argv)
+    fs.check_beam_flags(beam_args, "earmark prepare")
     options = fs.pipeline_options(beam_args, save_main_session)
 
     fractions = corpus.parse_fractions(args.split)
@@ -267,7 +266,8 @@ def run(argv=None, save_main_session=True, test_pipeline=None):
     build_pipeline(p, source, output, config, labels, fractions, args.decoder, files_matched,
                    args.num_shards)
     result = p.run()
-    result.wait_until_finish()
+    if not fs.builds_template(options):
+        result.wait_until_finish()
     return result
 
 
@@ -290,7 +290,9 @@ def summarize(output: str) -> dict:
 
 
 def main(argv=None) -> dict:
-    args, _ = build_arg_parser().parse_known_args(argv)
+    args, beam_args = build_arg_parser().parse_known_args(argv)
     run(argv)
-    output = fs.absolute(args.output)
-    return summarize(output)
+    if fs.builds_template(beam_args):
+        print(f"Dataflow template written; outputs will go to {args.output} when it runs")
+        return {}
+    return summarize(fs.absolute(args.output))

@@ -3,12 +3,15 @@
 1. Generates a labeled corpus deterministically: snore-like rumbles, other sounds (chirps,
    clicks, hiss, tones) and quiet room tone (`background`), mixed into room tone as real
    recordings are.
-2. `earmark prepare` (Beam) → `earmark train` (frozen base, new head) → a generated
+2. `earmark prepare` (Beam) → `earmark train` (frozen base, new head) → `earmark
+   evaluate` (test split) → a generated
    "night" recording with planted events → `earmark label` (Beam) → `earmark report`.
 3. Prints the segments found against the planted truth.
 """
 import argparse
+import contextlib
 import csv
+import io
 import json
 import os
 import time
@@ -212,7 +215,7 @@ def _step(name, started):
 
 def main(argv=None) -> dict:
     args, beam_args = build_arg_parser().parse_known_args(argv)
-    from model import train
+    from model import evaluate, train
     from pipelines import label, prepare
     from earmark import report
 
@@ -229,7 +232,8 @@ def main(argv=None) -> dict:
           f"{len(truth)} planted events in {os.path.dirname(night)}", flush=True)
 
     prepared, model_dir = os.path.join(out, "prepared"), os.path.join(out, "model")
-    prepare.main(["--input", corpus, "--output", prepared, "--base", base] + beam_args)
+    prepare.main(["--input", corpus, "--output", prepared, "--base", base, "--split", "70/15/15"]
+                 + beam_args)
     t0 = _step("prepare", t0)
     meta = train.main(["--data", prepared, "--model-dir", model_dir, "--base", base, "--quiet",
                        "--cache-dir", os.path.join(out, "cache")]
@@ -238,7 +242,11 @@ def main(argv=None) -> dict:
     print(f"demo: trained a {meta['strategy']['used']} {base} base + new head on "
           f"{meta['training']['examples']['train']} patches; validation accuracy "
           f"{val.get('accuracy', float('nan')):.3f} on {val.get('examples', 0)} clips", flush=True)
-    t0 = _step("train", t0)
+    with contextlib.redirect_stdout(io.StringIO()):  # the full JSON is in evaluation.json
+        scored = evaluate.main(["--model", model_dir, "--data", prepared, "--split", "test"])
+    print(f"demo: test split: accuracy {scored['accuracy']:.3f}, macro F1 {scored['macro_f1']:.3f} "
+          f"on {scored['examples']} clips (evaluation.json and plots in {model_dir})", flush=True)
+    t0 = _step("train and evaluate", t0)
     labels_dir = os.path.join(out, "labels")
     label.main(["--model", model_dir, "--input", os.path.dirname(night), "--output", labels_dir,
                 "--formats", "csv,raven,audacity,jsonl", "--scores",

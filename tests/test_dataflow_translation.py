@@ -212,3 +212,20 @@ def test_graph_check_tells_fused_from_reshuffled(tmp_path):
         assert job.reshuffle_separates("MatchFiles", "Read") is (name == "reshuffled")
         assert job.produced_by_reshuffle("Read") is (name == "reshuffled")
         assert "Side/Impulse" not in job.upstream("Read")
+
+
+def test_incremental_label_template_leaves_the_bookkeeping_to_the_job(bucket, anonymous_google_credentials,
+                                                                      tmp_path):
+    """A scheduled (flex-template) launch only builds the job: the ledger and run.json are
+    written by the job's own FinishRun step, so the launch neither fails nor records files
+    as labeled before they are."""
+    from pipelines import label
+    out = "labels-incremental"
+    printed = label.main(["--model", f"gs://{BUCKET}/model", "--input", f"gs://{BUCKET}/corpus",
+                          "--output", f"gs://{BUCKET}/{out}", "--incremental",
+                          *dataflow_args(tmp_path, "label", "image")])
+    assert printed == {}
+    job = Job(str(tmp_path / "label_template.json"), read_gcs(bucket))
+    assert "FinishRun" in set(job.top_level_names())
+    written = [b.name for b in bucket.list_blobs(prefix=out + "/")]
+    assert not [n for n in written if n.endswith(("ledger.json", "run.json"))], written

@@ -41,9 +41,11 @@ def test_demo_finds_the_planted_events(demo_run):
 def test_demo_says_what_it_used_and_where_everything_is(demo_run):
     stdout = demo_run["stdout"]
     assert "demo: base " in stdout and summary_why(demo_run) in stdout
-    for step in ("prepare", "train", "label", "report"):
+    for step in ("prepare", "train and evaluate", "label", "report"):
         assert f"demo: {step} done in" in stdout
     assert "planted event" in stdout and "MISSED" not in stdout
+    assert "demo: test split: accuracy" in stdout
+    assert os.path.exists(demo_run["out"] / "model" / "evaluation.json")
     for path in ("model", "labels/segments.csv", "labels/run.json", "report.html", "truth.csv"):
         assert os.path.exists(demo_run["out"] / path), path
         assert path.split("/")[-1] in stdout or path in ("labels/run.json",)

@@ -15,7 +15,6 @@
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -59,10 +58,11 @@ def make_model(workdir, base, input_size):
     return model_dir
 
 
-def timed_label(model_dir, folder, out, workers):
+def timed_label(model_dir, folder, out, workers, batch_size):
     """Run `earmark label` in a wrapper process → (wall seconds, peak RSS MB, run.json)."""
-    extra = [] if workers == 1 else [f"--direct_num_workers={workers}",
-                                     "--direct_running_mode=multi_processing"]
+    extra = ["--batch-size", str(batch_size)]
+    if workers > 1:
+        extra += [f"--direct_num_workers={workers}", "--direct_running_mode=multi_processing"]
     wrapper = ("import resource, subprocess, sys, time; t = time.time(); "
                "subprocess.run(sys.argv[1:], check=True, capture_output=True); "
                "print(time.time() - t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
@@ -74,20 +74,19 @@ def timed_label(model_dir, folder, out, workers):
         return float(wall), int(rss_kb) / 1024, json.load(f)
 
 
-def bare_forward_seconds(model_dir, windows, batch_size=64):
+def bare_forward_seconds(model_dir, windows, batch_size):
+    """The serving function the pipeline calls (`Predictor.predict`), in a tight loop of
+    `batch_size` batches over `windows` windows, after one warm-up call."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     from model import export
-    model, meta = export.load(model_dir)
-    samples = meta["feature_config"]
-    n = int(round(samples["patch_seconds"] / samples["hop_seconds"]) - 1) * int(
-        samples["hop_seconds"] * samples["sample_rate_hz"]) + int(
-        samples["window_seconds"] * samples["sample_rate_hz"])
-    batch = np.random.default_rng(0).standard_normal((batch_size, n)).astype(np.float32) * 0.1
-    model.predict_on_batch(batch)  # warm-up
+    predictor = export.predictor(model_dir)
+    batch = np.random.default_rng(0).standard_normal(
+        (batch_size, predictor.window_samples)).astype(np.float32) * 0.1
+    predictor.predict(batch)  # warm-up (traces the graph)
     t = time.perf_counter()
     done = 0
     while done < windows:
-        model.predict_on_batch(batch[:min(batch_size, windows - done)])
+        predictor.predict(batch[:min(batch_size, windows - done)])
         done += batch_size
     return time.perf_counter() - t
 
@@ -99,17 +98,19 @@ def main():
     ap.add_argument("--base", default="inception_v3")
     ap.add_argument("--input-size", type=int, default=0)
     ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--batch-size", type=int, default=128, help="label's --batch-size (default 128, its default)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="earmark-label-bench-") as work:
         model_dir = make_model(work, args.base, args.input_size)
         folder = os.path.join(work, "rec")
         os.makedirs(folder)
         make_recording(os.path.join(folder, "night.wav"), args.minutes)
-        wall, rss, run = timed_label(model_dir, folder, os.path.join(work, "out"), args.workers)
+        wall, rss, run = timed_label(model_dir, folder, os.path.join(work, "out"), args.workers,
+                                     args.batch_size)
         windows = int(round(run["audio_hours"] * 3600 / run["hop_s"]))
-        bare = bare_forward_seconds(model_dir, windows)
-        print(f"base {args.base}, {args.minutes:g}-min recording, {windows} windows, "
-              f"{args.workers} worker(s), {os.cpu_count()} cores")
+        bare = bare_forward_seconds(model_dir, windows, args.batch_size)
+        print(f"base {args.base}, {args.minutes:g}-min recording, {windows} windows, batch "
+              f"{args.batch_size}, {args.workers} worker(s), {os.cpu_count()} cores")
         audio_s = run["audio_hours"] * 3600
         print(f"  earmark label command  {wall:8.1f} s   -> {audio_s / wall:6.1f}x real time (with start-up)")
         print(f"  pipeline (run.json)    {run['wall_s']:8.1f} s   -> {audio_s / run['wall_s']:6.1f}x real time")
@@ -119,7 +120,8 @@ def main():
             folder = os.path.join(work, f"rss{minutes:g}")
             os.makedirs(folder)
             make_recording(os.path.join(folder, "long.wav"), minutes, seed=2)
-            w, r, run = timed_label(model_dir, folder, os.path.join(work, f"out{minutes:g}"), args.workers)
+            w, r, run = timed_label(model_dir, folder, os.path.join(work, f"out{minutes:g}"), args.workers,
+                                    args.batch_size)
             print(f"  {minutes:5g}-min file: peak RSS {r:6.0f} MB, {run['audio_hours'] * 3600 / w:6.1f}x real time")
             os.remove(os.path.join(folder, "long.wav"))
 

@@ -162,7 +162,20 @@ class Predictor:
     default_hop_seconds: float
 
     def predict(self, windows) -> np.ndarray:
-        return np.asarray(self.model.predict_on_batch(np.asarray(windows, np.float32)))
+        return np.asarray(self._serving_fn()(np.asarray(windows, np.float32)))
+
+    def _serving_fn(self):
+        """One graph for every batch size (traced once per process; Keras' predict_on_batch
+        would trace per new batch shape and add its own per-call work), or the model's own
+        `predict_on_batch` when it is not a Keras model (BirdNET's embedder + head)."""
+        if getattr(self, "_fn", None) is None:
+            if isinstance(self.model, keras.Model):
+                import tensorflow as tf
+                spec = tf.TensorSpec([None, self.window_samples], tf.float32)
+                self._fn = tf.function(lambda x: self.model(x, training=False), input_signature=[spec])
+            else:
+                self._fn = self.model.predict_on_batch
+        return self._fn
 
 
 def window_spec(meta: dict):

@@ -65,7 +65,7 @@ def build_arg_parser() -> argparse.ArgumentParser:
     p.add_argument("--smoothing", type=int, default=1, help="moving average over N windows (default 1: none)")
     p.add_argument("--min-duration", type=float, default=0.0, help="drop shorter segments (seconds)")
     p.add_argument("--max-gap", type=float, default=0.0, help="merge same-label segments this close (seconds)")
-    p.add_argument("--batch-size", type=int, default=64, help="windows per model call (default 64)")
+    p.add_argument("--batch-size", type=int, default=128, help="windows per model call (default 128)")
     p.add_argument("--incremental", action="store_true",
                    help="label only recordings that are new or changed since the last run "
                         "(ledger.json under --output); each run gets runs/RUN_ID/")

@@ -404,3 +404,35 @@ def test_terraform_is_formatted():
     result = subprocess.run(["terraform", "fmt", "-check", "-diff", os.path.join(INFRA, "terraform")],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout
+
+
+# --- the launcher end to end: what the nightly scheduler runs, on DirectRunner ---------------
+
+def test_launcher_runs_a_real_incremental_label_twice(tmp_path, monkeypatch, capsys):
+    """The label template's entry point, given template-style parameters as Cloud Scheduler
+    sends them, labels a corpus incrementally: the first night labels every recording
+    (the ledger is written by the job's own last step), the second finds nothing new."""
+    from model import train
+    from tests.test_report import make_corpus
+    from tests.test_train_data import make_prepared, train_args
+    prepared = make_prepared(str(tmp_path / "prepared"))
+    model_dir = str(tmp_path / "model")
+    train.main(train_args(prepared, model_dir, tmp_path / "cache", "--epochs", "2"))
+    corpus = make_corpus(str(tmp_path / "corpus"))
+    out = tmp_path / "labels"
+    params = [f"--model={model_dir}", f"--input={corpus}", f"--output={out}",
+              "--incremental=true", "--formats=csv,raven", "--min_duration=0.5", "--max_gap="]
+    monkeypatch.setenv("EARMARK_PIPELINE", "label")
+    launch.main(params)
+    with open(out / "ledger.json") as f:
+        ledger_entries = json.load(f)
+    with open(out / "run.json") as f:
+        summary = json.load(f)
+    assert summary["files_matched"] == 4 and summary["files_labeled"] == 3
+    assert summary["files_failed"] == 1 and summary["files_new_or_changed"] == 4
+    entries = ledger_entries["files"]
+    assert sorted(e["status"] for e in entries.values()) == ["failed", "labeled", "labeled", "labeled"]
+    assert os.path.exists(out / "segments.csv")
+    capsys.readouterr()
+    assert launch.main(params) is None  # the second night: nothing new, nothing run
+    assert "nothing new" in capsys.readouterr().out

@@ -19,6 +19,8 @@ import time
 import numpy as np
 import soundfile as sf
 
+from earmark import report
+
 LABELS = ("snore", "other", "background")
 EVENT_LABELS = ("snore", "other")
 NIGHT_RATE_HZ = 16000
@@ -142,10 +144,11 @@ def choose_base(base: str, weights: str):
 
 # ---------------------------------------------------------------- scoring
 
-def read_segments(path: str) -> list:
-    with open(path, newline="") as f:
-        return [(float(r["start_s"]), float(r["end_s"]), r["label"], float(r["confidence"]))
-                for r in csv.DictReader(f)]
+def event_segments(labels_dir: str) -> list:
+    """The labeled events of a run (segments.csv via the report's reader, background
+    dropped) as (start_s, end_s, label, confidence)."""
+    return [(s.start_s, s.end_s, s.label, s.confidence) for s in report.read_segments(labels_dir)
+            if s.label in EVENT_LABELS]
 
 
 def overlap_s(a, b) -> float:
@@ -217,7 +220,6 @@ def main(argv=None) -> dict:
     args, beam_args = build_arg_parser().parse_known_args(argv)
     from model import evaluate, train
     from pipelines import label, prepare
-    from earmark import report
 
     out = os.path.abspath(args.output)
     base, weights, why = choose_base(args.base, args.weights)
@@ -257,8 +259,7 @@ def main(argv=None) -> dict:
     report.main(["--run", labels_dir, "--model", model_dir, "--output", html])
     _step("report", t0)
 
-    segments = [s for s in read_segments(os.path.join(labels_dir, "segments.csv"))
-                if s[2] in EVENT_LABELS]
+    segments = event_segments(labels_dir)
     scores = match_events(truth, segments)
     print("\nplanted event             segments found (confidence)")
     print("\n".join(timeline_rows(truth, segments)))
@@ -274,7 +275,7 @@ def main(argv=None) -> dict:
           f"  truth      {truth_csv}\n"
           f"  report     {html}")
     summary = {"base": base, "weights": weights, "why": why, "planted": len(truth),
-               "scores": scores, "report": html, "segments_csv": os.path.join(labels_dir, "segments.csv"),
+               "scores": scores, "report": html, "labels_dir": labels_dir,
                "wall_s": round(time.monotonic() - started, 1)}
     with open(os.path.join(out, "demo.json"), "w") as f:
         json.dump(summary, f, indent=2)

@@ -7,13 +7,13 @@ Model (`--model`, the --model-dir of 'earmark train'): metrics, training and PR 
 the confusion matrix (from evaluation.json when 'earmark evaluate' has written one).
 
 Everything is inline (CSS, PNGs as data: URIs, SVG): the file can be mailed or archived.
-Missing optional pieces become a note in the page. Reads local folders only, and never
-imports Beam or TensorFlow, so it starts quickly.
+Missing optional pieces become a note in the page. Reads local folders only and never
+imports Beam; TensorFlow (for the thumbnails' log-mel, the models' own frontend) is
+imported only when the first thumbnail is drawn.
 """
 import argparse
 import csv
 import datetime
-import hashlib
 import importlib.util
 import json
 import os
@@ -22,6 +22,7 @@ from collections import Counter, defaultdict, namedtuple
 import numpy as np
 
 from earmark import report_html as h
+from model import model_files
 from model.errors import UserError
 from model.features import FeatureConfig
 
@@ -271,31 +272,15 @@ def _feature_config(model, run):
 
 # --- run: thumbnails ------------------------------------------------------------------------
 
-def mel_matrix(config: FeatureConfig) -> np.ndarray:
-    """[fft_length // 2 + 1, mel_bins] HTK-mel filterbank, as tf.signal builds it."""
-    def hz_to_mel(hz):
-        return 1127.0 * np.log1p(np.asarray(hz, np.float64) / 700.0)
-    freqs = np.linspace(0.0, config.sample_rate_hz / 2, config.fft_length // 2 + 1)[1:]
-    mel = hz_to_mel(freqs)[:, None]
-    edges = np.linspace(hz_to_mel(config.mel_min_hz), hz_to_mel(config.mel_max_hz),
-                        config.mel_bins + 2)
-    lower, centre, upper = edges[:-2], edges[1:-1], edges[2:]
-    weights = np.maximum(0.0, np.minimum((mel - lower) / (centre - lower),
-                                         (upper - mel) / (upper - centre)))
-    return np.vstack([np.zeros((1, config.mel_bins)), weights])
-
-
 def log_mel(waveform: np.ndarray, config: FeatureConfig) -> np.ndarray:
-    """Mono waveform → [frames, mel_bins]: model/frontend.py's recipe in numpy (no TF)."""
-    n, hop = config.window_samples, config.hop_samples
-    waveform = np.asarray(waveform, np.float64)
-    if len(waveform) < n:
-        waveform = np.pad(waveform, (0, n - len(waveform)))
-    frames = 1 + (len(waveform) - n) // hop
-    idx = np.arange(n)[None, :] + hop * np.arange(frames)[:, None]
-    window = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n) / n)   # periodic Hann
-    magnitude = np.abs(np.fft.rfft(waveform[idx] * window, n=config.fft_length))
-    return np.log(magnitude @ mel_matrix(config) + config.log_offset)
+    """Mono waveform → [frames, mel_bins] with the frontend the models use
+    (`model.frontend.log_mel`); TensorFlow is imported here, on the first thumbnail only."""
+    import tensorflow as tf
+    from model.frontend import log_mel as frontend_log_mel
+    waveform = np.asarray(waveform, np.float32)
+    if len(waveform) < config.window_samples:  # at least one frame
+        waveform = np.pad(waveform, (0, config.window_samples - len(waveform)))
+    return frontend_log_mel(tf.constant(waveform), config).numpy()
 
 
 def read_excerpt(path: str, start_s: float, end_s: float, config: FeatureConfig) -> np.ndarray:
@@ -543,17 +528,11 @@ def _read_bytes(path):
 
 
 def _model_id(model_dir, meta):
-    """The id 'earmark label' gives this model (model.json's, else its weights' sha256)."""
-    if meta.get("model_id"):
-        return meta["model_id"]
-    embedder_head = meta.get("serving", {}).get("format") == "embedder+head"
-    data = _read_bytes(os.path.join(model_dir, "head.keras" if embedder_head else "model.keras"))
-    if data is None:
+    """The id 'earmark label' gives this model; None when it needs a missing serving file."""
+    serving = os.path.join(model_dir, model_files.model_files(meta)[1])
+    if not meta.get("model_id") and not os.path.isfile(serving):
         return None
-    digest = hashlib.sha256(data)
-    if embedder_head:
-        digest.update(meta.get("weights", {}).get("checksum", "").encode())
-    return digest.hexdigest()[:12]
+    return model_files.model_id(meta, lambda name: _read_bytes(os.path.join(model_dir, name)))
 
 
 def model_body(model) -> str:

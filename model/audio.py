@@ -10,6 +10,9 @@ import os
 
 import numpy as np
 
+# what earmark treats as audio (libsndfile decodes all of these)
+AUDIO_EXTENSIONS = (".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3",
+                    ".aif", ".aiff", ".aifc", ".au", ".caf", ".w64", ".rf64")
 MIN_SAMPLE_RATE_HZ = 8000
 MAX_SAMPLE_RATE_HZ = 192000
 DECODERS = ("soundfile", "tfio")
@@ -84,12 +87,21 @@ def to_mono(samples: np.ndarray) -> np.ndarray:
     return mono * np.float32(1.0 / samples.shape[1])
 
 
+def resampled_length(frames: int, rate_hz: int, target_hz: int) -> int:
+    """Samples a recording of `frames` at `rate_hz` has at `target_hz`: the one length that
+    whole-file decoding (prepare, evaluate) and header-only planning (label) both use."""
+    return (frames * target_hz + rate_hz // 2) // rate_hz
+
+
 def resample(samples: np.ndarray, rate_hz: int, target_hz: int, quality: str = "HQ") -> np.ndarray:
-    """Mono float32 at `rate_hz` → mono float32 at `target_hz` with soxr."""
+    """Mono float32 at `rate_hz` → mono float32 at `target_hz` with soxr, exactly
+    `resampled_length` samples long."""
     if rate_hz == target_hz:
         return samples.astype(np.float32, copy=False)
     import soxr
-    return soxr.resample(samples, rate_hz, target_hz, quality=quality).astype(np.float32, copy=False)
+    out = soxr.resample(samples, rate_hz, target_hz, quality=quality).astype(np.float32, copy=False)
+    n = resampled_length(len(samples), rate_hz, target_hz)
+    return out[:n] if len(out) >= n else np.pad(out, (0, n - len(out)))
 
 
 def load_waveform(data: bytes, target_hz: int, name: str = "", quality: str = "HQ",

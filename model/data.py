@@ -17,6 +17,7 @@ from model.examples import parse_example
 from model.features import FeatureConfig
 
 FEATURES_FILE = "features.json"
+RECORDINGS_FILE = "recordings.jsonl"  # one line per recording: split, duration, its events
 SPLITS = ("train", "validation", "test")
 SHARD_SUFFIX = ".tfrecord.gz"
 
@@ -28,17 +29,25 @@ class Prepared:
     labels: tuple
     feature_config: FeatureConfig
     data_hash: str
+    background_labels: tuple = ()  # labels of "nothing to report" (never written as segments)
+    annotated: bool = False        # long annotated recordings (else labeled clips)
 
 
 @dataclasses.dataclass(frozen=True)
 class SplitArrays:
     """One split in memory; row i of every array is example i."""
     log_mel: np.ndarray         # [n, frames, mel_bins] float32 (None for waveform configs)
-    label: np.ndarray           # [n] int64 index into Prepared.labels
+    label: np.ndarray           # [n] int64 index into Prepared.labels (a window's first label)
     recording_key: np.ndarray   # [n] str
     source: np.ndarray          # [n] str
     start_s: np.ndarray         # [n] float32
     waveform: np.ndarray = None  # [n, patch_samples] float32 (waveform configs only)
+    multi_hot: np.ndarray = None  # [n, labels] float32: every label of each window
+
+    @property
+    def is_multi_label(self) -> bool:
+        """True when some window carries more than one label (overlapping events)."""
+        return self.multi_hot is not None and bool((self.multi_hot.sum(axis=1) > 1).any())
 
     @property
     def patches(self) -> np.ndarray:
@@ -66,7 +75,36 @@ def open_prepared(root: str) -> Prepared:
         for shard in split_files(root, split):
             h.update(f"{os.path.basename(shard)}:{tf.io.gfile.stat(shard).length}".encode())
     return Prepared(root, tuple(meta["labels"]), FeatureConfig.from_dict(meta["feature_config"]),
-                    h.hexdigest()[:16])
+                    h.hexdigest()[:16], tuple(meta.get("background_labels", ())),
+                    bool(meta.get("annotations")))
+
+
+@dataclasses.dataclass(frozen=True)
+class RecordingEvents:
+    """One prepared recording: where it is, its split and length, and its events (for a
+    labeled clip, one event spanning the clip)."""
+    key: str
+    source: str
+    split: str
+    duration_s: float
+    events: tuple  # model.events.Event
+
+
+def read_recordings(prepared: Prepared, split: str) -> list:
+    """The recordings of one split from `recordings.jsonl`, sorted by key ([] when the
+    folder predates that file)."""
+    from model.events import Event
+    path = os.path.join(prepared.root, RECORDINGS_FILE)
+    if not tf.io.gfile.exists(path):
+        return []
+    out = []
+    with tf.io.gfile.GFile(path) as f:
+        for line in f:
+            r = json.loads(line) if line.strip() else None
+            if r and r["split"] == split:
+                out.append(RecordingEvents(r["key"], r["source"], r["split"], r["duration_s"],
+                                           tuple(Event(*e) for e in r["events"])))
+    return sorted(out, key=lambda r: r.key)
 
 
 def read_split(prepared: Prepared, split: str, required: bool = True) -> SplitArrays:
@@ -77,10 +115,16 @@ def read_split(prepared: Prepared, split: str, required: bool = True) -> SplitAr
         raise UserError(f"no {split} shards in {prepared.root}; re-run prepare with a --split "
                         f"that gives the {split} split a share")
     rep = config.representation
-    cols = {k: [] for k in (rep, "label", "recording_key", "source", "start_s")}
+    n_labels = len(prepared.labels)
+    cols = {k: [] for k in (rep, "label", "recording_key", "source", "start_s", "multi_hot")}
+
+    def parse(serialized):
+        ex = parse_example(serialized, config)
+        ex["multi_hot"] = tf.reduce_max(tf.one_hot(ex.pop("labels"), n_labels), axis=0)
+        return ex
     if files:
         ds = (tf.data.TFRecordDataset(files, compression_type="GZIP")
-              .map(lambda s: parse_example(s, config), num_parallel_calls=tf.data.AUTOTUNE)
+              .map(parse, num_parallel_calls=tf.data.AUTOTUNE)
               .batch(1024))
         for batch in ds.as_numpy_iterator():
             bad = set(batch["feature_config_hash"].astype(str)) - {config.hash()}
@@ -104,7 +148,8 @@ def read_split(prepared: Prepared, split: str, required: bool = True) -> SplitAr
         keys[order],
         cat("source", np.zeros(0, object)).astype(str)[order],
         starts[order],
-        patches if config.is_waveform else None)
+        patches if config.is_waveform else None,
+        cat("multi_hot", np.zeros((0, n_labels), np.float32))[order])
 
 
 # --- augmentation (training only, on log-mel patches) -------------------------------------
@@ -162,3 +207,9 @@ def training_dataset(x: np.ndarray, y_onehot: np.ndarray, batch_size: int, seed:
     if augment.mixup:
         ds = ds.map(lambda a, b, *rest: (*mixup(a, b, augment.mixup_alpha), *rest))
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def read_source_bytes(path: str) -> bytes:
+    """A recording's bytes, local or gs:// (through TensorFlow's file system)."""
+    with tf.io.gfile.GFile(path, "rb") as f:
+        return f.read()

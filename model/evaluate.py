@@ -13,10 +13,11 @@ import sys
 
 import numpy as np
 
+from model import audio
 from model.errors import UserError
 
 REPORT_FILE = "evaluation.json"
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
+EVENT_REPORT_FILE = "event_evaluation.json"
 
 
 # --- metrics (pure functions) --------------------------------------------------------------
@@ -113,7 +114,7 @@ def read_labeled_clips(manifest: str = None, input_dir: str = None) -> list:
             if os.path.isdir(d):
                 for root, _, files in os.walk(d):
                     rows += [(os.path.join(root, n), label) for n in sorted(files)
-                             if n.lower().endswith(AUDIO_EXTENSIONS)]
+                             if n.lower().endswith(audio.AUDIO_EXTENSIONS)]
     if not rows:
         raise UserError("no labeled clips found")
     return rows
@@ -148,6 +149,110 @@ def check_labels(model_labels, data_labels, where):
     if list(model_labels) != list(data_labels):
         raise UserError(f"labels of the model {list(model_labels)} do not match {where} "
                         f"{list(data_labels)}; evaluate on data prepared with the same labels")
+
+
+# --- events on annotated recordings ---------------------------------------------------------
+
+def _files_under(path: str, extensions) -> tuple:
+    """(files, root): every file with one of `extensions` under a folder, or the one file."""
+    if os.path.isfile(path):
+        return [path], os.path.dirname(path)
+    if not os.path.isdir(path):
+        raise UserError(f"{path} does not exist; pass a folder or a file")
+    found = [os.path.join(d, n) for d, _, names in os.walk(path) for n in names
+             if n.lower().endswith(extensions)]
+    return sorted(found), path
+
+
+def _relative(path: str, root: str) -> str:
+    return os.path.relpath(path, root).replace(os.sep, "/")
+
+
+def read_annotations(annotations_path: str, recording_keys, label_column: str):
+    """→ ({recording key: AnnotationRows}, [BadAnnotation]) for local tables."""
+    from model import annotations
+    files, root = _files_under(annotations_path, (".txt", ".csv"))
+    tables, bad = [], []
+    for path in files:
+        with open(path, "rb") as f:
+            rows, errors = annotations.parse_file(_relative(path, root), f.read(), label_column)
+        tables.append((_relative(path, root), rows))
+        bad += errors
+    matched, unmatched = annotations.match_recordings(tables, recording_keys)
+    return matched, bad + unmatched
+
+
+def recording_segments(predictor, path: str, post, batch_size: int = 128):
+    """One recording → (segments as `earmark label` finds them by default, duration_s):
+    the model's windows (`model.windowing`) at its labeling hop, its calibrated post-processing."""
+    from model import export, windowing
+    from model.segments import WindowGrid, to_segments
+    config = export.feature_config(predictor.meta).with_patch_hop(predictor.default_hop_seconds)
+    with open(path, "rb") as f:
+        wav, _, _ = audio.load_waveform(f.read(), config.sample_rate_hz, path,
+                                        config.resample_quality)
+    windows = windowing.frame_windows(wav, config.patch_samples, config.patch_hop_samples)
+    scores = np.concatenate([predictor.predict(windows[i:i + batch_size])
+                             for i in range(0, len(windows), batch_size)])
+    duration_s = len(wav) / config.sample_rate_hz
+    grid = WindowGrid(config.patch_hop_seconds, config.patch_samples / config.sample_rate_hz)
+    return to_segments(scores, predictor.meta["labels"], post, grid, duration_s), duration_s
+
+
+def evaluate_events(args) -> dict:
+    """Event metrics of the model's default labeling on annotated long recordings."""
+    from model import event_metrics, export
+    from model.annotations import to_events
+    from model.events import Event
+    from model.segments import PostProcessing, model_post_processing, written_labels
+    predictor = export.predictor(args.model)
+    meta = predictor.meta
+    paths, root = _files_under(args.input, audio.AUDIO_EXTENSIONS)
+    by_key = {_relative(p, root): p for p in paths}
+    rows, bad = read_annotations(args.annotations, sorted(by_key), args.label_column)
+    if not rows:
+        raise UserError(f"--annotations {args.annotations}: no table matches a recording under "
+                        f"--input {args.input}; name each table after its recording")
+    written = written_labels(meta)
+    resolved = model_post_processing(meta)
+    post = [PostProcessing.from_dict(resolved[l][0]) if l in written else None
+            for l in meta["labels"]]
+    truth, predicted, durations, failed, past_end = {}, {}, {}, [], []
+    for key in sorted(rows):
+        try:
+            segments, duration = recording_segments(predictor, by_key[key], post, args.batch_size)
+        except (OSError, audio.AudioError) as e:
+            failed.append({"file": key, "reason": str(e)[:200]})
+            continue
+        events = to_events(rows[key])
+        past_end += [{"file": key, "event": [e.start_s, e.end_s, e.label]} for e in events
+                     if e.end_s > duration + 1e-3]
+        truth[key] = [e for e in events if e.end_s <= duration + 1e-3]
+        predicted[key] = [Event(s.start_s, s.end_s, s.label) for s in segments]
+        durations[key] = duration
+    if not truth:
+        raise UserError(f"none of the {len(rows)} annotated recordings could be decoded "
+                        f"(first: {failed[0]['reason']})")
+    unknown = sorted({e.label for ev in truth.values() for e in ev} - set(meta["labels"]))
+    report = {
+        "model": os.path.abspath(args.model), "unit": "events",
+        "source": os.path.abspath(args.input), "annotations": os.path.abspath(args.annotations),
+        "labels_scored": written,
+        "post_processing": {l: resolved[l][0] for l in written},
+        "recordings_annotated": len(rows), "recordings_scored": len(truth),
+        "recordings_unannotated": sorted(set(by_key) - set(rows)),
+        "failed": failed,
+        "annotation_problems": [dict(source=b.source, line=b.line, reason=b.reason,
+                                     detail=b.detail) for b in bad]
+        + [dict(**p, reason="past_end") for p in past_end],
+        "annotation_labels_not_in_model": unknown,
+        **event_metrics.score(truth, predicted, durations, written),
+    }
+    report_dir = args.report or args.model
+    os.makedirs(report_dir, exist_ok=True)
+    with open(os.path.join(report_dir, EVENT_REPORT_FILE), "w") as f:
+        json.dump(report, f, indent=2)
+    return report
 
 
 # --- plots ----------------------------------------------------------------------------------
@@ -202,6 +307,7 @@ def build_arg_parser() -> argparse.ArgumentParser:
         prog="earmark evaluate",
         description="Evaluate an exported earmark model; prints a JSON report.",
         epilog="examples:\n"
+               "  earmark evaluate --model models/snore --input nights/ --annotations tables/\n"
                "  earmark evaluate --model models/snore --data prepared/ --split test\n"
                "  earmark evaluate --model models/snore --manifest clips.csv --report out/\n"
                "  earmark evaluate --model models/snore --input clips/   # <label>/ folders",
@@ -210,7 +316,14 @@ def build_arg_parser() -> argparse.ArgumentParser:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--data", help="prepared-data folder ('earmark prepare' output)")
     src.add_argument("--manifest", help="CSV with columns path,label (raw clips)")
-    src.add_argument("--input", help="folder of <label>/ sub-folders of raw clips")
+    src.add_argument("--input", help="folder of <label>/ sub-folders of raw clips; with "
+                                     "--annotations, a folder of long recordings")
+    p.add_argument("--annotations", default=None,
+                   help="score events on annotated recordings (--input): Raven selection "
+                        "tables, Audacity label tracks or a CSV file,start_s,end_s,label (a "
+                        "folder or a file), as for 'earmark prepare --annotations'")
+    p.add_argument("--label-column", default="Annotation",
+                   help="Raven tables: the column holding the label (default Annotation)")
     p.add_argument("--split", default="test", choices=("train", "validation", "test"),
                    help="with --data: which split (default test)")
     p.add_argument("--report", help="where to write evaluation.json and plots (default: --model)")
@@ -286,7 +399,10 @@ def evaluate(args) -> dict:
 
 def main(argv=None) -> dict:
     args = build_arg_parser().parse_args(argv)
-    report = evaluate(args)
+    if args.annotations and not args.input:
+        raise UserError("--annotations scores events on long recordings: give them with "
+                        "--input FOLDER")
+    report = evaluate_events(args) if args.annotations else evaluate(args)
     json.dump(report, sys.stdout, indent=2)
     print()
     return report

@@ -20,15 +20,17 @@ def _ints(v):
     return tf.train.Feature(int64_list=tf.train.Int64List(value=v))
 
 
-def make_example(patch, label_index: int, label_name: str, source: str, recording_key: str,
+def make_example(patch, label_indices, label_names, source: str, recording_key: str,
                  start_s: float, end_s: float, padded: bool, config_hash: str) -> bytes:
     """Serialize one [frames, mel_bins] log-mel patch or [samples] waveform window (stored
-    as `waveform`) and its provenance."""
+    as `waveform`) and its provenance. A window may carry several labels (overlapping
+    events): `label`/`label_name` hold the first, `labels` all of them."""
     return tf.train.Example(features=tf.train.Features(feature={
         ("waveform" if patch.ndim == 1 else "log_mel"): _floats(patch.reshape(-1)),
         "shape": _ints(list(patch.shape)),
-        "label": _ints([label_index]),
-        "label_name": _bytes(label_name),
+        "label": _ints([label_indices[0]]),
+        "labels": _ints(list(label_indices)),
+        "label_name": _bytes(label_names[0]),
         "source": _bytes(source),
         "recording_key": _bytes(recording_key),
         "start_s": _floats([start_s]),
@@ -46,6 +48,7 @@ def feature_spec(config: FeatureConfig) -> dict:
         config.representation: tf.io.FixedLenFeature([size], tf.float32),
         "shape": tf.io.FixedLenFeature([len(shape)], tf.int64),
         "label": tf.io.FixedLenFeature([], tf.int64),
+        "labels": tf.io.VarLenFeature(tf.int64),
         "label_name": tf.io.FixedLenFeature([], tf.string),
         "source": tf.io.FixedLenFeature([], tf.string),
         "recording_key": tf.io.FixedLenFeature([], tf.string),
@@ -58,8 +61,12 @@ def feature_spec(config: FeatureConfig) -> dict:
 
 def parse_example(serialized, config: FeatureConfig) -> dict:
     """Serialized example → dict of tensors, `log_mel` reshaped to [frames, mel_bins]
-    (`waveform` windows stay [samples])."""
+    (`waveform` windows stay [samples]), `labels` a dense vector of label indices."""
     parsed = tf.io.parse_single_example(serialized, feature_spec(config))
+    labels = tf.sparse.to_dense(parsed["labels"])
+    # data prepared before multi-label windows existed has `label` only
+    parsed["labels"] = tf.cond(tf.size(labels) > 0, lambda: labels,
+                               lambda: tf.reshape(parsed["label"], [1]))
     if not config.is_waveform:
         parsed["log_mel"] = tf.reshape(parsed["log_mel"], config.patch_shape)
     return parsed

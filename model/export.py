@@ -189,10 +189,7 @@ def feature_config(meta: dict) -> FeatureConfig:
 
 
 def windows(waveform: np.ndarray, config: FeatureConfig) -> np.ndarray:
-    """Mono waveform → [n, patch_samples] windows every patch_hop_samples (short clips are
-    zero-padded to one window): the serving model's input."""
-    from model.frontend import pad_to_patch, num_patches
-    waveform, _ = pad_to_patch(np.asarray(waveform, np.float32), config)
-    n = num_patches(len(waveform), config)
-    idx = np.arange(config.patch_samples)[None, :] + config.patch_hop_samples * np.arange(n)[:, None]
-    return waveform[idx]
+    """Mono waveform → [n, patch_samples] windows every patch_hop_samples (`model.windowing`:
+    the last one zero-padded): the serving model's input."""
+    from model.windowing import frame_windows
+    return frame_windows(waveform, config.patch_samples, config.patch_hop_samples)

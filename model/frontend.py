@@ -11,6 +11,7 @@ log(mel + `log_offset`) → patches of `patch_frames` frames every `patch_hop_fr
 import numpy as np
 import tensorflow as tf
 
+from model import windowing
 from model.features import FeatureConfig
 
 
@@ -39,20 +40,6 @@ def log_mel(waveform: tf.Tensor, config: FeatureConfig) -> tf.Tensor:
     return tf.math.log(mel + config.log_offset)
 
 
-def pad_to_patch(waveform: np.ndarray, config: FeatureConfig):
-    """Zero-pad a recording shorter than one patch; returns (waveform, was_padded)."""
-    missing = config.patch_samples - len(waveform)
-    if missing <= 0:
-        return waveform, False
-    return np.pad(waveform, (0, missing)), True
-
-
-def num_patches(num_samples: int, config: FeatureConfig) -> int:
-    """Whole patches in a recording of `num_samples` (after padding short ones)."""
-    num_samples = max(num_samples, config.patch_samples)
-    return 1 + (num_samples - config.patch_samples) // config.patch_hop_samples
-
-
 class Frontend:
     """Waveform → log-mel patches, compiled once per config (cheap to call per file).
     For a `waveform` config the patches are the raw windows (the base does its own frontend)."""
@@ -72,15 +59,16 @@ class Frontend:
 
     def patches(self, waveform: np.ndarray):
         """Mono float32 waveform at the config's rate → (patches [n, frames, mel_bins] or,
-        waveform configs, windows [n, patch_samples],
-        start seconds [n], padded flag). Trailing audio shorter than a patch hop is dropped."""
-        waveform, padded = pad_to_patch(np.asarray(waveform, np.float32), self.config)
-        if self.config.is_waveform:
-            c = self.config
-            n = num_patches(len(waveform), c)
-            idx = np.arange(c.patch_samples)[None, :] + c.patch_hop_samples * np.arange(n)[:, None]
-            out = waveform[idx]
-        else:
-            out = self._fn(tf.constant(waveform)).numpy()
-        starts = np.arange(out.shape[0]) * self.config.patch_hop_seconds
-        return out, starts, padded
+        waveform configs, windows [n, patch_samples], start seconds [n], whether the recording
+        is shorter than one patch). The windows are `model.windowing`'s: the last one is
+        zero-padded past the recording's end."""
+        c = self.config
+        waveform = np.asarray(waveform, np.float32)
+        short = len(waveform) < c.patch_samples
+        if c.is_waveform:
+            out = windowing.frame_windows(waveform, c.patch_samples, c.patch_hop_samples)
+        else:  # log-mel frames of the padded recording fall on every window's own frames
+            padded = windowing.pad_for_windows(waveform, c.patch_samples, c.patch_hop_samples)
+            out = self._fn(tf.constant(padded)).numpy()
+        starts = np.arange(out.shape[0]) * c.patch_hop_seconds
+        return out, starts, short

@@ -293,10 +293,18 @@ def train(args) -> dict:
     # Thresholds and validation metrics from the final model.
     from model import evaluate as ev
     eval_split = val_split if len(val_split) else train_split
-    probs = bottleneck.embed(full, eval_split.log_mel) if len(eval_split) else np.zeros((0, n_classes))
-    thresholds = ev.choose_thresholds(probs, eval_split.label, n_classes)
-    val_metrics = ev.metrics(probs, eval_split.label, labels) if len(eval_split) else {}
+    eval_labels = eval_split.label
+    name = "validation" if len(val_split) else "train"
+    if phases == ["head on bottleneck cache"] and len(feats[name][0]):  # the base never
+        # changed: its cached features serve (rows in the cache's order, with its labels)
+        probs, eval_labels = head.predict(feats[name][0], verbose=0), feats[name][1]
+    else:
+        probs = bottleneck.embed(full, eval_split.log_mel) if len(eval_split) else np.zeros((0, n_classes))
+    thresholds = ev.choose_thresholds(probs, eval_labels, n_classes)
+    val_metrics = ev.metrics(probs, eval_labels, labels) if len(eval_split) else {}
     serving = export.serving_model(embedder, head, config)
+    events = _calibrate(prepared, config.with_patch_hop(export.IMAGE_DEFAULT_HOP_SECONDS),
+                        lambda w: serving.predict(w, batch_size=128, verbose=0), say)
     wall_s = time.monotonic() - t_start
     meta = {
         "labels": labels,
@@ -307,7 +315,8 @@ def train(args) -> dict:
                   "default_hop_seconds": export.IMAGE_DEFAULT_HOP_SECONDS},
         "output": {"activation": "sigmoid" if args.multi_label else "softmax",
                    "labels": labels},
-        "thresholds": {l: round(float(t), 6) for l, t in zip(labels, thresholds)},
+        "thresholds": _thresholds(labels, thresholds, events),
+        **events,
         "base": {"name": args.base, "input_px": spec.input_px,
                  "feature_dim": int(base.output_shape[-1]),
                  "pooling": spec.pooling},
@@ -402,6 +411,12 @@ def train_embedding(args) -> dict:
     thresholds = ev.choose_thresholds(probs, l_eval, n_classes)
     val_metrics = ev.metrics(probs, l_eval, labels) if len(l_eval) else {}
     keras_native = spec.keras_native
+    if keras_native:
+        serving = export.embedding_serving_model(base.keras_model(), head, config)
+        predict = lambda w: serving.predict(w, batch_size=128, verbose=0)  # noqa: E731
+    else:
+        predict = lambda w: head.predict(base.embed(w), verbose=0)  # noqa: E731
+    events = _calibrate(prepared, config.with_patch_hop(spec.window_seconds / 2), predict, say)
     meta = {
         "labels": labels,
         "feature_config": config.to_dict(),
@@ -410,7 +425,8 @@ def train_embedding(args) -> dict:
                   "sample_rate_hz": spec.sample_rate_hz, "dtype": "float32",
                   "default_hop_seconds": spec.window_seconds / 2},
         "output": {"activation": "sigmoid" if args.multi_label else "softmax", "labels": labels},
-        "thresholds": {l: round(float(t), 6) for l, t in zip(labels, thresholds)},
+        "thresholds": _thresholds(labels, thresholds, events),
+        **events,
         "base": {**spec.to_dict(), "kind": "embedding", "feature_dim": spec.embedding_dim},
         "licence": spec.licence if spec.commercial_use else f"{spec.licence}, non-commercial",
         "weights": {"source": weights, "checksum": checksum,
@@ -432,12 +448,35 @@ def train_embedding(args) -> dict:
                     "best_epoch": _best(history) if history else {}},
     }
     if keras_native:
-        export.save(args.model_dir, export.embedding_serving_model(base.keras_model(), head, config),
-                    meta, history)
+        export.save(args.model_dir, serving, meta, history)
     else:
         export.save(args.model_dir, None, meta, history, head=head)
     _summary(say, meta)
     return meta
+
+
+def _calibrate(prepared, label_config, predict, say) -> dict:
+    """Event post-processing per label, chosen on the validation recordings (or the training
+    ones when there is no validation split) as `earmark label` will window them."""
+    from model import calibrate
+    split = "validation"
+    recordings = data.read_recordings(prepared, split)
+    if not recordings:
+        split, recordings = "train", data.read_recordings(prepared, "train")
+        if recordings:
+            warn("no validation recordings: event post-processing is calibrated on the "
+                 "training recordings (optimistic)")
+    return calibrate.calibrate(prepared, (split, recordings), predict,
+                               label_config.patch_samples, label_config.patch_hop_samples,
+                               data.read_source_bytes, log=say)
+
+
+def _thresholds(labels, clip_thresholds, events: dict) -> dict:
+    """Per label: the calibrated event threshold, or (background labels, old data) the one
+    chosen on validation windows."""
+    post = events["post_processing"]
+    return {l: round(float(post[l]["threshold"] if l in post else t), 6)
+            for l, t in zip(labels, clip_thresholds)}
 
 
 def _short(m: dict) -> dict:

@@ -11,6 +11,7 @@ import math
 import numpy as np
 
 from model import audio
+from model.windowing import count_windows
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,13 +31,6 @@ class FileInfo:
     num_windows: int
 
 
-def count_windows(num_samples: int, window_samples: int, hop_samples: int) -> int:
-    """Windows covering a recording; the last one is zero-padded past the end."""
-    if num_samples <= window_samples:
-        return 1
-    return 1 + math.ceil((num_samples - window_samples) / hop_samples)
-
-
 def plan_chunks(info: FileInfo, windows_per_chunk: int) -> list:
     return [Chunk(info.path, k, min(windows_per_chunk, info.num_windows - k))
             for k in range(0, info.num_windows, windows_per_chunk)]
@@ -54,7 +48,7 @@ def file_info(fileobj, path: str, target_hz: int, window_samples: int, hop_sampl
         raise audio.AudioError("no_samples", "the file holds no audio frames")
     if not audio.MIN_SAMPLE_RATE_HZ <= rate <= audio.MAX_SAMPLE_RATE_HZ:
         raise audio.AudioError("unsupported_sample_rate", f"{rate} Hz")
-    n16 = int(math.ceil(frames * target_hz / rate))
+    n16 = audio.resampled_length(frames, rate, target_hz)
     return FileInfo(path, rate, frames, channels, frames / rate,
                     count_windows(n16, window_samples, hop_samples))
 

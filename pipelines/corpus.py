@@ -9,21 +9,23 @@ import csv
 import dataclasses
 import hashlib
 import io
+import os
 import posixpath
 
+from model import annotations, audio
 from model.errors import UserError
 from pipelines import fs
 
 SPLITS = ("train", "validation", "test")
-AUDIO_EXTENSIONS = (".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3",
-                    ".aif", ".aiff", ".aifc", ".au", ".caf", ".w64", ".rf64")
+AUDIO_EXTENSIONS = audio.AUDIO_EXTENSIONS
 
 
 @dataclasses.dataclass(frozen=True)
 class Recording:
     path: str    # absolute local path or gs:// URI
-    label: str
+    label: str   # a clip's label ("" for annotated recordings and for labeling)
     key: str     # split key: path relative to the corpus root, or the manifest group
+    events: tuple = None  # annotated recordings: `model.annotations.AnnotationRow`s; None: a clip
 
 
 def assign_split(key: str, fractions=(0.8, 0.1, 0.1)) -> str:
@@ -145,3 +147,53 @@ def _resolve(path: str, base: str, manifest_path: str, line_no: int) -> str:
         raise UserError(f"--manifest {manifest_path} line {line_no}: {path!r} escapes the "
                         "manifest's folder; use a path inside it or an absolute path")
     return fs.join(base, normalized)
+
+
+ANNOTATION_EXTENSIONS = (".txt", ".csv")
+
+
+@dataclasses.dataclass
+class AnnotatedCorpus:
+    """Annotated recordings, and what could not be used before the pipeline runs."""
+    recordings: list      # Recording with `events` (rows), for every annotated recording
+    unannotated: list     # Recording that no table annotates
+    bad: list             # model.annotations.BadAnnotation
+    tables: int
+
+
+def list_annotated(input_path: str, annotations_path: str, label_column: str) -> AnnotatedCorpus:
+    """Recordings under --input (every audio file, any depth) matched to the tables under
+    --annotations (a folder, searched recursively, or one file)."""
+    paths, _, root = list_audio(input_path)
+    tables, bad = [], []
+    table_files, table_root = _annotation_files(annotations_path)
+    for path in table_files:
+        rows, errors = annotations.parse_file(relative_key(path, table_root),
+                                              fs.read_bytes(path), label_column)
+        # dead-letter records name the table by its full path
+        rows = [dataclasses.replace(r, source=path) for r in rows]
+        bad += [dataclasses.replace(b, source=path) for b in errors]
+        tables.append((relative_key(path, table_root), rows))
+    if tables and all(b.reason == "no_label_column" for b in bad) and len(bad) == len(tables):
+        raise UserError(f"--annotations {annotations_path}: no table has a {label_column!r} "
+                        f"column ({bad[0].detail}); choose the label column with --label-column")
+    keys = {relative_key(p, root): p for p in paths if p not in set(table_files)
+            and os.path.splitext(p)[1].lower() in AUDIO_EXTENSIONS}
+    matched, unmatched = annotations.match_recordings(tables, sorted(keys))
+    recordings = [Recording(keys[k], "", k, tuple(rows)) for k, rows in sorted(matched.items())]
+    unannotated = [Recording(p, "", k) for k, p in sorted(keys.items()) if k not in matched]
+    return AnnotatedCorpus(recordings, unannotated, bad + unmatched, len(tables))
+
+
+def _annotation_files(annotations_path: str):
+    """→ (annotation files, their root): every .txt/.csv under a folder, or the one file."""
+    if not fs.is_gcs(annotations_path) and not os.path.exists(annotations_path):
+        raise UserError(f"--annotations {annotations_path} does not exist; pass a folder of "
+                        "Raven/Audacity tables or a CSV file,start_s,end_s,label")
+    if annotations_path.lower().endswith(ANNOTATION_EXTENSIONS) and fs.match(annotations_path):
+        return [annotations_path], fs.dirname(annotations_path)
+    root = annotations_path.rstrip("/")
+    files = [p for p in fs.match(fs.join(root, "**")) if p.lower().endswith(ANNOTATION_EXTENSIONS)]
+    if not files:
+        raise UserError(f"--annotations {annotations_path}: no .txt or .csv tables found there")
+    return sorted(files), root

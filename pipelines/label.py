@@ -29,7 +29,8 @@ from model.errors import UserError
 from model.features import FeatureConfig
 from pipelines import corpus, fs, label_formats, ledger
 from pipelines.chunks import FileInfo, file_info, plan_chunks, read_chunk_windows
-from pipelines.segments import Segment, SegmentParams, to_segments
+from model.segments import (PostProcessing, Segment, WindowGrid, model_post_processing,
+                            to_segments, written_labels)
 
 log = logging.getLogger("earmark.label")
 
@@ -61,10 +62,17 @@ def build_arg_parser() -> argparse.ArgumentParser:
     p.add_argument("--chunk-seconds", type=float, default=60.0,
                    help="audio per work item; long files are split into chunks (default 60)")
     p.add_argument("--threshold", action="append", default=[],
-                   help="override thresholds: 0.7 for all labels, or LABEL=0.7 (repeatable)")
-    p.add_argument("--smoothing", type=int, default=1, help="moving average over N windows (default 1: none)")
-    p.add_argument("--min-duration", type=float, default=0.0, help="drop shorter segments (seconds)")
-    p.add_argument("--max-gap", type=float, default=0.0, help="merge same-label segments this close (seconds)")
+                   help="override the model's calibrated thresholds: 0.7 for all labels, or "
+                        "LABEL=0.7 (repeatable)")
+    p.add_argument("--smoothing", action="append", default=[],
+                   help="override: moving average over N windows, N or LABEL=N (1: none)")
+    p.add_argument("--min-duration", action="append", default=[],
+                   help="override: drop shorter segments, seconds or LABEL=seconds")
+    p.add_argument("--max-gap", action="append", default=[],
+                   help="override: merge same-label segments this close, seconds or LABEL=seconds")
+    p.add_argument("--emit-background", action="store_true",
+                   help="also write segments of the model's background labels (e.g. "
+                        "background, not_snore), which are left out by default")
     p.add_argument("--batch-size", type=int, default=128, help="windows per model call (default 128)")
     p.add_argument("--incremental", action="store_true",
                    help="label only recordings that are new or changed since the last run "
@@ -193,9 +201,9 @@ class ReadWindows(beam.DoFn):
 class MakeSegments(beam.DoFn):
     """Everything known about one recording → its segments, or a dead-letter record."""
 
-    def __init__(self, labels, thresholds, params: SegmentParams, keep_scores: bool):
-        self._labels, self._thresholds = list(labels), list(thresholds)
-        self._params, self._keep_scores = params, keep_scores
+    def __init__(self, labels, post: list, grid: WindowGrid, keep_scores: bool):
+        self._labels, self._post = list(labels), list(post)
+        self._grid, self._keep_scores = grid, keep_scores
 
     def process(self, element):
         key, grouped = element
@@ -211,25 +219,54 @@ class MakeSegments(beam.DoFn):
                         f"{len(scored)} of {info.num_windows} windows scored")
             return
         scores = np.stack([s for _, s in scored]) if scored else np.zeros((0, len(self._labels)))
-        segments = to_segments(scores, self._labels, self._thresholds, self._params, info.duration_s)
+        segments = to_segments(scores, self._labels, self._post, self._grid, info.duration_s)
         beam.metrics.Metrics.counter("label", "files_labeled").inc()
         yield {"file": key, "path": info.path, "duration_s": info.duration_s,
                "segments": segments, "scores": scores if self._keep_scores else None}
 
 
-def parse_thresholds(overrides, labels, model_thresholds: dict):
-    thresholds = [float(model_thresholds.get(l, 0.5)) for l in labels]
-    for item in overrides:
-        name, _, value = item.rpartition("=")
-        try:
-            v = float(value)
-        except ValueError:
-            raise UserError(f"--threshold {item!r}: expected 0.7 or LABEL=0.7") from None
-        if name and name not in labels:
-            raise UserError(f"--threshold {item!r}: {name!r} is not a label of this model "
-                            f"({', '.join(labels)})")
-        thresholds = [v if (not name or name == l) else t for l, t in zip(labels, thresholds)]
-    return thresholds
+# label flag → PostProcessing field, and how to read its value
+OVERRIDE_FLAGS = {"threshold": ("threshold", float), "smoothing": ("smoothing_windows", int),
+                  "min_duration": ("min_duration_s", float), "max_gap": ("max_gap_s", float)}
+
+
+def post_processing(meta: dict, args) -> tuple:
+    """Per label: the `PostProcessing` label uses (None: a background label, not written
+    unless --emit-background), and for run.json where each value came from: `model`
+    (calibrated at train time), `flag`, or `default` (a model trained before calibration)."""
+    labels = meta["labels"]
+    resolved = model_post_processing(meta)
+    settings = {l: resolved[l][0] for l in labels}
+    sources = {l: resolved[l][1] for l in labels}
+    for flag, (field, kind) in OVERRIDE_FLAGS.items():
+        for item in getattr(args, flag):
+            name, value = _override(flag, item, labels, kind)
+            for label in labels:
+                if not name or name == label:
+                    settings[label][field], sources[label][field] = value, "flag"
+    written = set(written_labels(meta, args.emit_background))
+    out = []
+    for label in labels:
+        pp = PostProcessing.from_dict(settings[label])
+        if pp.smoothing_windows < 1 or pp.min_duration_s < 0 or pp.max_gap_s < 0:
+            raise UserError(f"post-processing of {label!r}: smoothing must be >= 1 and "
+                            "durations >= 0; fix the flag")
+        out.append(pp if label in written else None)
+    return out, {l: {"settings": settings[l], "from": sources[l], "written": l in written}
+                 for l in labels}
+
+
+def _override(flag, item, labels, kind):
+    name, _, value = item.rpartition("=")
+    try:
+        v = kind(value)
+    except ValueError:
+        raise UserError(f"--{flag.replace('_', '-')} {item!r}: expected a number or "
+                        f"LABEL=number") from None
+    if name and name not in labels:
+        raise UserError(f"--{flag.replace('_', '-')} {item!r}: {name!r} is not a label of this "
+                        f"model ({', '.join(labels)})")
+    return name, v
 
 
 def _write_per_file(result, output, formats, low_hz, high_hz, model_id):
@@ -280,7 +317,7 @@ def _count_run(_, results, dead) -> dict:
     }
 
 
-def build_pipeline(p, source, output, model_dir, meta, config, params, thresholds, formats,
+def build_pipeline(p, source, output, model_dir, meta, config, grid, post, formats,
                    keep_scores, chunk_seconds, batch_size, tables_dir, finish):
     """Wire the label transforms onto `p`. Per-recording files go under `output`; the
     tables and dead letter under `tables_dir`. `finish` (a `FinishRun`) runs last, once
@@ -315,7 +352,7 @@ def build_pipeline(p, source, output, model_dir, meta, config, params, threshold
     failed = ((read.chunk_failed, failed_inference) | "Failures" >> beam.Flatten())
     results = ({"info": planned.info, "scores": scores, "failed": failed}
                | "GroupPerRecording" >> beam.CoGroupByKey()
-               | "MakeSegments" >> beam.ParDo(MakeSegments(labels, thresholds, params, keep_scores))
+               | "MakeSegments" >> beam.ParDo(MakeSegments(labels, post, grid, keep_scores))
                .with_outputs(DEAD_LETTER, main="results"))
     dead = ((planned[DEAD_LETTER], results[DEAD_LETTER]) | "AllDeadLetters" >> beam.Flatten())
     labeled = results.results | "AddLabels" >> beam.Map(
@@ -389,10 +426,8 @@ def run(argv=None, save_main_session=True, test_pipeline=None):
     config = FeatureConfig.from_dict(meta["feature_config"]).with_patch_hop(
         args.hop_seconds or default_hop_s)
     labels = meta["labels"]
-    thresholds = parse_thresholds(args.threshold, labels, meta.get("thresholds", {}))
-    params = SegmentParams(hop_s=config.patch_hop_seconds, window_s=config.patch_samples / config.sample_rate_hz,
-                           smoothing_windows=args.smoothing, min_duration_s=args.min_duration,
-                           max_gap_s=args.max_gap)
+    post, post_summary = post_processing(meta, args)
+    grid = WindowGrid(hop_s=config.patch_hop_seconds, window_s=config.patch_samples / config.sample_rate_hz)
     output = fs.absolute(args.output)
     source, files_matched, versions = _list_source(args, with_versions=args.incremental)
     model_id = meta["model_id"]
@@ -415,7 +450,8 @@ def run(argv=None, save_main_session=True, test_pipeline=None):
     summary = {
         "model_id": model_id, "model": args.model,
         "feature_config_hash": config.hash(), "labels": labels,
-        "thresholds": dict(zip(labels, thresholds)),
+        "thresholds": {l: v["settings"]["threshold"] for l, v in post_summary.items()},
+        "post_processing": post_summary,
         "hop_s": config.patch_hop_seconds, "formats": formats,
         "input": fs.absolute(args.input) if args.input else None,
         "manifest": fs.absolute(args.manifest) if args.manifest else None,
@@ -427,7 +463,7 @@ def run(argv=None, save_main_session=True, test_pipeline=None):
                        "todo": sorted(todo), "model_id": model_id, "formats": formats}
     finish = FinishRun(output, tables_dir, summary, time.time(), incremental)
     p = test_pipeline or beam.Pipeline(options=options)
-    build_pipeline(p, source, output, model_dir, meta, config, params, thresholds, formats,
+    build_pipeline(p, source, output, model_dir, meta, config, grid, post, formats,
                    args.scores, args.chunk_seconds, args.batch_size, tables_dir, finish)
     result = p.run()
     if not fs.builds_template(options):

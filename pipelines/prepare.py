@@ -18,6 +18,8 @@ from apache_beam.io import fileio
 
 from model import progress
 from model.errors import UserError
+from model import window_labels
+from model.data import RECORDINGS_FILE
 from model.features import FeatureConfig, RESAMPLE_QUALITIES
 from pipelines import corpus, fs
 
@@ -40,8 +42,23 @@ def build_arg_parser() -> argparse.ArgumentParser:
                "Any Apache Beam option (--runner, --project, --region, ...) passes through.",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--input", help="folder of <label>/ sub-folders, or a glob; local or gs://")
+    src.add_argument("--input", help="folder of <label>/ sub-folders, or a glob; with "
+                                     "--annotations a folder of recordings; local or gs://")
     src.add_argument("--manifest", help="CSV with columns path,label[,group]; local or gs://")
+    p.add_argument("--annotations", default=None,
+                   help="annotated long recordings: a folder or file of Raven selection tables "
+                        "(*.selections.txt), Audacity label tracks (*.txt) or a CSV "
+                        "file,start_s,end_s,label; local or gs://. Every window of each "
+                        "annotated recording in --input is labeled by its overlap with events")
+    p.add_argument("--label-column", default="Annotation",
+                   help="Raven tables: the column holding the label (default Annotation)")
+    p.add_argument("--min-overlap", type=float, default=window_labels.DEFAULT_MIN_OVERLAP,
+                   help="a window gets an event's label when the event covers at least this "
+                        "fraction of it (of the event, when shorter); windows touching an event "
+                        "less are left out (default 0.5)")
+    p.add_argument("--background", default="background",
+                   help="label of annotated windows touching no event (default background; "
+                        "'none' leaves them out)")
     p.add_argument("--output", required=True, help="output folder, local or gs://")
     p.add_argument("--split", default="80/10/10",
                    help="train/validation/test fractions (default 80/10/10)")
@@ -62,13 +79,19 @@ def build_arg_parser() -> argparse.ArgumentParser:
 
 
 class DecodeToPatches(beam.DoFn):
-    """Recording → (split, serialized Example) per patch; failures → dead letter."""
+    """Recording → (split, serialized Example) per labeled window; failures → dead letter.
+
+    A clip is one event of its label; an annotated recording has its events. Windows
+    (`model.windowing`) are labeled by `model.window_labels`; ambiguous ones are counted and
+    left out. Annotated events running past the audio's end go to the dead letter and their
+    windows are left out too."""
 
     DEAD_LETTER = "dead_letter"
     FILE_OK = "file_ok"
 
     def __init__(self, config_json: str, labels, fractions, decoder: str, files_matched: int,
-                 single_process: bool = True):
+                 single_process: bool = True, min_overlap: float = window_labels.DEFAULT_MIN_OVERLAP,
+                 background: str = None):
         self._config_json = config_json
         # progress: a total (and so an ETA) only where this process does the whole run
         self._progress_total = files_matched if single_process else None
@@ -76,6 +99,8 @@ class DecodeToPatches(beam.DoFn):
         self._labels = list(labels)
         self._fractions = tuple(fractions)
         self._decoder = decoder
+        self._min_overlap = min_overlap
+        self._background = background
         self._files_ok = beam.metrics.Metrics.counter("prepare", "files_ok")
         self._files_failed = beam.metrics.Metrics.counter("prepare", "files_failed")
         self._patches = beam.metrics.Metrics.counter("prepare", "patches")
@@ -90,10 +115,9 @@ class DecodeToPatches(beam.DoFn):
 
     def process(self, recording: corpus.Recording):
         from model import audio
-        from model.examples import make_example
         stage = "read"
         try:
-            if recording.label not in self._label_index:
+            if recording.events is None and recording.label not in self._label_index:
                 raise audio.AudioError("unknown_label", f"{recording.label!r} is not in features.json")
             ext = os.path.splitext(recording.path)[1].lower()
             if ext not in corpus.AUDIO_EXTENSIONS:
@@ -109,7 +133,7 @@ class DecodeToPatches(beam.DoFn):
                 data, self._config.sample_rate_hz, recording.path,
                 self._config.resample_quality, self._decoder)
             stage = "features"
-            patches, starts, padded = self._frontend.patches(waveform)
+            patches, starts, _ = self._frontend.patches(waveform)
         except audio.AudioError as e:
             yield from self._dead_letter(recording, stage, e.reason, e.detail)
             return
@@ -117,20 +141,58 @@ class DecodeToPatches(beam.DoFn):
             yield from self._dead_letter(recording, stage, "unexpected_error",
                                          f"{type(e).__name__}: {e}"[:300])
             return
-        split = corpus.assign_split(recording.key, self._fractions)
         duration_s = len(waveform) / self._config.sample_rate_hz
-        index = self._label_index[recording.label]
-        for patch, start in zip(patches, starts):
-            end = min(start + self._config.patch_seconds, duration_s)
-            yield split, make_example(patch, index, recording.label, recording.path,
-                                      recording.key, float(start), float(end), padded,
-                                      self._config_hash)
+        events, ignore = self._events(recording, duration_s)
+        for bad in ignore:
+            yield beam.pvalue.TaggedOutput(self.DEAD_LETTER, bad[2])
+        yield from self._examples(recording, patches, starts, duration_s, events,
+                                  [b[:2] for b in ignore])
+
+    def _events(self, recording, duration_s):
+        """→ (events to label windows by, [(start, end, dead-letter record)] of annotated
+        events that run past the audio's end)."""
+        from model.events import Event
+        if recording.events is None:
+            return [window_labels.clip_event(recording.label, duration_s)], []
+        events, ignore = [], []
+        for row in recording.events:
+            if row.end_s > duration_s + 1e-3:
+                beam.metrics.Metrics.counter("prepare", "failed_annotation_past_end").inc()
+                ignore.append((row.start_s, row.end_s, annotation_dead_letter(
+                    row, recording.path, "past_end",
+                    f"event {row.start_s:g}-{row.end_s:g} s ends after the recording "
+                    f"({duration_s:.3f} s); its windows are left out")))
+            else:
+                events.append(Event(row.start_s, row.end_s, row.label))
+        return events, ignore
+
+    def _examples(self, recording, patches, starts, duration_s, events, ignore):
+        from model.examples import make_example
+        c = self._config
+        split = corpus.assign_split(recording.key, self._fractions)
+        kinds = window_labels.label_windows(starts, c.patch_samples / c.sample_rate_hz, events,
+                                            ignore, self._min_overlap, self._background)
+        per_label, skipped = {}, {}
+        for patch, start, w in zip(patches, starts, kinds):
+            if w.kind not in (window_labels.EVENT, window_labels.BACKGROUND):
+                skipped[w.kind] = skipped.get(w.kind, 0) + 1
+                continue
+            for name in w.labels:
+                per_label[name] = per_label.get(name, 0) + 1
+            end = min(start + c.patch_seconds, duration_s)
+            yield split, make_example(patch, [self._label_index[n] for n in w.labels], w.labels,
+                                      recording.path, recording.key, float(start), float(end),
+                                      start + c.patch_seconds > duration_s + 1e-9, self._config_hash)
+        kept = len(patches) - sum(skipped.values())
         self._files_ok.inc()
-        self._patches.inc(len(patches))
-        self._progress(len(patches))
+        self._patches.inc(kept)
+        self._progress(kept)
         yield beam.pvalue.TaggedOutput(self.FILE_OK, {
-            "split": split, "label": recording.label, "patches": len(patches),
-            "seconds": duration_s})
+            "split": split, "label": recording.label, "patches": kept, "seconds": duration_s,
+            "per_label": per_label, "skipped": skipped,
+            "recording": {"key": recording.key, "source": recording.path, "split": split,
+                          "duration_s": round(duration_s, 6),
+                          "events": [[e.start_s, e.end_s, e.label] for e in sorted(events)]}})
 
     def _dead_letter(self, recording, stage, reason, detail):
         self._files_failed.inc()
@@ -144,31 +206,69 @@ class DecodeToPatches(beam.DoFn):
         self._tracker.update(1)
 
 
+def annotation_dead_letter(row, recording_path, reason, detail) -> dict:
+    """The dead-letter record of one annotation (a row of a table, or a whole table)."""
+    return {"path": row.source, "line": row.line, "recording": recording_path,
+            "stage": "annotations", "reason": reason, "detail": detail}
+
+
 def _sum_tuples(rows):
     return tuple(sum(col) for col in zip(*rows)) if rows else (0, 0, 0.0)
 
 
-def _write_stats(_, per_split_label, failures, path, files_matched):
+def _per_split_label(file_ok: dict):
+    """One file's ((split, label), (files, windows, seconds)) rows: a label counts the
+    recordings holding windows of it, those windows, and those recordings' seconds."""
+    for label, windows in file_ok["per_label"].items():
+        yield (file_ok["split"], label), (1, windows, file_ok["seconds"])
+
+
+def _per_split_skipped(file_ok: dict):
+    for kind, windows in file_ok["skipped"].items():
+        yield (file_ok["split"], kind), windows
+
+
+def _write_stats(_, per_split_label, skipped, failures, path, files_matched, launcher_counts):
     splits = {s: {} for s in corpus.SPLITS}
     for (split, label), (files, patches, seconds) in sorted(per_split_label):
         splits[split][label] = {"files": files, "patches": patches, "seconds": round(seconds, 3)}
-    failed = dict(sorted(failures))
-    files_ok = sum(v["files"] for s in splits.values() for v in s.values())
+    windows_skipped = {s: {} for s in corpus.SPLITS}
+    for (split, kind), n in sorted(skipped):
+        windows_skipped[split][kind] = n
+    file_failures = {r: n for (stage, r), n in failures if stage != ANNOTATION_STAGE}
+    annotation_failures = {r: n for (stage, r), n in failures if stage == ANNOTATION_STAGE}
+    files_failed = sum(file_failures.values())
     stats = {
         "files_matched": files_matched,
-        "files_ok": files_ok,
-        "files_failed": sum(failed.values()),
-        "failures_by_reason": failed,
+        "files_ok": files_matched - files_failed,
+        "files_failed": files_failed,
+        "failures_by_reason": dict(sorted(file_failures.items())),
         "patches": sum(v["patches"] for s in splits.values() for v in s.values()),
         "splits": splits,
+        "windows_left_out": windows_skipped,
     }
+    if launcher_counts:  # annotated recordings: every annotation used or dead-lettered
+        matched = launcher_counts["events_matched"]
+        stats["annotations"] = {
+            "tables": launcher_counts["tables"],
+            # rows read (a table that could not be read at all counts once)
+            "read": matched + launcher_counts["problems_before_pipeline"],
+            "events_used": matched - annotation_failures.get("past_end", 0),
+            "failed": sum(annotation_failures.values()),
+            "failed_by_reason": dict(sorted(annotation_failures.items()))}
     fs.write_json(path, stats)
 
 
+ANNOTATION_STAGE = "annotations"
+
+
 def build_pipeline(p, source, output, config, labels, fractions, decoder, files_matched,
-                   num_shards):
+                   num_shards, launcher_dead=(), min_overlap=window_labels.DEFAULT_MIN_OVERLAP,
+                   background=None, launcher_counts=None):
     """Wire the prepare transforms onto pipeline `p`. `source` is a (glob, root) pair,
-    matched inside the pipeline, or a list of manifest `Recording`s."""
+    matched inside the pipeline, or a list of `Recording`s (manifest rows, annotated
+    recordings). `launcher_dead`: dead-letter records found before the pipeline (annotation
+    tables that match no recording, recordings no table annotates)."""
     if isinstance(source, tuple):
         pattern, root = source
         recordings = (
@@ -183,7 +283,7 @@ def build_pipeline(p, source, output, config, labels, fractions, decoder, files_
         | "Reshuffle" >> beam.Reshuffle()
         | "DecodeToPatches" >> beam.ParDo(DecodeToPatches(
             config.to_json(), labels, fractions, decoder, files_matched,
-            fs.single_process(p.options))).with_outputs(
+            fs.single_process(p.options), min_overlap, background)).with_outputs(
                 DecodeToPatches.DEAD_LETTER, DecodeToPatches.FILE_OK, main="examples"))
     by_split = results.examples | "BySplit" >> beam.Partition(
         lambda kv, n: corpus.SPLITS.index(kv[0]), len(corpus.SPLITS))
@@ -193,23 +293,35 @@ def build_pipeline(p, source, output, config, labels, fractions, decoder, files_
              | f"Write{split.title()}" >> beam.io.WriteToTFRecord(
                  fs.join(output, split), file_name_suffix=SHARD_SUFFIX,
                  num_shards=num_shards, compression_type=beam.io.filesystem.CompressionTypes.GZIP))
-    dead = results[DecodeToPatches.DEAD_LETTER]
+    found_before = p | "LauncherDeadLetters" >> beam.Create(list(launcher_dead))
+    dead = ((results[DecodeToPatches.DEAD_LETTER], found_before)
+            | "AllDeadLetters" >> beam.Flatten())
     _ = (dead
          | "DeadLetterJson" >> beam.Map(lambda d: json.dumps(d, sort_keys=True))
          | "WriteDeadLetter" >> beam.io.WriteToText(
              fs.join(output, "dead_letter"), file_name_suffix=".jsonl",
              num_shards=1, shard_name_template=""))
+    file_ok = results[DecodeToPatches.FILE_OK]
+    _ = (file_ok
+         | "RecordingJson" >> beam.Map(lambda r: json.dumps(r["recording"], sort_keys=True))
+         | "WriteRecordings" >> beam.io.WriteToText(
+             fs.join(output, RECORDINGS_FILE.rsplit(".", 1)[0]), file_name_suffix=".jsonl",
+             num_shards=1, shard_name_template=""))
     per_split_label = (
-        results[DecodeToPatches.FILE_OK]
-        | "KeySplitLabel" >> beam.Map(lambda r: ((r["split"], r["label"]),
-                                                 (1, r["patches"], r["seconds"])))
+        file_ok
+        | "KeySplitLabel" >> beam.FlatMap(_per_split_label)
         | "SumPerSplitLabel" >> beam.CombinePerKey(_sum_tuples))
-    failures = dead | "FailureReason" >> beam.Map(lambda d: d["reason"]) | "CountReasons" >> beam.combiners.Count.PerElement()
+    skipped = (file_ok
+               | "KeySplitSkipped" >> beam.FlatMap(_per_split_skipped)
+               | "SumSkipped" >> beam.CombinePerKey(sum))
+    failures = (dead | "FailureReason" >> beam.Map(lambda d: (d["stage"] == ANNOTATION_STAGE and
+                                                              ANNOTATION_STAGE or "file", d["reason"]))
+                | "CountReasons" >> beam.combiners.Count.PerElement())
     _ = (p
          | "StatsTrigger" >> beam.Create([None])
          | "WriteStats" >> beam.Map(_write_stats, beam.pvalue.AsList(per_split_label),
-                                    beam.pvalue.AsList(failures), fs.join(output, STATS_FILE),
-                                    files_matched))
+                                    beam.pvalue.AsList(skipped), beam.pvalue.AsList(failures),
+                                    fs.join(output, STATS_FILE), files_matched, launcher_counts))
 
 
 def feature_config_for(base: str, patch_hop_seconds: float = None,
@@ -241,15 +353,20 @@ def run(argv=None, save_main_session=True, test_pipeline=None):
     fractions = corpus.parse_fractions(args.split)
     config = feature_config_for(args.base, args.patch_hop_seconds, args.resample_quality)
     output = fs.absolute(args.output)
-    if args.manifest:
+    launcher_dead, launcher_counts, background = [], None, None
+    if args.annotations:
+        source, files_matched, labels, background, launcher_dead, launcher_counts = \
+            _annotated_source(args)
+    elif args.manifest:
         manifest = fs.absolute(args.manifest)
         recordings = corpus.read_manifest(manifest)
         source, files_matched = recordings, len(recordings)
+        labels = sorted({r.label for r in recordings})
     else:
         input_path = fs.absolute(args.input)
         recordings, pattern, root = corpus.list_input(input_path)
         source, files_matched = (pattern, root), len(recordings)
-    labels = sorted({r.label for r in recordings})
+        labels = sorted({r.label for r in recordings})
     log.info("prepare: %d files matched, %d labels: %s", files_matched, len(labels),
              ", ".join(labels))
 
@@ -258,17 +375,51 @@ def run(argv=None, save_main_session=True, test_pipeline=None):
         "feature_config": config.to_dict(),
         "feature_config_hash": config.hash(),
         "labels": labels,
+        "background_labels": [background] if background else
+        window_labels.background_labels(labels),
         "split_fractions": dict(zip(corpus.SPLITS, fractions)),
         "source": args.manifest or args.input,
+        "annotations": {"path": args.annotations, "label_column": args.label_column,
+                        "min_overlap": args.min_overlap, "background": background}
+        if args.annotations else None,
         "example_schema": "see README: Prepared data",
     })
     p = test_pipeline or beam.Pipeline(options=options)
     build_pipeline(p, source, output, config, labels, fractions, args.decoder, files_matched,
-                   args.num_shards)
+                   args.num_shards, launcher_dead, args.min_overlap, background, launcher_counts)
     result = p.run()
     if not fs.builds_template(options):
         result.wait_until_finish()
     return result
+
+
+def _annotated_source(args):
+    """--input recordings + --annotations → (recordings, files matched, labels, background
+    label, dead-letter records found before the pipeline, annotation counts)."""
+    if not 0 < args.min_overlap <= 1:
+        raise UserError(f"--min-overlap {args.min_overlap}: must be in (0, 1], e.g. 0.5")
+    background = None if args.background.strip().lower() == "none" else args.background.strip()
+    found = corpus.list_annotated(fs.absolute(args.input), fs.absolute(args.annotations),
+                                  args.label_column)
+    if not found.recordings:
+        raise UserError(f"--annotations {args.annotations}: no table matches a recording under "
+                        f"--input {args.input} ({len(found.bad)} problems, e.g. "
+                        f"{found.bad[0].detail if found.bad else 'no tables'}); name each table "
+                        "after its recording (rec.flac <-> rec.Table.1.selections.txt) or give "
+                        "a file column")
+    dead = [{"path": b.source, "line": b.line, "stage": ANNOTATION_STAGE, "reason": b.reason,
+             "detail": b.detail} for b in found.bad]
+    dead += [{"path": r.path, "label": "", "stage": "match", "reason": "not_annotated",
+              "detail": "no annotation table or row names this recording; annotate it (an "
+                        "empty Raven table means no events) or move it out of --input"}
+             for r in found.unannotated]
+    labels = sorted({row.label for r in found.recordings for row in r.events}
+                    | ({background} if background else set()))
+    counts = {"tables": found.tables,
+              "events_matched": sum(len(r.events) for r in found.recordings),
+              "problems_before_pipeline": len(found.bad)}
+    return (found.recordings + found.unannotated, len(found.recordings) + len(found.unannotated),
+            labels, background, dead, counts)
 
 
 def summarize(output: str) -> dict:
@@ -281,6 +432,16 @@ def summarize(output: str) -> dict:
                          f"{row['seconds']:>10.1f}")
     lines.append(f"files: {stats['files_matched']} matched, {stats['files_ok']} ok, "
                  f"{stats['files_failed']} failed {stats['failures_by_reason'] or ''}".rstrip())
+    left_out = {k: sum(s.get(k, 0) for s in stats.get("windows_left_out", {}).values())
+                for k in (window_labels.AMBIGUOUS, window_labels.NO_BACKGROUND)}
+    if any(left_out.values()):
+        lines.append(f"windows left out of training: {left_out[window_labels.AMBIGUOUS]} "
+                     f"ambiguous (touching an event too little), "
+                     f"{left_out[window_labels.NO_BACKGROUND]} background (--background none)")
+    a = stats.get("annotations")
+    if a:
+        lines.append(f"annotations: {a['tables']} tables, {a['read']} read, {a['events_used']} "
+                     f"events used, {a['failed']} failed {a['failed_by_reason'] or ''}".rstrip())
     print("\n".join(lines))
     if stats["files_ok"] == 0:
         top = max(stats["failures_by_reason"].items(), key=lambda kv: kv[1], default=("none", 0))

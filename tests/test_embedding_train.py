@@ -151,7 +151,9 @@ def test_waveform_config_frames_raw_windows_and_has_its_own_hash():
     assert FeatureConfig.from_dict(json.loads(config.to_json())) == config
     wave = np.arange(16000 * 7, dtype=np.float32)
     patches, starts, padded = Frontend(config).patches(wave)
-    assert patches.shape == (3, 48000) and list(starts) == [0.0, 1.5, 3.0] and not padded
+    assert patches.shape == (4, 48000) and list(starts) == [0.0, 1.5, 3.0, 4.5] and not padded
     np.testing.assert_array_equal(patches[1], wave[24000:72000])
+    np.testing.assert_array_equal(patches[3][:40000], wave[72000:])  # the tail, zero-padded
+    assert not patches[3][40000:].any()
     short, _, padded = Frontend(config).patches(wave[:1000])
     assert short.shape == (1, 48000) and padded and not short[0, 1000:].any()

@@ -118,7 +118,7 @@ def test_evaluate_raw_clips_runs_the_frontend_itself(tmp_path, capsys):
                     wav, _, _ = audio.load_waveform(f.read(), config.sample_rate_hz, p)
                 patches, starts, padded = fe.patches(wav)
                 for patch, s in zip(patches, starts):
-                    w.write(make_example(patch, labels.index(label), label, p, p, s, s + 0.96,
+                    w.write(make_example(patch, [labels.index(label)], [label], p, p, s, s + 0.96,
                                          padded, config.hash()))
     with open(prepared / "features.json", "w") as f:
         json.dump({"feature_config": config.to_dict(), "labels": labels}, f)

@@ -5,7 +5,8 @@ import pytest
 import tensorflow as tf
 
 from model.features import FeatureConfig
-from model.frontend import Frontend, log_mel, num_patches
+from model.frontend import Frontend, log_mel
+from model.windowing import count_windows
 
 
 def test_defaults_follow_vggish_recipe():
@@ -32,21 +33,23 @@ def test_config_rejects_nonsense():
         FeatureConfig.from_dict({"bogus": 1})
 
 
-@pytest.mark.parametrize("seconds,expected", [(0.05, 1), (0.96, 1), (1.0, 1), (1.95, 2), (5.0, 5)])
+# windows of 15 600 samples every 15 360 until one reaches the end (the last zero-padded)
+@pytest.mark.parametrize("seconds,expected", [(0.05, 1), (0.96, 1), (0.975, 1), (1.0, 2),
+                                              (1.95, 3), (5.0, 6)])
 def test_patch_count_and_padding(seconds, expected):
     c = FeatureConfig()
     wave = np.random.default_rng(0).standard_normal(int(seconds * 16000)).astype(np.float32)
-    patches, starts, padded = Frontend(c).patches(wave)
+    patches, starts, short = Frontend(c).patches(wave)
     assert patches.shape == (expected, 96, 64)
-    assert num_patches(len(wave), c) == expected
-    assert padded == (len(wave) < c.patch_samples)
+    assert count_windows(len(wave), c.patch_samples, c.patch_hop_samples) == expected
+    assert short == (len(wave) < c.patch_samples)
     np.testing.assert_allclose(starts, np.arange(expected) * 0.96)
 
 
 def test_overlapping_patches_for_labeling():
     c = FeatureConfig(patch_hop_seconds=0.48)
     patches, starts, _ = Frontend(c).patches(np.zeros(16000 * 3, np.float32))
-    assert patches.shape[0] == 1 + (48000 - 15600) // 7680
+    assert patches.shape[0] == 1 + int(np.ceil((48000 - 15600) / 7680))
     assert starts[1] == pytest.approx(0.48)
 
 
@@ -55,7 +58,8 @@ def test_whole_recording_patches_equal_per_window_log_mel():
     c = FeatureConfig(patch_hop_seconds=0.48)
     wave = np.random.default_rng(1).standard_normal(16000 * 4).astype(np.float32)
     patches, starts, _ = Frontend(c).patches(wave)
-    windows = np.stack([wave[int(round(s * 16000)):int(round(s * 16000)) + c.patch_samples]
+    padded = np.pad(wave, (0, c.patch_samples))  # the last window runs past the end
+    windows = np.stack([padded[int(round(s * 16000)):int(round(s * 16000)) + c.patch_samples]
                         for s in starts])
     per_window = log_mel(tf.constant(windows), c).numpy()
     assert np.abs(per_window - patches).max() < 1e-4

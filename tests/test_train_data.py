@@ -40,7 +40,7 @@ def make_prepared(root, n_classes=2, per_class=(12, 4, 4), seed=0, labels=None,
                     key = f"{name}/{split}_{r}.wav"
                     for k in range(patches_per_recording):
                         patch = synthetic_patch(rng, c, len(labels), config)
-                        w.write(make_example(patch, c, name, "/x/" + key, key, 0.96 * k,
+                        w.write(make_example(patch, [c], [name], "/x/" + key, key, 0.96 * k,
                                              0.96 * (k + 1), False, config.hash()))
     with open(os.path.join(root, data.FEATURES_FILE), "w") as f:
         json.dump({"feature_config": config.to_dict(), "feature_config_hash": config.hash(),

@@ -1,0 +1,357 @@
+"""Annotation files → events per recording.
+
+Users annotate long recordings in Raven Pro (selection tables, `*.selections.txt`),
+Audacity (label tracks, `.txt`) or a spreadsheet (CSV `file,start_s,end_s,label`).
+The parsers turn one file's text into `AnnotationRow`s and `BadAnnotation`s (earmark's
+dead letter: a bad row never stops the good ones, and nothing here raises on bad
+content); `match_recordings` then assigns the rows to recordings by name.
+
+Pure Python on strings: no filesystem access. Paths are posix strings relative to
+the annotations root (tables) or the recordings root (recording keys). Names are data,
+never patterns: `[`, `*`, `?`, spaces and any Unicode match only themselves.
+"""
+import csv
+import dataclasses
+import io
+import math
+import posixpath
+import re
+
+from model.events import Event
+
+RAVEN_BEGIN = "Begin Time (s)"
+RAVEN_END = "End Time (s)"
+RAVEN_SELECTION = "Selection"
+RAVEN_FILE = "Begin File"
+RAVEN_FILE_OFFSET = "File Offset (s)"
+CSV_COLUMNS = ("file", "start_s", "end_s", "label")
+
+_BOM = "\ufeff"
+_RAVEN_SUFFIX = ".selections.txt"
+_RAVEN_TABLE = re.compile(r"\.Table\.\d+$", re.IGNORECASE)
+
+
+@dataclasses.dataclass(frozen=True)
+class AnnotationRow:
+    """One annotated event as read. `file` is the recording the row names (CSV `file`,
+    Raven `Begin File`), or None when the table's own name says which recording."""
+    file: str | None
+    start_s: float
+    end_s: float
+    label: str
+    source: str  # the annotation file it came from, as given to the parser
+    line: int  # 1-based line number in that file
+
+
+@dataclasses.dataclass(frozen=True)
+class BadAnnotation:
+    """A row or file that could not be used; goes to earmark's dead letter."""
+    source: str
+    line: int  # 0 when the whole file is bad
+    reason: str  # short snake_case, see the parsers and match_recordings
+    detail: str  # one human line
+
+
+Parsed = tuple[list[AnnotationRow], list[BadAnnotation]]
+
+
+class _BadRow(Exception):
+    """Raised inside the parsers to reject one row; never leaves this module."""
+
+    def __init__(self, reason: str, detail: str):
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+# ---------------------------------------------------------------- small helpers
+
+def _lines(text: str) -> list[str]:
+    """Lines without BOM or line endings (LF, CRLF); index i is line i + 1."""
+    if text.startswith(_BOM):
+        text = text[len(_BOM):]
+    return [line.rstrip("\r") for line in text.split("\n")]
+
+
+def _number(cell: str, column: str, decimal_comma: bool = False) -> float:
+    """A finite float from a cell; `1,5` reads as 1.5 when `decimal_comma`."""
+    cell = cell.strip()
+    if decimal_comma and "," in cell and "." not in cell:
+        cell = cell.replace(",", ".", 1)
+    try:
+        value = float(cell)
+    except ValueError:
+        raise _BadRow("bad_row", f"{column} {cell!r} is not a number") from None
+    if not math.isfinite(value):
+        raise _BadRow("bad_row", f"{column} {cell!r} is not a finite number")
+    return value
+
+
+def _checked_row(file: str | None, start_s: float, end_s: float, label: str,
+                 source: str, line: int) -> AnnotationRow:
+    """The row, or _BadRow when its times or label make no event."""
+    if start_s < 0:
+        raise _BadRow("negative_start", f"start {start_s:g} s is negative")
+    if end_s <= start_s:
+        raise _BadRow("end_not_after_start",
+                      f"end {end_s:g} s is not after start {start_s:g} s")
+    label = label.strip()
+    if not label:
+        raise _BadRow("no_label", "the label is empty")
+    return AnnotationRow(file or None, start_s, end_s, label, source, line)
+
+
+def _column(header: list[str], name: str) -> int | None:
+    """Index of column `name` in a header: exact, else case-insensitive if unique."""
+    if name in header:
+        return header.index(name)
+    folded = [i for i, cell in enumerate(header) if cell.lower() == name.lower()]
+    return folded[0] if len(folded) == 1 else None
+
+
+def _wrong_count(cells: list[str], header: list[str]) -> _BadRow:
+    return _BadRow("bad_row", f"{len(cells)} columns where the header has {len(header)}")
+
+
+# ---------------------------------------------------------------- parsers
+
+def parse_raven(text: str, source: str, label_column: str = "Annotation") -> Parsed:
+    """A Raven selection table: tab-separated, header row, columns in any order.
+
+    Raven writes one row per view (Spectrogram 1, Waveform 1) for the same Selection:
+    each Selection counts once (its first row). With a `Begin File` column the row names
+    its recording; with `File Offset (s)` too, the event starts at that offset in the file.
+    """
+    lines = _lines(text)
+    header = [cell.strip() for cell in lines[0].split("\t")]
+    begin, end = _column(header, RAVEN_BEGIN), _column(header, RAVEN_END)
+    if begin is None or end is None:
+        return [], [BadAnnotation(source, 0, "unknown_format",
+                                  f"not a Raven selection table: needs {RAVEN_BEGIN!r} and "
+                                  f"{RAVEN_END!r}, found columns {header}")]
+    label = _column(header, label_column)
+    if label is None:
+        return [], [BadAnnotation(source, 0, "no_label_column",
+                                  f"no {label_column!r} column; found columns {header}; "
+                                  f"choose one with --label-column")]
+    selection = _column(header, RAVEN_SELECTION)
+    file = _column(header, RAVEN_FILE)
+    offset = _column(header, RAVEN_FILE_OFFSET)
+
+    rows, bad, seen = [], [], set()
+    for number, line in enumerate(lines[1:], start=2):
+        if not line.strip():
+            continue
+        cells = line.split("\t")
+        try:
+            if len(cells) != len(header):
+                raise _wrong_count(cells, header)
+            key = cells[selection].strip() if selection is not None else ""
+            if key in seen:
+                continue  # the same selection in another view
+            if key:
+                seen.add(key)
+            start_s = _number(cells[begin], RAVEN_BEGIN)
+            end_s = _number(cells[end], RAVEN_END)
+            if file is not None and offset is not None:
+                # Begin Time counts from the start of a multi-file sequence; File Offset
+                # is where the event starts within its own file.
+                in_file_s = _number(cells[offset], RAVEN_FILE_OFFSET)
+                start_s, end_s = in_file_s, in_file_s + (end_s - start_s)
+            name = cells[file].strip() if file is not None else None
+            rows.append(_checked_row(name, start_s, end_s, cells[label], source, number))
+        except _BadRow as e:
+            bad.append(BadAnnotation(source, number, e.reason, e.detail))
+    return rows, bad
+
+
+def parse_audacity(text: str, source: str) -> Parsed:
+    """An Audacity label track: `start<TAB>end<TAB>label` lines, no header.
+
+    Lines starting with a tab or a backslash are the frequency lines of spectral labels
+    (`\\<TAB>low_hz<TAB>high_hz`) and are skipped. Point labels (start == end) are bad.
+    Numbers may use a decimal comma (`1,5`), as Audacity writes them in some locales.
+    """
+    rows, bad = [], []
+    for number, line in enumerate(_lines(text), start=1):
+        if not line.strip() or line.startswith(("\t", "\\")):
+            continue
+        cells = line.split("\t", 2)
+        try:
+            if len(cells) < 2:
+                raise _BadRow("bad_row", f"{len(cells)} column where start, end and label "
+                                         f"are expected")
+            start_s = _number(cells[0], "start", decimal_comma=True)
+            end_s = _number(cells[1], "end", decimal_comma=True)
+            label = cells[2] if len(cells) == 3 else ""
+            rows.append(_checked_row(None, start_s, end_s, label, source, number))
+        except _BadRow as e:
+            bad.append(BadAnnotation(source, number, e.reason, e.detail))
+    return rows, bad
+
+
+def parse_csv(text: str, source: str) -> Parsed:
+    """A CSV table with header `file,start_s,end_s,label` (any order; extra columns
+    ignored; quoted fields may hold commas). Without a `file` column (as make_night.py
+    writes its truth), or with an empty one, a row belongs to the recording the table is
+    named after (`night.csv` ↔ `night.wav`)."""
+    if text.startswith(_BOM):
+        text = text[len(_BOM):]
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = [cell.strip() for cell in next(reader)]
+    except (StopIteration, csv.Error):
+        header = []
+    where = {name: _column(header, name) for name in CSV_COLUMNS}
+    missing = [name for name, index in where.items() if index is None and name != "file"]
+    if missing == ["label"]:
+        return [], [BadAnnotation(source, 0, "no_label_column",
+                                  f"no 'label' column; found columns {header}")]
+    if missing:
+        return [], [BadAnnotation(source, 0, "unknown_format",
+                                  f"CSV needs columns {','.join(CSV_COLUMNS)}; "
+                                  f"found columns {header}")]
+
+    rows, bad = [], []
+    number = reader.line_num + 1  # where the next record starts (quoted fields may span lines)
+    while True:
+        try:
+            cells = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as e:
+            bad.append(BadAnnotation(source, number, "bad_row", f"unreadable CSV: {e}"))
+            number = reader.line_num + 1
+            continue
+        try:
+            if not any(cell.strip() for cell in cells):
+                continue  # a blank line, or a spreadsheet's empty row
+            if len(cells) != len(header):
+                raise _wrong_count(cells, header)
+            start_s = _number(cells[where["start_s"]], "start_s")
+            end_s = _number(cells[where["end_s"]], "end_s")
+            file = cells[where["file"]].strip() if where["file"] is not None else None
+            rows.append(_checked_row(file, start_s, end_s,
+                                     cells[where["label"]], source, number))
+        except _BadRow as e:
+            bad.append(BadAnnotation(source, number, e.reason, e.detail))
+        finally:
+            number = reader.line_num + 1
+    return rows, bad
+
+
+def parse_file(name: str, data: bytes, label_column: str = "Annotation") -> Parsed:
+    """One annotation file's bytes, in the format its name and first line say:
+    `.csv` → CSV; `.selections.txt` or a first line with `Begin Time (s)` → Raven;
+    other `.txt` → Audacity. `name` becomes the rows' `source`."""
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        return [], [BadAnnotation(name, 0, "not_utf8",
+                                  f"not UTF-8 text (byte {e.start}); save it as UTF-8")]
+    lowered = name.lower()
+    if lowered.endswith(".csv"):
+        return parse_csv(text, name)
+    if lowered.endswith(_RAVEN_SUFFIX) or RAVEN_BEGIN in _lines(text)[0]:
+        return parse_raven(text, name, label_column)
+    if lowered.endswith(".txt"):
+        return parse_audacity(text, name)
+    return [], [BadAnnotation(name, 0, "unknown_format",
+                              "not .csv, .selections.txt (Raven) or .txt (Audacity)")]
+
+
+# ---------------------------------------------------------------- matching
+
+def table_recording_name(table_name: str) -> str:
+    """The recording a table is named after, from its base name:
+    `rec.Table.1.selections.txt`, `rec.selections.txt`, `rec.txt`, `rec.csv` → `rec`;
+    `rec.flac.selections.txt` → `rec.flac`."""
+    base = posixpath.basename(table_name)
+    lowered = base.lower()
+    if lowered.endswith(_RAVEN_SUFFIX):
+        return _RAVEN_TABLE.sub("", base[:-len(_RAVEN_SUFFIX)])
+    for suffix in (".txt", ".csv"):
+        if lowered.endswith(suffix):
+            return base[:-len(suffix)]
+    return base
+
+
+class _Recordings:
+    """Recording keys indexed by base name and by base name without extension."""
+
+    def __init__(self, keys: list[str]):
+        self.keys = set(keys)
+        self.by_base: dict[str, list[str]] = {}
+        self.by_stem: dict[str, list[str]] = {}
+        for key in sorted(self.keys):
+            base = posixpath.basename(key)
+            self.by_base.setdefault(base, []).append(key)
+            self.by_stem.setdefault(posixpath.splitext(base)[0], []).append(key)
+
+    def for_file(self, file: str, table: str) -> list[str]:
+        """Recordings a row's `file` names: the key itself, else the key beside the
+        table (Raven writes bare names), else all with the same base name."""
+        for key in (file, posixpath.normpath(file),
+                    posixpath.normpath(posixpath.join(posixpath.dirname(table), file))):
+            if key in self.keys:
+                return [key]
+        return self.by_base.get(posixpath.basename(file), [])
+
+    def for_table(self, table: str) -> list[str]:
+        """Recordings a table is named after; those in the table's folder first."""
+        name = table_recording_name(table)
+        found = sorted(set(self.by_base.get(name, []) + self.by_stem.get(name, [])))
+        folder = posixpath.dirname(table)
+        beside = [key for key in found if posixpath.dirname(key) == folder]
+        return beside or found
+
+
+def _unmatched(source: str, line: int, what: str, found: list[str]) -> BadAnnotation:
+    if not found:
+        return BadAnnotation(source, line, "missing_recording", f"no recording {what}")
+    return BadAnnotation(source, line, "ambiguous_recording",
+                         f"{len(found)} recordings {what}: {', '.join(found)}")
+
+
+def match_recordings(
+        tables: list[tuple[str, list[AnnotationRow]]], recording_keys: list[str],
+) -> tuple[dict[str, list[AnnotationRow]], list[BadAnnotation]]:
+    """The rows of each recording key (sorted by time; each row keeps its `source` and
+    `line` for the dead letter) for every recording some table annotates (an empty list:
+    annotated, no events), and the rows or tables no single recording fits.
+
+    A row naming a `file` goes to that recording (see `_Recordings.for_file`); other rows,
+    and empty tables, go to the recording the table is named after (`table_recording_name`),
+    preferring the one in the table's folder. No match → `missing_recording`; several →
+    `ambiguous_recording`.
+    """
+    recordings = _Recordings(recording_keys)
+    events: dict[str, list[AnnotationRow]] = {}
+    bad: list[BadAnnotation] = []
+    for table, rows in tables:
+        by_name = recordings.for_table(table)
+        what_by_name = f"named after the table ({table_recording_name(table)!r})"
+        if not rows:
+            if len(by_name) == 1:
+                events.setdefault(by_name[0], [])
+            else:
+                bad.append(_unmatched(table, 0, what_by_name, by_name))
+        for row in rows:
+            if row.file is not None:
+                found, what = recordings.for_file(row.file, table), f"matches {row.file!r}"
+            else:
+                found, what = by_name, what_by_name
+            if len(found) == 1:
+                events.setdefault(found[0], []).append(row)
+            else:
+                bad.append(_unmatched(row.source, row.line, what, found))
+    return {key: sorted(found, key=_time_order) for key, found in events.items()}, bad
+
+
+def _time_order(row: AnnotationRow):
+    return row.start_s, row.end_s, row.label, row.source, row.line
+
+
+def to_events(rows) -> list:
+    """AnnotationRows → sorted `Event`s."""
+    return sorted(Event(r.start_s, r.end_s, r.label) for r in rows)

@@ -1,0 +1,180 @@
+"""Event post-processing chosen at train time: per label, the threshold, smoothing, minimum
+duration and merge gap that maximize event F1 (IoU 0.5) on validation recordings.
+
+The validation recordings are the prepared data's validation split: annotated long
+recordings as they are, or, for a clip corpus, one sequence per label set built by
+concatenating the validation clips in a seeded order (each clip an event of its label;
+back-to-back clips of one label make one event, as in a real night). The model scores
+them exactly as `earmark label` does (`model.windowing` windows at the model's labeling
+hop), so what is chosen here is what `label` will do by default.
+"""
+import dataclasses
+import hashlib
+import random
+
+import numpy as np
+
+from model import audio, event_metrics
+from model.events import Event
+from model.segments import PostProcessing, WindowGrid, runs_to_segments, smooth, window_bounds
+from model.windowing import frame_windows
+
+THRESHOLDS = tuple(np.round(np.arange(0.05, 0.951, 0.05), 2))
+SMOOTHING_WINDOWS = (1, 3, 5)
+MIN_DURATIONS_S = (0.0, 0.25, 0.5, 1.0)
+MAX_GAPS_S = (0.0, 0.25, 0.5, 1.0)
+# settings whose F1 is within this of the best count as equally good; among them the
+# plainest wins (threshold nearest 0.5, then least smoothing, shortest minimum, gap)
+F1_SLACK = 0.005
+MAX_AUDIO_S = 3 * 3600.0  # validation audio scored at most (recordings drawn by a seeded hash)
+MIN_IOU = 0.5
+
+
+@dataclasses.dataclass(frozen=True)
+class Sequence:
+    """One validation recording: its waveform at the model's rate and its true events."""
+    name: str
+    waveform: np.ndarray
+    events: tuple
+
+
+@dataclasses.dataclass(frozen=True)
+class Choice:
+    post_processing: PostProcessing
+    f1: float
+    precision: float
+    recall: float
+    truth_events: int
+    predicted_events: int
+
+    def to_dict(self) -> dict:
+        return {"event_f1_iou_0.5": round(self.f1, 4), "precision": round(self.precision, 4),
+                "recall": round(self.recall, 4), "truth_events": self.truth_events,
+                "predicted_events": self.predicted_events}
+
+
+def read_audio(source: str, rate_hz: int, quality: str, read_bytes) -> np.ndarray:
+    """A recording's mono waveform at `rate_hz` (`read_bytes(path)` gives its bytes)."""
+    waveform, _, _ = audio.load_waveform(read_bytes(source), rate_hz, source, quality)
+    return waveform
+
+
+def recording_sequences(recordings, rate_hz: int, quality: str, read_bytes) -> list:
+    """Annotated validation recordings (`model.data.RecordingEvents`) → Sequences, at most
+    MAX_AUDIO_S of audio."""
+    out, total = [], 0.0
+    for r in sorted(recordings, key=lambda r: _draw_order(r.key)):
+        if total + r.duration_s > MAX_AUDIO_S and out:
+            break
+        out.append(Sequence(r.key, read_audio(r.source, rate_hz, quality, read_bytes), r.events))
+        total += r.duration_s
+    return sorted(out, key=lambda s: s.name)
+
+
+def _draw_order(key: str) -> str:
+    return hashlib.sha256(("earmark-calibration:" + key).encode()).hexdigest()
+
+
+def clip_sequence(clips, rate_hz: int, quality: str, read_bytes, seed: int = 0) -> Sequence:
+    """Validation clips (`RecordingEvents` with one event each) → one concatenated Sequence
+    in a seeded order; consecutive clips of one label form one event."""
+    clips = sorted(clips, key=lambda r: r.key)
+    random.Random(seed).shuffle(clips)
+    pieces, events, offset, total = [], [], 0.0, 0.0
+    for clip in clips:
+        if total + clip.duration_s > MAX_AUDIO_S and pieces:
+            break
+        wave = read_audio(clip.source, rate_hz, quality, read_bytes)
+        duration = len(wave) / rate_hz
+        label = clip.events[0].label
+        if events and events[-1].label == label and abs(events[-1].end_s - offset) < 1e-6:
+            events[-1] = Event(events[-1].start_s, offset + duration, label)
+        else:
+            events.append(Event(offset, offset + duration, label))
+        pieces.append(wave)
+        offset += duration
+        total += clip.duration_s
+    waveform = np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
+    return Sequence("validation clips, concatenated", waveform, tuple(events))
+
+
+def score_sequences(sequences, predict, window_samples: int, hop_samples: int) -> list:
+    """→ [windows, labels] scores per sequence, on the labeling windows."""
+    return [np.asarray(predict(frame_windows(s.waveform, window_samples, hop_samples)))
+            for s in sequences]
+
+
+def choose(scores, sequences, labels, skip_labels, grid: WindowGrid, rate_hz: int) -> dict:
+    """→ {label: Choice} for every label not in `skip_labels` (background labels)."""
+    durations = [len(s.waveform) / rate_hz for s in sequences]
+    bounds = [window_bounds(len(sc), grid, d) for sc, d in zip(scores, durations)]
+    out = {}
+    for c, label in enumerate(labels):
+        if label in skip_labels:
+            continue
+        truth = [[e for e in s.events if e.label == label] for s in sequences]
+        out[label] = _best_for_label(label, [sc[:, c] for sc in scores], truth, bounds)
+    return out
+
+
+def _best_for_label(label, columns, truth, bounds) -> Choice:
+    n_truth = sum(len(t) for t in truth)
+    tried = []
+    for width in SMOOTHING_WINDOWS:
+        smoothed = [smooth(col.astype(np.float64), width) for col in columns]
+        for threshold in THRESHOLDS:
+            for min_duration in MIN_DURATIONS_S:
+                for max_gap in MAX_GAPS_S:
+                    pp = PostProcessing(float(threshold), width, min_duration, max_gap)
+                    tp = n_pred = 0
+                    for sm, t, (lo, hi) in zip(smoothed, truth, bounds):
+                        found = [Event(s.start_s, s.end_s, label)
+                                 for s in runs_to_segments(sm, label, pp, lo, hi)]
+                        tp += event_metrics.event_f1(t, found, MIN_IOU)[0]
+                        n_pred += len(found)
+                    tried.append((pp, tp, n_pred))
+    scored = [(event_metrics.f1(tp, n_truth, n_pred), pp, n_pred) for pp, tp, n_pred in tried]
+    best = max(f for (_, _, f), _, _ in scored)
+    plain = min((s for s in scored if s[0][2] >= best - F1_SLACK), key=lambda s: (
+        abs(s[1].threshold - 0.5), s[1].smoothing_windows, s[1].min_duration_s, s[1].max_gap_s))
+    (precision, recall, f1), pp, n_pred = plain
+    return Choice(pp, f1, precision, recall, n_truth, n_pred)
+
+
+def calibrate(prepared, split_recordings, predict, window_samples: int, hop_samples: int,
+              read_bytes, log=print) -> dict:
+    """The whole train-time step → model.json entries: `post_processing` (label → settings,
+    background labels left out), `background_labels` and `calibration` (what was measured).
+    `split_recordings`: (split name, `RecordingEvents`) of the validation split, or of the
+    training split when there is no validation split."""
+    config = prepared.feature_config
+    rate = config.sample_rate_hz
+    split, recordings = split_recordings
+    labels, background = list(prepared.labels), set(prepared.background_labels)
+    if not recordings:
+        return {"post_processing": {l: PostProcessing().to_dict() for l in labels
+                                    if l not in background},
+                "background_labels": sorted(background),
+                "calibration": {"source": "none: the prepared data has no recordings.jsonl "
+                                          "(re-run earmark prepare); defaults used"}}
+    if prepared.annotated:
+        sequences = recording_sequences(recordings, rate, config.resample_quality, read_bytes)
+        what = f"{len(sequences)} annotated {split} recordings"
+    else:
+        sequences = [clip_sequence(recordings, rate, config.resample_quality, read_bytes)]
+        what = f"{split} clips concatenated into one sequence"
+    audio_s = sum(len(s.waveform) for s in sequences) / rate
+    log(f"calibrating event post-processing on {what} ({audio_s:.0f} s of audio)")
+    scores = score_sequences(sequences, predict, window_samples, hop_samples)
+    grid = WindowGrid(hop_samples / rate, window_samples / rate)
+    chosen = choose(scores, sequences, labels, background, grid, rate)
+    for label, c in chosen.items():
+        pp = c.post_processing
+        log(f"  {label}: threshold {pp.threshold:g}, smoothing {pp.smoothing_windows}, min "
+            f"duration {pp.min_duration_s:g} s, max gap {pp.max_gap_s:g} s -> event F1 "
+            f"{c.f1:.3f} (P {c.precision:.3f}, R {c.recall:.3f}, {c.truth_events} events)")
+    return {"post_processing": {l: c.post_processing.to_dict() for l, c in chosen.items()},
+            "background_labels": sorted(background),
+            "calibration": {"source": what, "split": split, "audio_s": round(audio_s, 2),
+                            "hop_s": grid.hop_s, "min_iou": MIN_IOU,
+                            "per_label": {l: c.to_dict() for l, c in chosen.items()}}}

@@ -1,0 +1,130 @@
+"""Per-window scores of one recording → labeled time segments. Pure numpy.
+
+Window k starts at k·hop and is `window_s` long; it "owns" the hop-long interval centred
+on its middle, so consecutive positive windows tile time without overlap and a segment
+runs from the first positive window's interval start to the last one's end.
+
+Each label has its own `PostProcessing` (threshold, smoothing, minimum duration, merge
+gap): `earmark train` chooses them on validation recordings and ships them in
+`model.json`; `earmark label` uses them unless a flag overrides.
+"""
+import dataclasses
+
+import numpy as np
+
+
+@dataclasses.dataclass(frozen=True)
+class PostProcessing:
+    """How one label's window scores become segments; units in the names."""
+    threshold: float = 0.5       # a (smoothed) window score at or above it is positive
+    smoothing_windows: int = 1   # centred moving average over this many windows (1 = none)
+    min_duration_s: float = 0.0  # drop shorter segments
+    max_gap_s: float = 0.0       # merge same-label segments closer than this
+
+    FIELDS = ("threshold", "smoothing_windows", "min_duration_s", "max_gap_s")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "PostProcessing":
+        return cls(float(d["threshold"]), int(d["smoothing_windows"]),
+                   float(d["min_duration_s"]), float(d["max_gap_s"]))
+
+
+@dataclasses.dataclass(frozen=True)
+class WindowGrid:
+    hop_s: float     # seconds between window starts
+    window_s: float  # seconds one window covers
+
+
+@dataclasses.dataclass(frozen=True, order=True)
+class Segment:
+    start_s: float
+    end_s: float
+    label: str
+    confidence: float
+
+
+def smooth(scores: np.ndarray, width: int) -> np.ndarray:
+    """Centred moving average over the window axis of [windows] or [windows, classes];
+    edges use the windows that exist."""
+    if width <= 1 or len(scores) == 0:
+        return scores
+    kernel = np.ones(width)
+    total = np.apply_along_axis(lambda c: np.convolve(c, kernel, mode="same"), 0, scores)
+    counts = np.convolve(np.ones(len(scores)), kernel, mode="same")
+    return total / (counts[:, None] if scores.ndim == 2 else counts)
+
+
+def window_bounds(num_windows: int, grid: WindowGrid, duration_s: float):
+    """(lo, hi) arrays: the time interval each window owns."""
+    centres = np.arange(num_windows) * grid.hop_s + grid.window_s / 2
+    lo = np.clip(centres - grid.hop_s / 2, 0.0, duration_s)
+    hi = np.clip(centres + grid.hop_s / 2, 0.0, duration_s)
+    if num_windows:
+        lo[0] = 0.0  # the first window also owns the audio before its centre,
+        hi[-1] = duration_s  # and the last one the tail after it
+    return lo, hi
+
+
+def runs_to_segments(smoothed: np.ndarray, label: str, pp: PostProcessing, lo: np.ndarray,
+                     hi: np.ndarray) -> list:
+    """One label's already-smoothed scores [windows] → its segments (threshold, merge,
+    minimum duration). Split out so calibration can smooth once and try many settings."""
+    positive = np.flatnonzero(smoothed >= pp.threshold)
+    if len(positive) == 0:
+        return []
+    # a new run starts where the gap to the previous positive window's interval is too wide
+    breaks = np.flatnonzero((np.diff(positive) > 1)
+                            & (lo[positive[1:]] - hi[positive[:-1]] > pp.max_gap_s))
+    firsts = np.concatenate(([positive[0]], positive[breaks + 1]))
+    lasts = np.concatenate((positive[breaks], [positive[-1]]))
+    out = []
+    for first, last in zip(firsts, lasts):
+        start, end = float(lo[first]), float(hi[last])
+        if end > start and end - start + 1e-9 >= pp.min_duration_s:
+            span = smoothed[first:last + 1]
+            conf = float(span[span >= pp.threshold].max())
+            out.append(Segment(round(start, 3), round(end, 3), label, round(conf, 4)))
+    return out
+
+
+def to_segments(scores: np.ndarray, labels, post_processing, grid: WindowGrid,
+                duration_s: float) -> list:
+    """[windows, classes] scores → segments sorted by start, then label. `post_processing`
+    holds one `PostProcessing` per label; a label whose entry is None is not written."""
+    scores = np.asarray(scores, np.float64)
+    lo, hi = window_bounds(len(scores), grid, duration_s)
+    out = []
+    for c, (label, pp) in enumerate(zip(labels, post_processing)):
+        if pp is not None and len(scores):
+            out += runs_to_segments(smooth(scores[:, c], pp.smoothing_windows), label, pp, lo, hi)
+    return sorted(out)
+
+
+def model_post_processing(meta: dict) -> dict:
+    """label → (settings dict, where they came from) as a model dir's model.json holds
+    them: `model` (calibrated at train time; for a background label or a model trained
+    before calibration, its threshold only) or `default`."""
+    calibrated = meta.get("post_processing", {})
+    thresholds = meta.get("thresholds", {})
+    out = {}
+    for label in meta["labels"]:
+        if label in calibrated:
+            out[label] = (PostProcessing.from_dict(calibrated[label]).to_dict(),
+                          dict.fromkeys(PostProcessing.FIELDS, "model"))
+        else:
+            sources = dict.fromkeys(PostProcessing.FIELDS, "default")
+            if label in thresholds:
+                sources["threshold"] = "model"
+            out[label] = ({**PostProcessing().to_dict(),
+                           "threshold": float(thresholds.get(label, 0.5))}, sources)
+    return out
+
+
+def written_labels(meta: dict, emit_background: bool = False) -> list:
+    """The labels whose segments are written: all but the model's background labels,
+    unless asked."""
+    background = set(meta.get("background_labels", ()))
+    return [l for l in meta["labels"] if emit_background or l not in background]

@@ -1,0 +1,55 @@
+import numpy as np
+
+from model.events import Event
+from model.window_labels import (AMBIGUOUS, BACKGROUND, EVENT, NO_BACKGROUND, clip_event,
+                                 label_windows)
+
+
+def kinds(result):
+    return [(w.kind, w.labels) for w in result]
+
+
+def test_overlap_rule_event_ambiguous_background():
+    # windows of 1 s every 0.5 s; one 2-s snore from 1.0 to 3.0
+    starts = np.arange(8) * 0.5
+    got = kinds(label_windows(starts, 1.0, [Event(1.0, 3.0, "snore")], background="bg"))
+    assert got == [
+        (BACKGROUND, ("bg",)),   # 0.0-1.0 touches nothing (ends where the event starts)
+        (EVENT, ("snore",)),     # 0.5-1.5: half the window -> at the 0.5 default, labeled
+        (EVENT, ("snore",)), (EVENT, ("snore",)), (EVENT, ("snore",)),
+        (EVENT, ("snore",)),     # 2.5-3.5: half
+        (BACKGROUND, ("bg",)),   # 3.0-4.0
+        (BACKGROUND, ("bg",)),
+    ]
+    got = kinds(label_windows([0.4], 1.0, [Event(1.0, 3.0, "snore")], background="bg"))
+    assert got == [(AMBIGUOUS, ())]  # 0.4 of the window: touched, not enough
+
+
+def test_short_event_counts_by_its_own_length():
+    # a 0.3-s event wholly inside a 1-s window labels it; half of it still does
+    assert kinds(label_windows([0.0], 1.0, [Event(0.2, 0.5, "click")])) == [(EVENT, ("click",))]
+    assert kinds(label_windows([0.0], 1.0, [Event(0.85, 1.15, "click")])) == [(EVENT, ("click",))]
+    assert kinds(label_windows([0.0], 1.0, [Event(0.9, 1.2, "click")])) == [(AMBIGUOUS, ())]
+
+
+def test_overlapping_labels_give_multi_label_windows_and_partial_others_are_ambiguous():
+    events = [Event(0.0, 2.0, "a"), Event(0.5, 2.0, "b")]
+    assert kinds(label_windows([0.5], 1.0, events)) == [(EVENT, ("a", "b"))]
+    events = [Event(0.0, 2.0, "a"), Event(1.3, 2.0, "b")]
+    assert kinds(label_windows([0.5], 1.0, events)) == [(AMBIGUOUS, ())]
+
+
+def test_background_none_and_ignored_spans():
+    assert kinds(label_windows([0.0, 5.0], 1.0, [Event(0.0, 1.0, "x")], background=None)) == [
+        (EVENT, ("x",)), (NO_BACKGROUND, ())]
+    got = label_windows([0.0, 5.0], 1.0, [Event(0.0, 1.0, "x")], ignore=[(5.5, 9.0)],
+                        background="bg")
+    assert kinds(got) == [(EVENT, ("x",)), (AMBIGUOUS, ())]
+
+
+def test_a_clip_is_one_event_and_its_padded_tail_window_is_ambiguous():
+    # a 1.0-s clip in 0.975-s windows every 0.96 s: the second window holds 0.04 s of it
+    got = label_windows([0.0, 0.96], 0.975, [clip_event("snore", 1.0)])
+    assert kinds(got) == [(EVENT, ("snore",)), (AMBIGUOUS, ())]
+    # a clip shorter than the window labels its one (padded) window
+    assert kinds(label_windows([0.0], 0.975, [clip_event("snore", 0.3)])) == [(EVENT, ("snore",))]

@@ -6,7 +6,9 @@
 2. `earmark prepare` (Beam) → `earmark train` (frozen base, new head) → `earmark
    evaluate` (test split) → a generated
    "night" recording with planted events → `earmark label` (Beam) → `earmark report`.
-3. Prints the segments found against the planted truth.
+3. Prints the post-processing train calibrated per label (what label uses: the demo passes
+   no post-processing flags), then the segments found against the planted truth, scored
+   as `earmark evaluate --annotations` scores events (`model.event_metrics`, IoU >= 0.5).
 """
 import argparse
 import contextlib
@@ -20,6 +22,9 @@ import numpy as np
 import soundfile as sf
 
 from earmark import report
+from model import event_metrics
+from model.events import Event
+from model.segments import model_post_processing, written_labels
 
 LABELS = ("snore", "other", "background")
 EVENT_LABELS = ("snore", "other")
@@ -144,6 +149,10 @@ def choose_base(base: str, weights: str):
 
 # ---------------------------------------------------------------- scoring
 
+NIGHT_KEY = "night"  # the one recording scored
+MIN_IOU = 0.5  # as `earmark evaluate --annotations` and train's calibration match events
+
+
 def event_segments(labels_dir: str) -> list:
     """The labeled events of a run (segments.csv via the report's reader, background
     dropped) as (start_s, end_s, label, confidence)."""
@@ -151,38 +160,84 @@ def event_segments(labels_dir: str) -> list:
             if s.label in EVENT_LABELS]
 
 
-def overlap_s(a, b) -> float:
-    return max(0.0, min(a[1], b[1]) - max(a[0], b[0]))
+def _events(rows, label=None) -> list:
+    """Rows (start_s, end_s, label, ...) as sorted `Event`s, only `label`'s if given."""
+    return sorted(Event(float(r[0]), float(r[1]), r[2]) for r in rows
+                  if label is None or r[2] == label)
 
 
-def match_events(truth: list, segments: list) -> dict:
-    """Event-level scores per label: a planted event is found when a segment of its label
-    covers at least half of it; a segment is a false alarm when it overlaps no planted
-    event of its label."""
-    scores = {}
+def score_events(truth: list, segments: list, duration_s: float) -> dict:
+    """Event-level scores per label, as `earmark evaluate --annotations` computes them
+    (`model.event_metrics`: IoU >= 0.5, one-to-one matching): a planted event is found
+    when a segment of its label is matched to it; a segment matched to none is a false
+    alarm."""
+    scored = event_metrics.score({NIGHT_KEY: _events(truth)}, {NIGHT_KEY: _events(segments)},
+                                 {NIGHT_KEY: duration_s}, list(EVENT_LABELS),
+                                 min_iou=MIN_IOU)["per_label"]
+    out = {}
     for label in EVENT_LABELS:
-        events = [e for e in truth if e[2] == label]
-        found = [e for e in segments if e[2] == label]
-        hits = sum(1 for e in events
-                   if sum(overlap_s(e, s) for s in found) >= 0.5 * (e[1] - e[0]))
-        false = sum(1 for s in found if not any(overlap_s(e, s) > 0 for e in events))
-        precision = (len(found) - false) / len(found) if found else 0.0
-        recall = hits / len(events) if events else 0.0
-        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        scores[label] = {"planted": len(events), "found": hits, "segments": len(found),
-                         "false_alarms": false, "precision": round(precision, 3),
-                         "recall": round(recall, 3), "f1": round(f1, 3)}
-    return scores
+        s, iou = scored[label], scored[label]["iou"]
+        out[label] = {"planted": s["truth"], "found": iou["tp"], "segments": s["predicted"],
+                      "false_alarms": iou["fp"], "precision": round(iou["precision"], 3),
+                      "recall": round(iou["recall"], 3), "f1": round(iou["f1"], 3)}
+    return out
 
 
 def timeline_rows(truth: list, segments: list) -> list:
-    """Each planted event beside the segments of its label that overlap it."""
+    """Each planted event beside the segment matched to it (IoU >= 0.5), or MISSED with any
+    segments of its label that overlap it too little; then the false alarms."""
+    confidence = {(float(s[0]), float(s[1]), s[2]): s[3] for s in segments}
+    matched, unmatched = {}, []
+    for label in EVENT_LABELS:
+        planted, found = _events(truth, label), _events(segments, label)
+        pairs = event_metrics.match_iou(planted, found, MIN_IOU)
+        matched.update((planted[i], found[j]) for i, j in pairs)
+        used = {j for _, j in pairs}
+        unmatched += [e for j, e in enumerate(found) if j not in used]
+
+    def show(e, planted=None):
+        text = f"{e.start_s:.1f}-{e.end_s:.1f} s ({confidence[(e.start_s, e.end_s, e.label)]:.2f})"
+        return text + (f" IoU {event_metrics.iou(planted, e):.2f}" if planted else "")
+
     rows = []
-    for start, end, label in truth:
-        hits = [s for s in segments if s[2] == label and overlap_s((start, end), s) > 0]
-        got = ", ".join(f"{s[0]:.1f}-{s[1]:.1f} s ({s[3]:.2f})" for s in hits) or "MISSED"
-        rows.append(f"  {start:7.1f}-{end:6.1f} s  {label:<6}  {got}")
+    for planted in _events(truth):
+        if planted in matched:
+            text = show(matched[planted], planted)
+        else:
+            near = [e for e in unmatched if e.label == planted.label
+                    and event_metrics.iou(planted, e) > 0]
+            text = "MISSED" + (f" (too little overlap: {', '.join(show(e, planted) for e in near)})"
+                               if near else "")
+        rows.append(f"  {planted.start_s:7.1f}-{planted.end_s:6.1f} s  {planted.label:<6}  {text}")
+    rows += [f"  {'false alarm':>17}  {e.label:<6}  {show(e)}" for e in sorted(unmatched)]
     return rows
+
+
+def post_processing_lines(model_dir: str) -> list:
+    """What `earmark label` will do by default with this model, per label, from model.json:
+    a header line, then one line per label."""
+    with open(os.path.join(model_dir, "model.json")) as f:
+        meta = json.load(f)
+    written = written_labels(meta)
+    calibration = meta.get("calibration", {})
+    measured = calibration.get("per_label", {})
+    lines = ["demo: label uses the event post-processing train chose per label (model.json"
+             + (f"; calibrated on the {calibration['source']}" if measured else "") + "):"]
+    for label, (pp, sources) in model_post_processing(meta).items():
+        if label not in written:
+            lines.append(f"  {label:<11} not written (a background label)")
+            continue
+        line = (f"  {label:<11} threshold {pp['threshold']:g}, smoothing "
+                f"{pp['smoothing_windows']} window{'s' if pp['smoothing_windows'] != 1 else ''}, "
+                f"min duration {pp['min_duration_s']:g} s, max gap {pp['max_gap_s']:g} s")
+        if label in measured:
+            m = measured[label]
+            line += (f" (validation event F1 {m['event_f1_iou_0.5']:.3f}, "
+                     f"P {m['precision']:.3f}, R {m['recall']:.3f})")
+        elif set(sources.values()) != {"model"}:
+            line += " (defaults: not calibrated)"
+        lines.append(line)
+    return lines
 
 
 # ---------------------------------------------------------------- the demo
@@ -249,10 +304,10 @@ def main(argv=None) -> dict:
     print(f"demo: test split: accuracy {scored['accuracy']:.3f}, macro F1 {scored['macro_f1']:.3f} "
           f"on {scored['examples']} clips (evaluation.json and plots in {model_dir})", flush=True)
     t0 = _step("train and evaluate", t0)
+    print("\n".join(post_processing_lines(model_dir)), flush=True)
     labels_dir = os.path.join(out, "labels")
     label.main(["--model", model_dir, "--input", os.path.dirname(night), "--output", labels_dir,
-                "--formats", "csv,raven,audacity,jsonl", "--scores",
-                "--smoothing", "3", "--max-gap", "1.0"]
+                "--formats", "csv,raven,audacity,jsonl", "--scores"]
                + beam_args)
     t0 = _step("label", t0)
     html = os.path.join(out, "report.html")
@@ -260,8 +315,9 @@ def main(argv=None) -> dict:
     _step("report", t0)
 
     segments = event_segments(labels_dir)
-    scores = match_events(truth, segments)
-    print("\nplanted event             segments found (confidence)")
+    night_s = sf.info(night).duration
+    scores = score_events(truth, segments, night_s)
+    print(f"\nplanted event             segment matched (confidence, IoU >= {MIN_IOU:g})")
     print("\n".join(timeline_rows(truth, segments)))
     print(f"\n{'label':<7} {'planted':>7} {'found':>6} {'false alarms':>13} {'precision':>10} "
           f"{'recall':>7} {'F1':>6}")
@@ -276,6 +332,7 @@ def main(argv=None) -> dict:
           f"  report     {html}")
     summary = {"base": base, "weights": weights, "why": why, "planted": len(truth),
                "scores": scores, "report": html, "labels_dir": labels_dir,
+               "night": night, "night_s": night_s,
                "wall_s": round(time.monotonic() - started, 1)}
     with open(os.path.join(out, "demo.json"), "w") as f:
         json.dump(summary, f, indent=2)

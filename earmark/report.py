@@ -3,8 +3,10 @@
 Run (`--run`, the --output of 'earmark label'): summary from run.json, segments per label,
 a timeline per recording (with per-window score traces when labeled with --scores), the
 top segments with log-mel thumbnails decoded from the recordings, and the failed files.
-Model (`--model`, the --model-dir of 'earmark train'): metrics, training and PR curves,
-the confusion matrix (from evaluation.json when 'earmark evaluate' has written one).
+Model (`--model`, the --model-dir of 'earmark train'): metrics, event detection (the
+post-processing and calibration model.json ships, and the event scores of
+event_evaluation.json when 'earmark evaluate --annotations' has written one), training and PR
+curves, the confusion matrix (from evaluation.json when 'earmark evaluate' has written one).
 
 Everything is inline (CSS, PNGs as data: URIs, SVG): the file can be mailed or archived.
 Missing optional pieces become a note in the page. Reads local folders only and never
@@ -25,6 +27,7 @@ from earmark import report_html as h
 from model import model_files
 from model.errors import UserError
 from model.features import FeatureConfig
+from model.segments import PostProcessing
 
 RUN_FILE = "run.json"
 SEGMENTS_FILE = "segments.csv"
@@ -32,6 +35,8 @@ DEAD_LETTER_FILE = "dead_letter.jsonl"
 MODEL_FILE = "model.json"
 HISTORY_FILE = "history.json"
 EVALUATION_FILE = "evaluation.json"
+EVENT_EVALUATION_FILE = "event_evaluation.json"  # model.evaluate.EVENT_REPORT_FILE (not imported:
+                                                 # report never loads the evaluate module)
 CONTEXT_S = 0.5              # audio shown either side of a segment in its thumbnail
 MAX_THUMBNAIL_S = 12.0       # longer segments show their first seconds only
 MAX_DEAD_LETTER_ROWS = 200
@@ -50,6 +55,7 @@ def build_arg_parser() -> argparse.ArgumentParser:
                "  earmark report --model models/snore           # → models/snore/report.html\n"
                "  earmark report --run labels/ --model models/snore --audio-root recordings/ \\\n"
                "      --top 24 --output night-report.html\n"
+               "  earmark report --model models/snore --event-evaluation eval/\n"
                "Thumbnails need the recordings: they are found under --audio-root (the --input\n"
                "of 'earmark label'), or where run.json / dead_letter.jsonl say they were.",
         formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -58,6 +64,9 @@ def build_arg_parser() -> argparse.ArgumentParser:
     p.add_argument("--evaluation", metavar="PATH",
                    help="evaluation.json (or its folder) of 'earmark evaluate' "
                         "(default: the one in MODEL_DIR, if any)")
+    p.add_argument("--event-evaluation", metavar="PATH",
+                   help="event_evaluation.json (or its folder) of 'earmark evaluate "
+                        "--annotations' (default: the one in MODEL_DIR, if any)")
     p.add_argument("--audio-root", metavar="DIR",
                    help="folder the run's file keys are relative to (the --input of 'earmark "
                         "label'); default: guessed from run.json and dead_letter.jsonl")
@@ -76,7 +85,7 @@ def main(argv=None) -> str:
     args = build_arg_parser().parse_args(argv)
     _check_args(args)
     sections, title_parts, config = [], [], None
-    model = read_model(args.model, args.evaluation) if args.model else None
+    model = read_model(args.model, args.evaluation, args.event_evaluation) if args.model else None
     if args.run:
         run = read_run(args.run, args.audio_root)
         config, config_note = _feature_config(model, run)
@@ -101,7 +110,9 @@ def _check_args(args):
         raise UserError("give --run LABEL_OUTPUT_DIR and/or --model MODEL_DIR "
                         "(see 'earmark report --help')")
     for flag, value in (("--run", args.run), ("--model", args.model),
-                        ("--evaluation", args.evaluation), ("--audio-root", args.audio_root),
+                        ("--evaluation", args.evaluation),
+                        ("--event-evaluation", args.event_evaluation),
+                        ("--audio-root", args.audio_root),
                         ("--output", args.output)):
         if value and "://" in value:
             raise UserError(f"{flag} {value}: earmark report reads and writes local paths only; "
@@ -371,11 +382,43 @@ def summary_body(run, model) -> str:
     if s.get("run_id"):
         pairs.append(("incremental run", f"{s['run_id']} ({s.get('files_new_or_changed')} new or "
                                          "changed files; counts are this run's)"))
-    body = h.key_values(pairs)
+    post = _dict(s.get("post_processing"))
+    not_written = [l for l, e in post.items() if _dict(e).get("written") is False]
+    if not_written:
+        pairs.append(("labels not written (background)", ", ".join(map(str, not_written))))
+    body = h.key_values(pairs) + run_post_processing_body(post)
     if model and model["model_id"] and s.get("model_id") and model["model_id"] != s["model_id"]:
         body += h.note(f"--model is {model['model_id']}, but this run was labeled by "
                        f"{s['model_id']}: the model section describes another model")
     return body
+
+
+def run_post_processing_body(post: dict) -> str:
+    """run.json `post_processing` (label → settings, from: field → model|flag|default,
+    written) as a table; older runs recorded thresholds only."""
+    if not post:
+        return h.muted("run.json records no per-label post-processing (labeled by an older "
+                       "earmark): only the thresholds above are known")
+    rows = []
+    for label, entry in post.items():
+        entry = _dict(entry)
+        settings, sources = _dict(entry.get("settings")), _dict(entry.get("from"))
+        cells = []
+        for field, _ in PP_COLUMNS:
+            source = sources.get(field)
+            tag = "" if source is None else (
+                f' <b class="src">{h.esc(source)}</b>' if source == "flag"
+                else f' <span class="muted src">{h.esc(source)}</span>')
+            cells.append(_fmt(settings.get(field), "g") + tag)
+        written = entry.get("written")
+        rows.append([h.esc(label), *cells, "yes" if written is not False else
+                     "no (background)"])
+    return ("<h3>Post-processing</h3>"
+            + h.table(["label", *(name for _, name in PP_COLUMNS), "segments written"], rows,
+                      {1, 2, 3, 4})
+            + h.muted("each value's source: model = calibrated at train time and shipped in "
+                      "model.json; flag = set on the 'earmark label' command line; default = "
+                      "earmark's default"))
 
 
 def per_label_body(run) -> str:
@@ -487,8 +530,9 @@ def dead_letter_body(run) -> str:
 
 # --- model ----------------------------------------------------------------------------------
 
-def read_model(model_dir: str, evaluation: str = None) -> dict:
-    """model.json, history.json, evaluation.json and evaluate's PNGs of a model dir."""
+def read_model(model_dir: str, evaluation: str = None, event_evaluation: str = None) -> dict:
+    """model.json, history.json, evaluation.json, event_evaluation.json and evaluate's PNGs
+    of a model dir."""
     if not os.path.isdir(model_dir):
         raise UserError(f"--model {model_dir}: no such folder; point it at the --model-dir "
                         "of 'earmark train'")
@@ -505,8 +549,17 @@ def read_model(model_dir: str, evaluation: str = None) -> dict:
     eval_dir = os.path.dirname(eval_path) if eval_path else model_dir
     pngs = {name: _read_bytes(os.path.join(eval_dir, name)) for name in
             ("training_curves.png", "precision_recall.png")}
+    event_path = _event_evaluation_path(model_dir, event_evaluation)
+    events = _read_json(event_path, "--event-evaluation", "re-run 'earmark evaluate "
+                        "--annotations'") if event_path else None
+    if events is not None and (not isinstance(events, dict) or events.get("unit") != "events"):
+        raise UserError(f"{event_path} is not an event evaluation (no \"unit\": \"events\"); "
+                        "give the event_evaluation.json of 'earmark evaluate --input "
+                        "recordings/ --annotations tables/'")
     return {"dir": model_dir, "meta": meta, "history": history, "evaluation": report,
-            "evaluation_path": eval_path, "pngs": pngs, "model_id": _model_id(model_dir, meta)}
+            "evaluation_path": eval_path, "event_evaluation": events,
+            "event_evaluation_path": event_path, "pngs": pngs,
+            "model_id": _model_id(model_dir, meta)}
 
 
 def _evaluation_path(model_dir, evaluation):
@@ -517,6 +570,19 @@ def _evaluation_path(model_dir, evaluation):
                             "the --report folder of 'earmark evaluate'")
         return path
     path = os.path.join(model_dir, EVALUATION_FILE)
+    return path if os.path.isfile(path) else None
+
+
+def _event_evaluation_path(model_dir, event_evaluation):
+    if event_evaluation:
+        path = (os.path.join(event_evaluation, EVENT_EVALUATION_FILE)
+                if os.path.isdir(event_evaluation) else event_evaluation)
+        if not os.path.isfile(path):
+            raise UserError(f"--event-evaluation {event_evaluation}: no event_evaluation.json "
+                            "there; point it at the --report folder (default: the model "
+                            "folder) of 'earmark evaluate --annotations'")
+        return path
+    path = os.path.join(model_dir, EVENT_EVALUATION_FILE)
     return path if os.path.isfile(path) else None
 
 
@@ -537,6 +603,8 @@ def _model_id(model_dir, meta):
 
 def model_body(model) -> str:
     return (h.section("metrics", "Metrics", metrics_body(model), level=3)
+            + h.section("event-detection", "Event detection", event_detection_body(model),
+                        level=3)
             + h.section("curves", "Curves", curves_body(model), level=3)
             + h.section("confusion-matrix", "Confusion matrix", confusion_body(model), level=3))
 
@@ -616,3 +684,188 @@ def confusion_body(model) -> str:
     head = "<tr><th>true ↓ predicted →</th>" + "".join(f"<th>{h.esc(l)}</th>" for l in labels)
     return (f'<table class="cm"><thead>{head}</tr></thead><tbody>{rows}</tbody></table>'
             + h.muted(f"{report.get('examples', '?')} examples, {report.get('unit', 'clips')}"))
+
+
+# --- model: event detection -----------------------------------------------------------------
+
+PP_COLUMNS = (("threshold", "threshold"), ("smoothing_windows", "smoothing (windows)"),
+              ("min_duration_s", "min duration (s)"), ("max_gap_s", "max gap (s)"))
+
+
+def _fmt(value, spec=".3f") -> str:
+    """A number as text ('–' for a missing or non-numeric value), escaped."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return "–" if value is None else h.esc(value)
+    try:
+        return h.esc(format(value, spec))
+    except ValueError:  # e.g. a float where a count was expected
+        return h.esc(format(value, "g"))
+
+
+def _dict(value) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
+def event_detection_body(model) -> str:
+    meta = model["meta"]
+    body = "<h3>Post-processing the model ships</h3>" + shipped_post_processing_body(meta)
+    report = model["event_evaluation"]
+    if report:
+        body += "<h3>Event evaluation</h3>" + event_evaluation_body(report, meta)
+    else:
+        body += h.note("no event_evaluation.json: run 'earmark evaluate --model MODEL_DIR "
+                       "--input recordings/ --annotations tables/' to score the events "
+                       "'earmark label' finds against annotated long recordings (event "
+                       "F1 at IoU 0.5, onset collar, segment F1, onset and offset errors)")
+    return body
+
+
+def shipped_post_processing_body(meta) -> str:
+    """Per label: the settings 'earmark label' uses by default (model.json
+    `post_processing`, else its threshold and the defaults) and the calibration figures."""
+    labels = [l for l in meta.get("labels") or [] if isinstance(l, str)]
+    shipped = _dict(meta.get("post_processing"))
+    thresholds = _dict(meta.get("thresholds"))
+    background = set(meta.get("background_labels") or ())
+    calibration = meta.get("calibration")
+    measured = _dict(_dict(calibration).get("per_label"))
+    defaults = PostProcessing().to_dict()
+    rows = []
+    for l in labels + sorted(set(shipped) - set(labels)):
+        m = _dict(measured.get(l))
+        f1 = next((v for k, v in m.items() if k.startswith("event_f1")), None)
+        scores = [_fmt(f1), _fmt(m.get("precision")), _fmt(m.get("recall")),
+                  _fmt(m.get("truth_events"), "d"), _fmt(m.get("predicted_events"), "d")]
+        if l in background and l not in shipped:
+            rows.append([h.esc(l), *["–"] * len(PP_COLUMNS), "background: not written",
+                         *scores])
+            continue
+        if l in shipped:
+            settings, source = {**defaults, **_dict(shipped[l])}, "calibrated"
+        elif l in thresholds:
+            settings = {**defaults, "threshold": thresholds[l]}
+            source = "model threshold, other settings default"
+        else:
+            settings, source = defaults, "default"
+        rows.append([h.esc(l), *(_fmt(settings.get(f), "g") for f, _ in PP_COLUMNS),
+                     h.esc(source), *scores])
+    iou = _dict(calibration).get("min_iou", 0.5)
+    table = h.table(["label", *(name for _, name in PP_COLUMNS), "from",
+                     f"event F1 (IoU ≥ {iou:g})" if isinstance(iou, (int, float))
+                     else "event F1", "precision", "recall", "truth events",
+                     "predicted events"], rows, {1, 2, 3, 4, 6, 7, 8, 9, 10})
+    if not isinstance(calibration, dict):
+        return table + h.note("model.json has no calibration: this model was trained before "
+                              "'earmark train' calibrated event post-processing, so 'earmark "
+                              "label' uses its thresholds with default smoothing, minimum "
+                              "duration and gap; retrain to calibrate them per label")
+    audio_s = calibration.get("audio_s")
+    pairs = [("calibrated on", calibration.get("source", "?"))]
+    if calibration.get("split"):
+        pairs.append(("split", calibration["split"]))
+    if isinstance(audio_s, (int, float)):
+        pairs.append(("audio", f"{h.fmt_time(audio_s)} ({audio_s:g} s)"))
+    if isinstance(calibration.get("hop_s"), (int, float)):
+        pairs.append(("window hop", f"{calibration['hop_s']:g} s"))
+    body = h.key_values(pairs) + table
+    if not measured:
+        body += h.muted("no calibration figures: the settings are earmark's defaults")
+    else:
+        body += h.muted("event F1, precision and recall: the chosen settings' events against "
+                        "the annotated events of the data above (one-to-one matching)")
+    return body
+
+
+def event_evaluation_body(report, meta) -> str:
+    """event_evaluation.json (model.event_metrics.score plus what was scored) as key
+    facts and a per-label table with the overall (micro-averaged) row."""
+    per_label = _dict(report.get("per_label"))
+    overall = _dict(report.get("overall"))
+    first = _dict(next(iter(per_label.values()), {}))
+
+    def setting(block, key, default):
+        value = _dict(overall.get(block)).get(key, _dict(first.get(block)).get(key, default))
+        return value if isinstance(value, (int, float)) else default
+
+    iou, collar, seg = (setting("iou", "threshold", 0.5), setting("onset_collar", "collar_s", 0.5),
+                        setting("segment", "segment_s", 1.0))
+    failed = report.get("failed") or []
+    problems = report.get("annotation_problems") or []
+    pairs = [("recordings", report.get("source", "?")),
+             ("annotations", report.get("annotations", "?")),
+             ("model scored", report.get("model", "?")),
+             ("recordings scored", f"{report.get('recordings_scored', '?')} of "
+                                   f"{report.get('recordings_annotated', '?')} annotated"),
+             ("labels scored", ", ".join(map(str, report.get("labels_scored") or per_label))),
+             ("macro F1 (IoU)", _fmt_text(overall.get("macro_f1_iou")))]
+    if failed:
+        pairs.append(("recordings failed", len(failed)))
+    if report.get("recordings_unannotated"):
+        pairs.append(("recordings without annotations (not scored)",
+                      len(report["recordings_unannotated"])))
+    if problems:
+        pairs.append(("annotation problems", f"{len(problems)} (listed in "
+                                             "event_evaluation.json)"))
+    if report.get("annotation_labels_not_in_model"):
+        pairs.append(("annotated labels not in the model",
+                      ", ".join(map(str, report["annotation_labels_not_in_model"]))))
+
+    def row(name_html, truth, predicted, m):
+        return [name_html, _fmt(truth, "d"), _fmt(predicted, "d"),
+                *(_fmt(_dict(m.get("iou")).get(k)) for k in ("precision", "recall", "f1")),
+                _fmt(_dict(m.get("onset_collar")).get("f1")),
+                _fmt(_dict(m.get("segment")).get("f1")),
+                _fmt(m.get("median_onset_error_s")), _fmt(m.get("median_offset_error_s"))]
+
+    rows = [row(h.esc(l), _dict(m).get("truth"), _dict(m).get("predicted"), _dict(m))
+            for l, m in per_label.items()]
+    if overall:
+        block = _dict(overall.get("iou"))
+        truths = [_dict(m).get("truth") for m in per_label.values()]
+        preds = [_dict(m).get("predicted") for m in per_label.values()]
+        truth = (sum(truths) if truths and all(isinstance(t, int) for t in truths)
+                 else _sum(block.get("tp"), block.get("fn")))
+        predicted = (sum(preds) if preds and all(isinstance(p, int) for p in preds)
+                     else _sum(block.get("tp"), block.get("fp")))
+        rows.append(row("<b>overall</b> (micro)", truth, predicted, overall))
+    body = h.key_values(pairs) + h.table(
+        ["label", "truth events", "predicted", f"precision (IoU ≥ {iou:g})",
+         f"recall (IoU ≥ {iou:g})", f"F1 (IoU ≥ {iou:g})", f"onset F1 (±{collar:g} s)",
+         f"segment F1 ({seg:g} s)", "median onset error (s)", "median offset error (s)"],
+        rows, set(range(1, 10)))
+    if not per_label:
+        body += h.note("event_evaluation.json scores no label")
+    body += _post_processing_drift(report, meta)
+    if failed:
+        names = ", ".join(str(_dict(f).get("file", "?")) for f in failed[:5])
+        body += h.note(f"{len(failed)} recordings could not be decoded and were not scored: "
+                       f"{names}{' …' if len(failed) > 5 else ''}")
+    return body
+
+
+def _fmt_text(value) -> str:
+    """A metric for h.key_values (which escapes): '–' when missing."""
+    return "–" if value is None else (f"{value:.3f}" if isinstance(value, float) else str(value))
+
+
+def _sum(a, b):
+    return a + b if isinstance(a, int) and isinstance(b, int) else None
+
+
+def _post_processing_drift(report, meta) -> str:
+    """A note when the evaluation scored other settings than model.json ships now."""
+    shipped = _dict(meta.get("post_processing"))
+    used = _dict(report.get("post_processing"))
+
+    def same(a, b):
+        try:
+            return all(abs(float(a[f]) - float(b[f])) < 1e-9 for f in PostProcessing.FIELDS)
+        except (KeyError, TypeError, ValueError):
+            return False
+    differ = [l for l, settings in used.items()
+              if l in shipped and not same(_dict(settings), _dict(shipped[l]))]
+    if not differ:
+        return ""
+    return h.note(f"event_evaluation.json scored other post-processing than model.json ships "
+                  f"now for {', '.join(map(str, differ))}: re-run 'earmark evaluate "
+                  "--annotations' to score the current settings")

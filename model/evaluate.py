@@ -182,19 +182,26 @@ def read_annotations(annotations_path: str, recording_keys, label_column: str):
     return matched, bad + unmatched
 
 
-def recording_segments(predictor, path: str, post, batch_size: int = 128):
-    """One recording → (segments as `earmark label` finds them by default, duration_s):
-    the model's windows (`model.windowing`) at its labeling hop, its calibrated post-processing."""
-    from model import export, windowing
-    from model.segments import WindowGrid, to_segments
-    config = export.feature_config(predictor.meta).with_patch_hop(predictor.default_hop_seconds)
+def recording_windows(path: str, config):
+    """A local recording → (its windows [n, patch_samples] on the one grid of
+    `model.windowing`, at `config`'s rate and patch hop; its duration in seconds)."""
+    from model import windowing
     with open(path, "rb") as f:
         wav, _, _ = audio.load_waveform(f.read(), config.sample_rate_hz, path,
                                         config.resample_quality)
     windows = windowing.frame_windows(wav, config.patch_samples, config.patch_hop_samples)
+    return windows, len(wav) / config.sample_rate_hz
+
+
+def recording_segments(predictor, path: str, post, batch_size: int = 128):
+    """One recording → (segments as `earmark label` finds them by default, duration_s):
+    the model's windows at its labeling hop, its calibrated post-processing."""
+    from model import export
+    from model.segments import WindowGrid, to_segments
+    config = export.feature_config(predictor.meta).with_patch_hop(predictor.default_hop_seconds)
+    windows, duration_s = recording_windows(path, config)
     scores = np.concatenate([predictor.predict(windows[i:i + batch_size])
                              for i in range(0, len(windows), batch_size)])
-    duration_s = len(wav) / config.sample_rate_hz
     grid = WindowGrid(config.patch_hop_seconds, config.patch_samples / config.sample_rate_hz)
     return to_segments(scores, predictor.meta["labels"], post, grid, duration_s), duration_s
 

@@ -418,8 +418,8 @@ def _annotated_source(args):
     counts = {"tables": found.tables,
               "events_matched": sum(len(r.events) for r in found.recordings),
               "problems_before_pipeline": len(found.bad)}
-    return (found.recordings + found.unannotated, len(found.recordings) + len(found.unannotated),
-            labels, background, dead, counts)
+    return (found.recordings, len(found.recordings) + len(found.unannotated), labels,
+            background, dead, counts)
 
 
 def summarize(output: str) -> dict:

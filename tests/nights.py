@@ -62,3 +62,9 @@ def write_raven_table(events, path, label_column="Annotation") -> None:
         for i, e in enumerate(events, start=1):
             for view in ("Spectrogram 1", "Waveform 1"):
                 f.write(f"{i}\t{view}\t1\t{e.start_s:.3f}\t{e.end_s:.3f}\t0.0\t8000.0\t{e.label}\r\n")
+
+
+def read_segments(segments_csv) -> list:
+    """The events of a label run's segments.csv."""
+    with open(segments_csv) as f:
+        return [Event(float(r["start_s"]), float(r["end_s"]), r["label"]) for r in csv.DictReader(f)]

@@ -199,7 +199,7 @@ def test_launcher_converts_template_parameters_to_cli_flags():
         "--threshold=snore=0.8,0.6", "--formats=csv,jsonl", "--hop_seconds=",
         "--runner=DataflowRunner", "--temp_location=gs://b/tmp", "--max_num_workers=4"])
     assert (args.model, args.input, args.output) == ("gs://b/m", "gs://b/nights/*.flac", "gs://b/labels")
-    assert (args.min_duration, args.max_gap) == (0.5, 0.25)
+    assert (args.min_duration, args.max_gap) == (["0.5"], ["0.25"])
     assert args.incremental is True and args.scores is False
     assert args.threshold == ["snore=0.8", "0.6"]
     assert args.formats == "csv,jsonl"
@@ -219,15 +219,20 @@ def test_launcher_turns_switches_into_flags():
         launch.to_cli_argv(["--output"], parser)
 
 
+SAMPLE_VALUES = {"split": "70/15/15", "formats": "csv", "threshold": "0.7", "base": "vgg16",
+                 "smoothing": "3", "min_duration": "0.5", "max_gap": "0.5", "min_overlap": "0.5"}
+
+
 def sample_value(param: dict) -> str:
+    if param["name"] in SAMPLE_VALUES:
+        return SAMPLE_VALUES[param["name"]]
     if param.get("paramType") == "BOOLEAN":
         return "true"
     if param.get("enumOptions"):
         return param["enumOptions"][-1]["value"]
     if param.get("paramType") == "NUMBER":
         return "3"
-    return {"split": "70/15/15", "formats": "csv", "threshold": "0.7", "base": "vgg16"}.get(
-        param["name"], "gs://b/x")
+    return "gs://b/x"
 
 
 @pytest.mark.parametrize("pipeline", sorted(PIPELINES))

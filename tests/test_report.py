@@ -5,6 +5,7 @@ import json
 import os
 import re
 import shutil
+from html import unescape
 
 import numpy as np
 import pytest
@@ -38,15 +39,18 @@ def recording(parts, rng):
                            for s, l in parts])
 
 
+# the corpus' recordings: (seconds, label or None) parts
+CORPUS = {"a.wav": [(2, "class_0"), (1.5, None), (2.5, "class_1"), (2, None)],
+          ODD_NAME: [(1, None), (3, "class_1"), (1, None)],
+          "night/c.flac": [(3, "class_0"), (2, None), (2, "class_1"), (2, "class_0")]}
+
+
 def make_corpus(root):
     """Three recordings (one with a name that needs escaping, one a stereo FLAC in a
     sub-folder) and one broken file."""
     rng = np.random.default_rng(0)
     os.makedirs(os.path.join(root, "night"), exist_ok=True)
-    specs = {"a.wav": [(2, "class_0"), (1.5, None), (2.5, "class_1"), (2, None)],
-             ODD_NAME: [(1, None), (3, "class_1"), (1, None)],
-             "night/c.flac": [(3, "class_0"), (2, None), (2, "class_1"), (2, "class_0")]}
-    for name, parts in specs.items():
+    for name, parts in CORPUS.items():
         sf.write(os.path.join(root, name), recording(parts, rng), RATE)
     flac = os.path.join(root, "night", "c.flac")
     mono, _ = sf.read(flac, dtype="float32")
@@ -56,9 +60,24 @@ def make_corpus(root):
     return root
 
 
+def write_annotations(path):
+    """The corpus' labeled parts as one CSV file,start_s,end_s,label table."""
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["file", "start_s", "end_s", "label"])
+        for name, parts in CORPUS.items():
+            t = 0.0
+            for seconds, label in parts:
+                if label:
+                    writer.writerow([name, t, t + seconds, label])
+                t += seconds
+    return path
+
+
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
-    """A trained model (with evaluation.json), a corpus and a finished `earmark label` run."""
+    """A trained model (with evaluation.json and event_evaluation.json), a corpus and a
+    finished `earmark label` run (one post-processing value set by a flag)."""
     from model import evaluate, train
     from pipelines import label
     root = tmp_path_factory.mktemp("report")
@@ -67,9 +86,12 @@ def built(tmp_path_factory):
     train.main(train_args(prepared, model_dir, root / "cache", "--epochs", "4"))
     evaluate.main(["--model", model_dir, "--data", prepared])
     corpus = make_corpus(str(root / "corpus"))
+    evaluate.main(["--model", model_dir, "--input", corpus, "--annotations",
+                   write_annotations(str(root / "annotations.csv"))])
     out = str(root / "labels")
     label.main(["--model", model_dir, "--input", corpus, "--output", out,
-                "--formats", "csv,raven,audacity,jsonl", "--scores"])
+                "--formats", "csv,raven,audacity,jsonl", "--scores",
+                "--min-duration", "class_1=0.25"])
     return {"root": root, "model": model_dir, "corpus": corpus, "run": out}
 
 
@@ -173,9 +195,176 @@ def test_missing_audio_and_evaluation_degrade_to_notes(built, tmp_path):
     html = open(path, encoding="utf-8").read()
     assert html.count("audio not found") == min(12, len(segments(built["run"])))
     assert "no evaluation.json" in html and "no confusion matrix" in html
+    assert "no event_evaluation.json" in html
     assert "label with --scores" in html and "2 more recordings not drawn (of 3)" in html
     assert "<img" not in html
     assert "run.json counts 1 failed files, but dead_letter.jsonl lists none" in html
+
+
+# --- event detection -------------------------------------------------------------------------
+
+def section_text(html, section_id):
+    """The text of one section (tags dropped, whitespace collapsed)."""
+    start = html.index(f'<section id="{section_id}">')
+    depth, i = 0, start
+    while True:   # to the matching </section>
+        opening, closing = html.find("<section", i + 1), html.find("</section>", i + 1)
+        if opening != -1 and opening < closing:
+            depth, i = depth + 1, opening
+        elif depth:
+            depth, i = depth - 1, closing
+        else:
+            text = re.sub(r"<[^>]+>", " ", html[start:closing])
+            return " ".join(unescape(text).split())
+
+
+def model_copy(built, tmp_path, **changes):
+    """A model dir holding the built model.json with `changes` (None: the key removed)."""
+    model = tmp_path / "model"
+    model.mkdir()
+    with open(os.path.join(built["model"], "model.json")) as f:
+        meta = json.load(f)
+    for key, value in changes.items():
+        if value is None:
+            meta.pop(key, None)
+        else:
+            meta[key] = value
+    (model / "model.json").write_text(json.dumps(meta))
+    return model
+
+
+CALIBRATED = dict(
+    post_processing={"class_1": {"threshold": 0.62, "smoothing_windows": 3,
+                                 "min_duration_s": 0.75, "max_gap_s": 0.25}},
+    background_labels=["class_0"],
+    calibration={"source": "4 annotated validation recordings", "split": "validation",
+                 "audio_s": 1800.0, "hop_s": 0.48, "min_iou": 0.5,
+                 "per_label": {"class_1": {"event_f1_iou_0.5": 0.8771, "precision": 0.9012,
+                                           "recall": 0.8531, "truth_events": 41,
+                                           "predicted_events": 39}}})
+
+
+def block(f1, **counts):
+    return {"tp": 1, "fp": 0, "fn": 0, "precision": 1.0, "recall": 1.0, "f1": f1, **counts}
+
+
+EVENT_EVALUATION = {   # the shape of model/evaluate.py's event_evaluation.json
+    "model": "/somewhere/model", "unit": "events", "source": "/data/<b>&nights",
+    "annotations": "/data/tables", "labels_scored": ["class_1"],
+    "post_processing": {"class_1": CALIBRATED["post_processing"]["class_1"]},
+    "recordings_annotated": 5, "recordings_scored": 4, "recordings_unannotated": ["x.wav"],
+    "failed": [{"file": "<i>bad.wav", "reason": "decode"}], "annotation_problems": [],
+    "annotation_labels_not_in_model": [],
+    "per_label": {"class_1": {"truth": 52, "predicted": 47, "iou": block(0.8111, threshold=0.5),
+                              "onset_collar": block(0.7222, collar_s=0.5),
+                              "median_onset_error_s": 0.1234, "median_offset_error_s": 0.2345,
+                              "segment": block(0.6333, segment_s=1.0)}},
+    "overall": {"iou": block(0.8111, threshold=0.5, tp=45, fp=2, fn=7),
+                "onset_collar": block(0.7222, collar_s=0.5),
+                "segment": block(0.6333, segment_s=1.0), "macro_f1_iou": 0.8111,
+                "median_onset_error_s": 0.1234, "median_offset_error_s": 0.2345},
+    "recordings": 4}
+
+
+def test_event_file_name_is_the_one_evaluate_writes():
+    from model import evaluate
+    assert report.EVENT_EVALUATION_FILE == evaluate.EVENT_REPORT_FILE
+
+
+def test_event_detection_section_shows_calibration_and_event_scores(built, tmp_path):
+    model = model_copy(built, tmp_path, **CALIBRATED)
+    (model / "event_evaluation.json").write_text(json.dumps(EVENT_EVALUATION))
+    html = open(report.main(["--model", str(model)]), encoding="utf-8").read()
+    text = section_text(html, "event-detection")
+    # (a) what the model ships, calibrated on which data
+    assert "calibrated on 4 annotated validation recordings split validation" in text
+    assert "30:00.0 (1800 s)" in text
+    assert "class_1 0.62 3 0.75 0.25 calibrated 0.877 0.901 0.853 41 39" in text
+    assert "class_0 – – – – background: not written" in text
+    # (b) the event evaluation: per label and overall
+    assert "F1 (IoU ≥ 0.5) onset F1 (±0.5 s) segment F1 (1 s)" in text
+    assert "class_1 52 47 1.000 1.000 0.811 0.722 0.633 0.123 0.234" in text
+    assert "overall (micro) 52 47 1.000 1.000 0.811 0.722 0.633 0.123 0.234" in text
+    assert "4 of 5 annotated" in text and "1 recordings could not be decoded" in text
+    assert "no event_evaluation.json" not in text and "other post-processing" not in text
+    assert "/data/&lt;b&gt;&amp;nights" in html and "&lt;i&gt;bad.wav" in html
+    assert "<b>&" not in html and "<i>bad" not in html
+
+
+def test_event_evaluation_flag_takes_a_file_or_its_folder(built, tmp_path):
+    model = model_copy(built, tmp_path, **CALIBRATED)
+    elsewhere = tmp_path / "eval"
+    elsewhere.mkdir()
+    shipped = CALIBRATED["post_processing"]["class_1"]
+    older = dict(EVENT_EVALUATION, post_processing={"class_1": dict(shipped, threshold=0.4)})
+    (elsewhere / "event_evaluation.json").write_text(json.dumps(older))
+    for given in (elsewhere, elsewhere / "event_evaluation.json"):
+        html = open(report.main(["--model", str(model), "--event-evaluation", str(given),
+                                 "--output", str(tmp_path / "r.html")]), encoding="utf-8").read()
+        text = section_text(html, "event-detection")
+        assert "overall (micro) 52 47" in text
+        assert "scored other post-processing than model.json ships now for class_1" in text
+    with pytest.raises(UserError, match="no event_evaluation.json there"):
+        report.main(["--model", str(model), "--event-evaluation", str(tmp_path / "absent")])
+    with pytest.raises(UserError, match="not an event evaluation"):
+        report.main(["--model", str(model), "--event-evaluation",
+                     os.path.join(built["model"], "evaluation.json")])
+
+
+def test_old_model_json_without_event_keys_still_renders(built, tmp_path):
+    """Trained before calibration: no post_processing, background_labels or calibration,
+    and no event_evaluation.json: notes and the thresholds, not a KeyError."""
+    model = model_copy(built, tmp_path, post_processing=None, background_labels=None,
+                       calibration=None, thresholds={"class_0": 0.7})
+    html = open(report.main(["--model", str(model)]), encoding="utf-8").read()
+    text = section_text(html, "event-detection")
+    assert "model.json has no calibration" in text
+    assert "class_0 0.7 1 0 0 model threshold, other settings default – – – – –" in text
+    assert "class_1 0.5 1 0 0 default" in text
+    assert ("no event_evaluation.json: run 'earmark evaluate --model MODEL_DIR --input "
+            "recordings/ --annotations tables/'") in text
+
+
+def test_real_event_evaluation_of_an_uncalibrated_model_renders(built, page):
+    """The fixture's model: calibrated on nothing (no recordings.jsonl), scored for events
+    on the corpus by 'earmark evaluate --annotations'."""
+    _, html = page
+    text = section_text(html, "event-detection")
+    with open(os.path.join(built["model"], "event_evaluation.json")) as f:
+        events = json.load(f)
+    assert "calibrated on none: the prepared data has no recordings.jsonl" in text
+    assert "no calibration figures" in text
+    truth = sum(m["truth"] for m in events["per_label"].values())
+    assert truth == 6 and f"overall (micro) {truth} " in text
+    assert f"{events['overall']['iou']['f1']:.3f}" in text
+    assert "recordings without annotations (not scored) 1" in text   # broken.wav
+
+
+def test_run_summary_shows_post_processing_and_where_it_came_from(page):
+    _, html = page
+    text = section_text(html, "summary")
+    assert "label threshold smoothing (windows) min duration (s) max gap (s)" in text
+    assert "class_0 0.5 model 1 model 0 model 0 model yes" in text
+    assert "class_1 0.5 model 1 model 0.25 flag 0 model yes" in text   # --min-duration
+    assert "labels not written" not in text
+
+
+def test_run_summary_names_unwritten_labels_and_old_runs_render(built, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(built["run"], run, ignore=shutil.ignore_patterns("report.html"))
+    summary = json.loads((run / "run.json").read_text())
+    summary["post_processing"]["class_0"]["written"] = False
+    summary["post_processing"]["class_0"]["from"]["threshold"] = "default"
+    (run / "run.json").write_text(json.dumps(summary))
+    text = section_text(open(report.main(["--run", str(run), "--top", "0"]),
+                             encoding="utf-8").read(), "summary")
+    assert "labels not written (background) class_0" in text
+    assert "class_0 0.5 default 1 model 0 model 0 model no (background)" in text
+    del summary["post_processing"]
+    (run / "run.json").write_text(json.dumps(summary))
+    text = section_text(open(report.main(["--run", str(run), "--top", "0"]),
+                             encoding="utf-8").read(), "summary")
+    assert "records no per-label post-processing" in text and "class_0 0.5" in text
 
 
 # --- in the browser -------------------------------------------------------------------------
@@ -207,7 +396,8 @@ def test_page_renders_in_chromium_with_every_section_and_no_console_errors(built
     browser.get("file://" + path)
     assert browser.title.startswith("earmark report")
     for section_id in ("summary", "segments-per-label", "timelines", "top-segments",
-                       "dead-letter", "model", "metrics", "curves", "confusion-matrix"):
+                       "dead-letter", "model", "metrics", "event-detection", "curves",
+                       "confusion-matrix"):
         element = browser.find_element(By.ID, section_id)
         assert element.is_displayed() and len(element.text) > 20, section_id
     with open(os.path.join(built["run"], "run.json")) as f:

@@ -1,0 +1,108 @@
+"""`earmark prepare --annotations`: Raven, Audacity and CSV annotations of long recordings
+become labeled windows; every annotation and every recording is used or dead-lettered."""
+import collections
+import os
+
+import numpy as np
+import pytest
+
+from model.errors import UserError
+from pipelines import prepare
+from tests.audio_fixtures import tone, write
+from tests.prepared import load_json, read_dead_letter, read_examples
+
+SPLITS = ("train", "validation", "test")
+RAVEN_HEAD = ("Selection\tView\tChannel\tBegin Time (s)\tEnd Time (s)\tLow Freq (Hz)\t"
+              "High Freq (Hz)\tAnnotation\tSpecies\tNotes\r\n")
+
+
+def raven_row(selection, view, start, end, annotation, species="", notes=""):
+    return f"{selection}\t{view}\t1\t{start}\t{end}\t0\t8000\t{annotation}\t{species}\t{notes}\r\n"
+
+
+@pytest.fixture
+def annotated(tmp_path):
+    rec, ann = tmp_path / "recordings", tmp_path / "annotations"
+    (rec / "room 1").mkdir(parents=True), ann.mkdir()
+    for name in ("a.wav", "b.wav", "c.wav", "d.wav", "unannotated.wav"):
+        write(str(rec / name), tone(10.0, 16000), 16000)
+    write(str(rec / "room 1" / "nuit [été].flac"), tone(6.0, 44100, 2), 44100, "FLAC")
+    # Raven, both views per selection, extra columns, CRLF; one event past the 10-s end
+    (ann / "a.Table.1.selections.txt").write_text(
+        RAVEN_HEAD + raven_row(1, "Spectrogram 1", 1.0, 3.0, "snore", "Homo", "loud")
+        + raven_row(1, "Waveform 1", 1.0, 3.0, "snore", "Homo", "loud")
+        + raven_row(2, "Spectrogram 1", 5.0, 7.0, "cough")
+        + raven_row(2, "Waveform 1", 5.0, 7.0, "cough")
+        + raven_row(3, "Spectrogram 1", 9.5, 12.0, "snore"), newline="")
+    # one table for two recordings, by a Begin File column
+    (ann / "combined.selections.txt").write_text(
+        "Selection\tView\tBegin Time (s)\tEnd Time (s)\tBegin File\tAnnotation\n"
+        "1\tSpectrogram 1\t2.0\t4.0\tb.wav\tsnore\n"
+        "2\tSpectrogram 1\t1.0\t2.5\tnuit [été].flac\tsnore\n")
+    # Audacity with a spectral-selection frequency line and a point label (end == start)
+    (ann / "c.txt").write_text("1.000000\t3.000000\tsnore\n\\\t100.0\t2000.0\n"
+                               "4.0\t4.0\tsnore\n")
+    # CSV: overlapping events of two labels, a bad time, a recording that does not exist
+    (ann / "more.csv").write_text("file,start_s,end_s,label\nd.wav,2,6,snore\nd.wav,2,6,cough\n"
+                                  "d.wav,x,6,snore\nghost.wav,1,2,snore\n")
+    return rec, ann
+
+
+def examples_by_recording(out):
+    found = collections.defaultdict(list)
+    for split in SPLITS:
+        for r in read_examples(out, split):
+            found[r["recording_key"]].append((round(float(r["start_s"]), 2), tuple(r["labels"])))
+    return found
+
+
+def test_every_annotation_and_recording_is_used_or_dead_lettered(annotated, tmp_path):
+    rec, ann = annotated
+    out = str(tmp_path / "out")
+    stats = prepare.main(["--input", str(rec), "--annotations", str(ann), "--output", out])
+    features = load_json(out, "features.json")
+    assert features["labels"] == ["background", "cough", "snore"]
+    assert features["background_labels"] == ["background"]
+    # recordings: 5 annotated + 1 without any table
+    assert stats["files_matched"] == 6 and stats["files_ok"] == 5 and stats["files_failed"] == 1
+    assert stats["failures_by_reason"] == {"not_annotated": 1}
+    dead = read_dead_letter(out)
+    by_reason = collections.Counter(d["reason"] for d in dead)
+    assert by_reason == {"not_annotated": 1, "past_end": 1, "end_not_after_start": 1,
+                         "bad_row": 1, "missing_recording": 1}
+    past = next(d for d in dead if d["reason"] == "past_end")
+    assert past["path"].endswith("a.Table.1.selections.txt") and past["line"] == 6
+    # annotations: a 2 + 1 past the end, combined 2, c 1 + 1 point, more.csv 2 + 1 bad + 1 ghost
+    a = stats["annotations"]
+    assert a["tables"] == 4 and a["read"] == a["events_used"] + a["failed"]
+    assert (a["events_used"], a["failed"]) == (7, 4)
+    labels_of = examples_by_recording(out)
+    # overlapping snore and cough on d.wav give multi-label windows (indices 1 and 2)
+    assert any(set(l) == {1, 2} for _, l in labels_of["d.wav"])
+    # the event past the end (9.5-12 s on a 10-s file) labels nothing and is not background
+    assert all(s + 0.975 <= 9.5 or s >= 10.0 for s, _ in labels_of["a.wav"])
+    assert {l for _, l in labels_of["a.wav"]} == {(0,), (1,), (2,)}
+    assert {l for _, l in labels_of["room 1/nuit [été].flac"]} == {(0,), (2,)}
+    windows = sum(v["patches"] for s in stats["splits"].values() for v in s.values())
+    assert windows == sum(len(v) + sum(len(l) > 1 for _, l in v) for v in labels_of.values())
+
+
+def test_background_none_keeps_only_event_windows_and_label_column_chooses(annotated, tmp_path):
+    rec, ann = annotated
+    out = str(tmp_path / "out")
+    prepare.main(["--input", str(rec), "--annotations", str(ann / "a.Table.1.selections.txt"),
+                  "--output", out, "--background", "none", "--label-column", "Species"])
+    features = load_json(out, "features.json")
+    # Species is empty on the second and third selections: no_label rows
+    assert features["labels"] == ["Homo"] and features["background_labels"] == []
+    found = examples_by_recording(out)
+    assert list(found) == ["a.wav"] and {l for _, l in found["a.wav"]} == {(0,)}
+    reasons = collections.Counter(d["reason"] for d in read_dead_letter(out))
+    assert reasons == {"no_label": 2, "not_annotated": 5}
+
+
+def test_a_missing_label_column_everywhere_is_a_one_line_error(annotated, tmp_path):
+    rec, ann = annotated
+    with pytest.raises(UserError, match="--label-column"):
+        prepare.main(["--input", str(rec), "--annotations", str(ann / "a.Table.1.selections.txt"),
+                      "--output", str(tmp_path / "o"), "--label-column", "Species Name"])

@@ -4,8 +4,10 @@ Every user error prints one line (`earmark: error: ...`) and exits 2; `--verbose
 shows the traceback too.
 """
 import argparse
+import errno
 import logging
 import os
+import re
 import sys
 import warnings
 
@@ -65,6 +67,14 @@ def _quiet_beam_root_records(record) -> bool:
     return record.levelno >= logging.ERROR or "apache_beam" not in record.pathname
 
 
+def _drop_user_error_tracebacks(record) -> bool:
+    """False for a log record carrying the traceback of a UserError or a full disk (Beam
+    logs a failed step's exception before re-raising it): the CLI prints those as one line."""
+    from model.errors import UserError
+    error = record.exc_info[1] if record.exc_info else None
+    return not (isinstance(error, UserError) or (error is not None and disk_full(error)))
+
+
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     verbose = "--verbose" in argv
@@ -104,6 +114,7 @@ def _run(parser, argv, verbose) -> int:
     if not verbose:  # Beam also logs through the root logger (resource notices, batch stats)
         for handler in logging.getLogger().handlers:
             handler.addFilter(_quiet_beam_root_records)
+            handler.addFilter(_drop_user_error_tracebacks)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1" if verbose else "3")
     if not verbose:  # google-api-core's Python-support notices are not the user's business
         warnings.filterwarnings("ignore", category=FutureWarning)
@@ -112,9 +123,58 @@ def _run(parser, argv, verbose) -> int:
     except UserError as e:
         if verbose:
             raise
-        print(f"earmark: error: {e}", file=sys.stderr)
+        print(f"earmark: error: {one_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("earmark: interrupted", file=sys.stderr)
         return 130
+    except Exception as e:
+        full = disk_full(e, _output_flag(argv[1:]))
+        if full is None or verbose:
+            raise
+        print(f"earmark: error: {full}", file=sys.stderr)
+        return 2
     return 0
+
+
+def one_line(error) -> str:
+    """A UserError's message on one line, without the step name Beam appends when the
+    error was raised inside a pipeline step (` [while running 'Step']`)."""
+    text = re.sub(r"( \[while running '[^']*'\])+$", "", str(error))
+    return " ".join(text.splitlines())
+
+
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
+def _output_flag(argv):
+    """The command's output path as given (`--output`, `--model-dir`, `--report`), or None."""
+    for i, a in enumerate(argv):
+        for flag in ("--output", "--model-dir", "--report"):
+            if a == flag and i + 1 < len(argv):
+                return f"{flag} {argv[i + 1]}"
+            if a.startswith(flag + "="):
+                return f"{flag} {a.split('=', 1)[1]}"
+    return None
+
+
+def disk_full(error, output=None):
+    """The one-line message for a write that ran out of disk space (ENOSPC, or a quota)
+    anywhere in `error`'s chain (Beam re-raises a step's OSError as a RuntimeError holding
+    its text), naming the file when the error does, else `output` (the command's output
+    flag and path); None for any other error."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        text = str(error)
+        if isinstance(error, OSError) and error.errno in _NO_SPACE:
+            where = error.filename
+        elif any(f"[Errno {n}]" in text for n in _NO_SPACE):
+            found = re.search(r"\[Errno \d+\] [^:']*: '([^']*)'", text)
+            where = found.group(1) if found else None
+        else:
+            error = error.__cause__ or error.__context__
+            continue
+        where = f"writing {where}" if where else f"writing {output}" if output else "writing"
+        return f"no space left on the disk {where}; free space on it or write to another disk"
+    return None

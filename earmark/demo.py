@@ -209,7 +209,7 @@ def timeline_rows(truth: list, segments: list) -> list:
             text = "MISSED" + (f" (too little overlap: {', '.join(show(e, planted) for e in near)})"
                                if near else "")
         rows.append(f"  {planted.start_s:7.1f}-{planted.end_s:6.1f} s  {planted.label:<6}  {text}")
-    rows += [f"  {'false alarm':>17}  {e.label:<6}  {show(e)}" for e in sorted(unmatched)]
+    rows += [f"  {'false alarm':>16}  {e.label:<6}  {show(e)}" for e in sorted(unmatched)]
     return rows
 
 
@@ -229,7 +229,8 @@ def post_processing_lines(model_dir: str) -> list:
             continue
         line = (f"  {label:<11} threshold {pp['threshold']:g}, smoothing "
                 f"{pp['smoothing_windows']} window{'s' if pp['smoothing_windows'] != 1 else ''}, "
-                f"min duration {pp['min_duration_s']:g} s, max gap {pp['max_gap_s']:g} s")
+                f"min duration {pp['min_duration_s']:g} s, max gap {pp['max_gap_s']:g} s, "
+                f"widened {pp.get('extend_s', 0.0):g} s")
         if label in measured:
             m = measured[label]
             line += (f" (validation event F1 {m['event_f1_iou_0.5']:.3f}, "
@@ -289,8 +290,9 @@ def main(argv=None) -> dict:
           f"{len(truth)} planted events in {os.path.dirname(night)}", flush=True)
 
     prepared, model_dir = os.path.join(out, "prepared"), os.path.join(out, "model")
-    prepare.main(["--input", corpus, "--output", prepared, "--base", base, "--split", "70/15/15"]
-                 + beam_args)
+    # the demo's folders are its own: a rerun replaces what the last demo wrote there
+    prepare.main(["--input", corpus, "--output", prepared, "--base", base, "--split", "70/15/15",
+                  "--overwrite"] + beam_args)
     t0 = _step("prepare", t0)
     meta = train.main(["--data", prepared, "--model-dir", model_dir, "--base", base, "--quiet",
                        "--cache-dir", os.path.join(out, "cache")]
@@ -307,7 +309,7 @@ def main(argv=None) -> dict:
     print("\n".join(post_processing_lines(model_dir)), flush=True)
     labels_dir = os.path.join(out, "labels")
     label.main(["--model", model_dir, "--input", os.path.dirname(night), "--output", labels_dir,
-                "--formats", "csv,raven,audacity,jsonl", "--scores"]
+                "--formats", "csv,raven,audacity,jsonl", "--scores", "--overwrite"]
                + beam_args)
     t0 = _step("label", t0)
     html = os.path.join(out, "report.html")

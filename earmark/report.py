@@ -266,10 +266,10 @@ def _feature_config(model, run):
     if meta is None:
         where = summary.get("model")
         if isinstance(where, str) and os.path.isfile(os.path.join(where, MODEL_FILE)):
-            try:
+            try:  # the run's model only lends its log-mel settings: a broken one, the defaults
                 with open(os.path.join(where, MODEL_FILE), encoding="utf-8") as f:
-                    meta = json.load(f)
-            except (OSError, ValueError):
+                    meta = model_files.validate_meta(json.load(f), where)
+            except (OSError, ValueError, UserError):
                 meta = None
     if not meta or "feature_config" not in meta:
         return FeatureConfig(), ("spectrograms use earmark's default log-mel settings: the "
@@ -540,7 +540,8 @@ def read_model(model_dir: str, evaluation: str = None, event_evaluation: str = N
     if not os.path.isfile(meta_path):
         raise UserError(f"--model {model_dir}: no model.json; point it at the --model-dir of "
                         "'earmark train'")
-    meta = _read_json(meta_path, f"--model {model_dir}", "re-run 'earmark train'")
+    meta = model_files.validate_meta(
+        _read_json(meta_path, f"--model {model_dir}", "re-run 'earmark train'"), model_dir)
     history_path = os.path.join(model_dir, HISTORY_FILE)
     history = _read_json(history_path, "history", "re-run 'earmark train'") \
         if os.path.isfile(history_path) else None
@@ -689,7 +690,8 @@ def confusion_body(model) -> str:
 # --- model: event detection -----------------------------------------------------------------
 
 PP_COLUMNS = (("threshold", "threshold"), ("smoothing_windows", "smoothing (windows)"),
-              ("min_duration_s", "min duration (s)"), ("max_gap_s", "max gap (s)"))
+              ("min_duration_s", "min duration (s)"), ("max_gap_s", "max gap (s)"),
+              ("extend_s", "widened by (s)"))
 
 
 def _fmt(value, spec=".3f") -> str:
@@ -858,8 +860,8 @@ def _post_processing_drift(report, meta) -> str:
     used = _dict(report.get("post_processing"))
 
     def same(a, b):
-        try:
-            return all(abs(float(a[f]) - float(b[f])) < 1e-9 for f in PostProcessing.FIELDS)
+        try:  # from_dict: settings written before a field existed take its default
+            return PostProcessing.from_dict(a) == PostProcessing.from_dict(b)
         except (KeyError, TypeError, ValueError):
             return False
     differ = [l for l, settings in used.items()

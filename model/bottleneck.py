@@ -22,6 +22,7 @@ import tensorflow as tf
 
 from model import bases, progress
 from model.adapter import SpectrogramToImage
+from model.examples import utf8_strings
 
 META_FILE = "meta.json"
 PROGRESS_STEP = 512  # patches per model call between progress lines
@@ -142,7 +143,7 @@ def read_split_with_dim(directory: str, split: str, dim: int):
               .map(lambda s: tf.io.parse_single_example(s, spec)).batch(4096))
         for b in ds.as_numpy_iterator():
             feats.append(b["features"]), labels.append(b["label"])
-            keys.append(b["recording_key"].astype(str))
+            keys.append(utf8_strings(b["recording_key"]))
     return np.concatenate(feats), np.concatenate(labels), np.concatenate(keys)
 
 

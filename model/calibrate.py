@@ -10,6 +10,7 @@ hop), so what is chosen here is what `label` will do by default.
 """
 import dataclasses
 import hashlib
+import itertools
 import random
 
 import numpy as np
@@ -23,11 +24,19 @@ THRESHOLDS = tuple(np.round(np.arange(0.05, 0.951, 0.05), 2))
 SMOOTHING_WINDOWS = (1, 3, 5)
 MIN_DURATIONS_S = (0.0, 0.25, 0.5, 1.0)
 MAX_GAPS_S = (0.0, 0.25, 0.5, 1.0)
-# settings whose F1 is within this of the best count as equally good; among them the
-# plainest wins (threshold nearest 0.5, then least smoothing, shortest minimum, gap)
+EXTEND_WINDOW_FRACTIONS = (0.0, 1 / 6, 1 / 3, 1 / 2)  # segment widening, as part of a window
+# settings whose F1 is within this of the best count as equally good, or within one event's
+# worth (1 / the label's independent validation events) when that is more: a difference of
+# less than one event is noise. Among them the plainest wins (threshold nearest 0.5, which
+# keeps a margin on both sides when recordings score a little higher or lower than the
+# validation data; then the least smoothing, widening, minimum and gap)
 F1_SLACK = 0.005
 MAX_AUDIO_S = 3 * 3600.0  # validation audio scored at most (recordings drawn by a seeded hash)
 MIN_IOU = 0.5
+# a clip corpus is calibrated on this many sequences, each its validation clips in another
+# seeded order: one order alone is a small, lucky or unlucky sample (measured on the demo:
+# snore event F1 on the night 0.45, 0.92 or 1.0 by the order of one sequence)
+CLIP_ORDERINGS = 3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,14 +84,29 @@ def _draw_order(key: str) -> str:
     return hashlib.sha256(("earmark-calibration:" + key).encode()).hexdigest()
 
 
-def clip_sequence(clips, rate_hz: int, quality: str, read_bytes, seed: int = 0) -> Sequence:
-    """Validation clips (`RecordingEvents` with one event each) → one concatenated Sequence
-    in a seeded order; consecutive clips of one label form one event."""
+def clip_sequence(clips, rate_hz: int, quality: str, read_bytes, background_labels=(),
+                  seed: int = 0) -> Sequence:
+    """Validation clips (`RecordingEvents` with one event each) → one Sequence, in a seeded
+    order, that sounds like a recording: each clip of an event label is followed by one to
+    three clips of the background labels (`not_snore`, `background`: the corpus' own
+    negative audio, reused in turn when there are few), as events sit between quieter
+    stretches in a night; consecutive clips of one label form one event. Without background
+    labels the event clips follow each other directly."""
+    rng = random.Random(seed)
     clips = sorted(clips, key=lambda r: r.key)
-    random.Random(seed).shuffle(clips)
-    pieces, events, offset, total = [], [], 0.0, 0.0
-    for clip in clips:
-        if total + clip.duration_s > MAX_AUDIO_S and pieces:
+    events_first = [c for c in clips if c.events[0].label not in background_labels]
+    gaps = [c for c in clips if c.events[0].label in background_labels]
+    rng.shuffle(events_first)
+    rng.shuffle(gaps)
+    order, g = [], 0
+    for clip in events_first or gaps:
+        order.append(clip)
+        for _ in range(rng.randint(1, 3) if gaps and events_first else 0):
+            order.append(gaps[g % len(gaps)])
+            g += 1
+    pieces, events, offset = [], [], 0.0
+    for clip in order:
+        if offset > MAX_AUDIO_S and pieces:
             break
         wave = read_audio(clip.source, rate_hz, quality, read_bytes)
         duration = len(wave) / rate_hz
@@ -93,9 +117,8 @@ def clip_sequence(clips, rate_hz: int, quality: str, read_bytes, seed: int = 0) 
             events.append(Event(offset, offset + duration, label))
         pieces.append(wave)
         offset += duration
-        total += clip.duration_s
     waveform = np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
-    return Sequence("validation clips, concatenated", waveform, tuple(events))
+    return Sequence(f"validation clips, concatenated (order {seed})", waveform, tuple(events))
 
 
 def score_sequences(sequences, predict, window_samples: int, hop_samples: int) -> list:
@@ -104,8 +127,10 @@ def score_sequences(sequences, predict, window_samples: int, hop_samples: int) -
             for s in sequences]
 
 
-def choose(scores, sequences, labels, skip_labels, grid: WindowGrid, rate_hz: int) -> dict:
-    """→ {label: Choice} for every label not in `skip_labels` (background labels)."""
+def choose(scores, sequences, labels, skip_labels, grid: WindowGrid, rate_hz: int,
+           repeats: int = 1) -> dict:
+    """→ {label: Choice} for every label not in `skip_labels` (background labels).
+    `repeats`: how many times each event occurs across `sequences` (clips in several orders)."""
     durations = [len(s.waveform) / rate_hz for s in sequences]
     bounds = [window_bounds(len(sc), grid, d) for sc, d in zip(scores, durations)]
     out = {}
@@ -113,40 +138,46 @@ def choose(scores, sequences, labels, skip_labels, grid: WindowGrid, rate_hz: in
         if label in skip_labels:
             continue
         truth = [[e for e in s.events if e.label == label] for s in sequences]
-        out[label] = _best_for_label(label, [sc[:, c] for sc in scores], truth, bounds)
+        extends = [round(f * grid.window_s, 3) for f in EXTEND_WINDOW_FRACTIONS]
+        independent = sum(len(t) for t in truth) / repeats
+        slack = max(F1_SLACK, 1.0 / independent) if independent else F1_SLACK
+        out[label] = _best_for_label(label, [sc[:, c] for sc in scores], truth, bounds, extends,
+                                     slack)
     return out
 
 
-def _best_for_label(label, columns, truth, bounds) -> Choice:
+def _best_for_label(label, columns, truth, bounds, extends, slack) -> Choice:
     n_truth = sum(len(t) for t in truth)
     tried = []
     for width in SMOOTHING_WINDOWS:
         smoothed = [smooth(col.astype(np.float64), width) for col in columns]
         for threshold in THRESHOLDS:
-            for min_duration in MIN_DURATIONS_S:
-                for max_gap in MAX_GAPS_S:
-                    pp = PostProcessing(float(threshold), width, min_duration, max_gap)
-                    tp = n_pred = 0
-                    for sm, t, (lo, hi) in zip(smoothed, truth, bounds):
-                        found = [Event(s.start_s, s.end_s, label)
-                                 for s in runs_to_segments(sm, label, pp, lo, hi)]
-                        tp += event_metrics.event_f1(t, found, MIN_IOU)[0]
-                        n_pred += len(found)
-                    tried.append((pp, tp, n_pred))
+            for min_duration, max_gap, extend in itertools.product(
+                    MIN_DURATIONS_S, MAX_GAPS_S, extends):
+                pp = PostProcessing(float(threshold), width, min_duration, max_gap, extend)
+                tp = n_pred = 0
+                for sm, t, (lo, hi) in zip(smoothed, truth, bounds):
+                    found = [Event(s.start_s, s.end_s, label)
+                             for s in runs_to_segments(sm, label, pp, lo, hi)]
+                    tp += event_metrics.event_f1(t, found, MIN_IOU)[0]
+                    n_pred += len(found)
+                tried.append((pp, tp, n_pred))
     scored = [(event_metrics.f1(tp, n_truth, n_pred), pp, n_pred) for pp, tp, n_pred in tried]
     best = max(f for (_, _, f), _, _ in scored)
-    plain = min((s for s in scored if s[0][2] >= best - F1_SLACK), key=lambda s: (
-        abs(s[1].threshold - 0.5), s[1].smoothing_windows, s[1].min_duration_s, s[1].max_gap_s))
+    plain = min((s for s in scored if s[0][2] >= best - slack), key=lambda s: (
+        abs(s[1].threshold - 0.5), s[1].smoothing_windows, s[1].extend_s, s[1].min_duration_s,
+        s[1].max_gap_s))
     (precision, recall, f1), pp, n_pred = plain
     return Choice(pp, f1, precision, recall, n_truth, n_pred)
 
 
-def calibrate(prepared, split_recordings, predict, window_samples: int, hop_samples: int,
-              read_bytes, log=print) -> dict:
+def calibrate(prepared, split_recordings, predict, hops_s, read_bytes, log=print) -> dict:
     """The whole train-time step → model.json entries: `post_processing` (label → settings,
-    background labels left out), `background_labels` and `calibration` (what was measured).
-    `split_recordings`: (split name, `RecordingEvents`) of the validation split, or of the
-    training split when there is no validation split."""
+    background labels left out), `background_labels`, `calibration` (what was measured) and
+    `labeling_hop_s`, the hop of `hops_s` (seconds) whose events scored best (the coarsest
+    within F1_SLACK: the cheapest to label). `split_recordings`: (split name,
+    `RecordingEvents`) of the validation split, or of the training split when there is no
+    validation split."""
     config = prepared.feature_config
     rate = config.sample_rate_hz
     split, recordings = split_recordings
@@ -154,27 +185,43 @@ def calibrate(prepared, split_recordings, predict, window_samples: int, hop_samp
     if not recordings:
         return {"post_processing": {l: PostProcessing().to_dict() for l in labels
                                     if l not in background},
-                "background_labels": sorted(background),
+                "background_labels": sorted(background), "labeling_hop_s": hops_s[0],
                 "calibration": {"source": "none: the prepared data has no recordings.jsonl "
                                           "(re-run earmark prepare); defaults used"}}
     if prepared.annotated:
         sequences = recording_sequences(recordings, rate, config.resample_quality, read_bytes)
         what = f"{len(sequences)} annotated {split} recordings"
     else:
-        sequences = [clip_sequence(recordings, rate, config.resample_quality, read_bytes)]
-        what = f"{split} clips concatenated into one sequence"
+        sequences = [clip_sequence(recordings, rate, config.resample_quality, read_bytes,
+                                   background, seed) for seed in range(CLIP_ORDERINGS)]
+        what = f"{split} clips concatenated, in {CLIP_ORDERINGS} orders"
+    repeats = 1 if prepared.annotated else CLIP_ORDERINGS
     audio_s = sum(len(s.waveform) for s in sequences) / rate
     log(f"calibrating event post-processing on {what} ({audio_s:.0f} s of audio)")
-    scores = score_sequences(sequences, predict, window_samples, hop_samples)
-    grid = WindowGrid(hop_samples / rate, window_samples / rate)
-    chosen = choose(scores, sequences, labels, background, grid, rate)
+    by_hop = []
+    for hop_s in hops_s:
+        label_config = config.with_patch_hop(hop_s)
+        scores = score_sequences(sequences, predict, label_config.patch_samples,
+                                 label_config.patch_hop_samples)
+        grid = WindowGrid(label_config.patch_hop_seconds, label_config.patch_samples / rate)
+        chosen = choose(scores, sequences, labels, background, grid, rate, repeats)
+        mean_f1 = float(np.mean([c.f1 for c in chosen.values()])) if chosen else 0.0
+        by_hop.append((mean_f1, hop_s, grid, chosen))
+        if len(hops_s) > 1:
+            log(f"  labeling hop {hop_s:g} s: mean event F1 {mean_f1:.3f}")
+    best = max(f for f, _, _, _ in by_hop)
+    _, hop_s, grid, chosen = max((h for h in by_hop if h[0] >= best - F1_SLACK),
+                                 key=lambda h: h[1])
     for label, c in chosen.items():
         pp = c.post_processing
         log(f"  {label}: threshold {pp.threshold:g}, smoothing {pp.smoothing_windows}, min "
             f"duration {pp.min_duration_s:g} s, max gap {pp.max_gap_s:g} s -> event F1 "
             f"{c.f1:.3f} (P {c.precision:.3f}, R {c.recall:.3f}, {c.truth_events} events)")
     return {"post_processing": {l: c.post_processing.to_dict() for l, c in chosen.items()},
-            "background_labels": sorted(background),
+            "background_labels": sorted(background), "labeling_hop_s": hop_s,
             "calibration": {"source": what, "split": split, "audio_s": round(audio_s, 2),
-                            "hop_s": grid.hop_s, "min_iou": MIN_IOU,
+                            "hop_s": grid.hop_s, "hops_tried_s": list(hops_s),
+                            "mean_event_f1_per_hop": {f"{h:g}": round(f, 4)
+                                                      for f, h, _, _ in by_hop},
+                            "min_iou": MIN_IOU,
                             "per_label": {l: c.to_dict() for l, c in chosen.items()}}}

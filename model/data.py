@@ -13,10 +13,11 @@ import numpy as np
 import tensorflow as tf
 
 from model.errors import UserError
-from model.examples import parse_example
+from model.examples import parse_example, utf8_strings
 from model.features import FeatureConfig
 
 FEATURES_FILE = "features.json"
+STATS_FILE = "stats.json"   # prepare's counts, and the shards it wrote
 RECORDINGS_FILE = "recordings.jsonl"  # one line per recording: split, duration, its events
 SPLITS = ("train", "validation", "test")
 SHARD_SUFFIX = ".tfrecord.gz"
@@ -59,6 +60,15 @@ class SplitArrays:
 
 
 def split_files(root: str, split: str) -> list:
+    """The shards of one split: exactly those the prepare run that wrote the folder lists in
+    `stats.json` (`shards`), so shards of any other run never mix in; for a folder prepared
+    before stats.json listed them, every `{split}-*` shard there."""
+    stats_path = os.path.join(root, STATS_FILE)
+    if tf.io.gfile.exists(stats_path):
+        with tf.io.gfile.GFile(stats_path) as f:
+            shards = json.load(f).get("shards")
+        if shards is not None:
+            return sorted(os.path.join(root, name) for name in shards.get(split, []))
     return sorted(tf.io.gfile.glob(os.path.join(root, f"{split}-*{SHARD_SUFFIX}")))
 
 
@@ -127,7 +137,7 @@ def read_split(prepared: Prepared, split: str, required: bool = True) -> SplitAr
               .map(parse, num_parallel_calls=tf.data.AUTOTUNE)
               .batch(1024))
         for batch in ds.as_numpy_iterator():
-            bad = set(batch["feature_config_hash"].astype(str)) - {config.hash()}
+            bad = set(utf8_strings(batch["feature_config_hash"])) - {config.hash()}
             if bad:
                 raise UserError(f"{prepared.root}: shards hold features of another config "
                                 f"({sorted(bad)[0]}); re-run prepare into an empty folder")
@@ -136,7 +146,7 @@ def read_split(prepared: Prepared, split: str, required: bool = True) -> SplitAr
     def cat(k, empty):
         return np.concatenate(cols[k]) if cols[k] else empty
     patches = cat(rep, np.zeros((0,) + config.patch_shape, np.float32))
-    keys = cat("recording_key", np.zeros(0, object)).astype(str)
+    keys = utf8_strings(cat("recording_key", np.zeros(0, object)))
     starts = cat("start_s", np.zeros(0, np.float32))
     # Beam writes shards in whatever order its bundles ran: sort by (recording, start) so
     # the same data always trains the same model, however prepare happened to run.
@@ -146,7 +156,7 @@ def read_split(prepared: Prepared, split: str, required: bool = True) -> SplitAr
         None if config.is_waveform else patches,
         cat("label", np.zeros(0, np.int64))[order],
         keys[order],
-        cat("source", np.zeros(0, object)).astype(str)[order],
+        utf8_strings(cat("source", np.zeros(0, object)))[order],
         starts[order],
         patches if config.is_waveform else None,
         cat("multi_hot", np.zeros((0, n_labels), np.float32))[order])

@@ -7,6 +7,7 @@ with PNG plots when matplotlib is installed, to the model dir or --report.
 """
 import argparse
 import csv
+import io
 import json
 import os
 import sys
@@ -99,13 +100,24 @@ def read_labeled_clips(manifest: str = None, input_dir: str = None) -> list:
     if manifest:
         if not os.path.isfile(manifest):
             raise UserError(f"--manifest {manifest}: no such file")
-        with open(manifest, newline="") as f:
-            reader = csv.DictReader(f)
-            if not {"path", "label"} <= set(reader.fieldnames or ()):
-                raise UserError(f"{manifest}: needs columns path,label; found {reader.fieldnames}")
-            base = os.path.dirname(os.path.abspath(manifest))
-            for row in reader:
-                rows.append((os.path.join(base, row["path"].strip()), row["label"].strip()))
+        with open(manifest, "rb") as f:
+            data = f.read()
+        try:  # UTF-8 whatever the locale says
+            text = data.decode("utf-8-sig")
+        except UnicodeDecodeError as e:
+            line = data[:e.start].count(b"\n") + 1
+            raise UserError(f"--manifest {manifest} is not UTF-8 text (byte 0x{data[e.start]:02x} "
+                            f"on line {line}); save it as UTF-8") from None
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        if not {"path", "label"} <= set(reader.fieldnames or ()):
+            raise UserError(f"{manifest}: needs columns path,label; found {reader.fieldnames}")
+        base = os.path.dirname(os.path.abspath(manifest))
+        for row in reader:
+            path, label = (row["path"] or "").strip(), (row["label"] or "").strip()
+            if not path or not label:
+                raise UserError(f"--manifest {manifest} line {reader.line_num}: empty path or "
+                                "label; every row needs both")
+            rows.append((os.path.join(base, path), label))
     else:
         if not os.path.isdir(input_dir):
             raise UserError(f"--input {input_dir}: not a folder of <label>/ sub-folders")
@@ -118,6 +130,18 @@ def read_labeled_clips(manifest: str = None, input_dir: str = None) -> list:
     if not rows:
         raise UserError("no labeled clips found")
     return rows
+
+
+def clip_windows(wav: np.ndarray, config) -> np.ndarray:
+    """A clip's windows that `prepare` trains on: those holding enough of the clip
+    (`model.window_labels`; a zero-padded tail window holding little of it is left out)."""
+    from model import export, window_labels
+    windows = export.windows(wav, config)
+    starts = np.arange(len(windows)) * config.patch_hop_seconds
+    kinds = window_labels.label_windows(
+        starts, config.patch_samples / config.sample_rate_hz,
+        [window_labels.clip_event("clip", len(wav) / config.sample_rate_hz)])
+    return windows[[k.kind == window_labels.EVENT for k in kinds]]
 
 
 def predict_clips(model, rows, config, batch_size=64):
@@ -133,7 +157,7 @@ def predict_clips(model, rows, config, batch_size=64):
         except (OSError, audio.AudioError) as e:
             failed.append({"path": path, "reason": str(e)[:200]})
             continue
-        w = export.windows(wav, config)
+        w = clip_windows(wav, config)
         windows.append(w)
         owner += [i] * len(w)
     out = [None] * len(rows)

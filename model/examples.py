@@ -3,6 +3,7 @@ One example = one patch of one recording: a log-mel patch (`log_mel`), or for a 
 FeatureConfig (embedding bases) a raw mono window (`waveform`)."""
 import math
 
+import numpy as np
 import tensorflow as tf
 
 from model.features import FeatureConfig
@@ -70,3 +71,11 @@ def parse_example(serialized, config: FeatureConfig) -> dict:
     if not config.is_waveform:
         parsed["log_mel"] = tf.reshape(parsed["log_mel"], config.patch_shape)
     return parsed
+
+
+def utf8_strings(values) -> np.ndarray:
+    """String features as numpy gives them (an object array of bytes) → a str array, decoded
+    as UTF-8: the encoding `make_example` writes. numpy's own `.astype(str)` decodes ASCII
+    and fails on a name such as `ronflé_1.flac`."""
+    return np.array([v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in values],
+                    dtype=str)

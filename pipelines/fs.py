@@ -1,6 +1,10 @@
 """Small file helpers over Beam's filesystems, so local paths and gs:// work alike."""
+import dataclasses
+import errno
 import json
+import os
 import posixpath
+import stat
 
 from apache_beam.io.filesystems import FileSystems
 
@@ -26,6 +30,7 @@ def pipeline_options(beam_args, save_main_session: bool):
     options.view_as(SetupOptions).save_main_session = save_main_session
     standard = options.view_as(StandardOptions)
     standard.runner = standard.runner or "DirectRunner"
+    check_runner(standard.runner)
     FileSystems.set_options(options)
     return options
 
@@ -43,12 +48,83 @@ def has_glob(path: str) -> bool:
 
 
 def match(pattern: str) -> list:
-    """Paths matching a glob (empty list when nothing does)."""
+    """Paths matching a glob (empty list when nothing does). For a path that is data, not
+    a pattern, use `escape_glob`, `list_files` or `stat_entry`."""
+    return sorted(m.path for m in _match_metadata(pattern))
+
+
+def _match_metadata(pattern: str) -> list:
     try:
-        result = FileSystems.match([pattern])[0]
+        return FileSystems.match([pattern])[0].metadata_list
     except Exception:  # Beam raises when a pattern matches nothing on some filesystems
         return []
-    return sorted(m.path for m in result.metadata_list)
+
+
+def escape_glob(path: str) -> str:
+    """A path that matches itself only, whatever `[ * ?` it holds (each becomes `[c]`)."""
+    return "".join(f"[{c}]" if c in GLOB_CHARS else c for c in path)
+
+
+@dataclasses.dataclass(frozen=True)
+class FileEntry:
+    """One listed path: its size and update time, or why it cannot be read as a file
+    (`problem`, a dead-letter reason; empty for a readable regular file)."""
+    path: str
+    size_bytes: int = 0
+    updated_s: float = 0.0
+    problem: str = ""
+    detail: str = ""
+
+
+def stat_entry(path: str) -> FileEntry:
+    """What one path is, without opening it: a FIFO or a device would block or never end;
+    a dangling link or a link loop cannot be read."""
+    if is_gcs(path):
+        found = _match_metadata(escape_glob(path))
+        if not found:
+            return FileEntry(path, problem="missing", detail="no such object")
+        return FileEntry(path, found[0].size_in_bytes, found[0].last_updated_in_seconds)
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            return FileEntry(path, problem="symlink_loop", detail="a symbolic link loop")
+        if e.errno == errno.ENOENT and os.path.lexists(path):
+            return FileEntry(path, problem="dangling_link",
+                             detail=f"a symbolic link to {os.readlink(path)!r}, which does not exist")
+        if e.errno == errno.ENOENT:
+            return FileEntry(path, problem="missing", detail="no such file")
+        return FileEntry(path, problem="read_error", detail=f"{type(e).__name__}: {e}"[:300])
+    if not stat.S_ISREG(st.st_mode):
+        kind = ("a directory" if stat.S_ISDIR(st.st_mode) else "a FIFO (named pipe)"
+                if stat.S_ISFIFO(st.st_mode) else "a socket" if stat.S_ISSOCK(st.st_mode)
+                else "a device file" if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)
+                else "not a regular file")
+        return FileEntry(path, problem="not_a_regular_file", detail=f"{kind}; not opened")
+    return FileEntry(path, st.st_size, st.st_mtime)
+
+
+def list_files(root: str) -> list:
+    """Every file under the folder `root`, at any depth, sorted by path, as `FileEntry`s.
+    Names are data: `root` is never read as a pattern. Local listings include what cannot
+    be read (FIFOs, sockets, devices, dangling links, link loops) with the problem named,
+    so that every listed path is accounted for; symbolic links to folders are followed
+    once (a folder reached twice is not listed again)."""
+    root = root.rstrip("/") or "/"
+    if is_gcs(root):
+        return sorted((FileEntry(m.path, m.size_in_bytes, m.last_updated_in_seconds)
+                       for m in _match_metadata(join(escape_glob(root), "**"))),
+                      key=lambda e: e.path)
+    seen, out = set(), []
+    for folder, dirs, files in os.walk(root, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in seen:
+            dirs[:] = []
+            continue
+        seen.add(real)
+        dirs.sort()
+        out += [stat_entry(os.path.join(folder, name)) for name in files]
+    return sorted(out, key=lambda e: e.path)
 
 
 class _FullReads:
@@ -146,3 +222,53 @@ def builds_template(options) -> bool:
     if isinstance(options, (list, tuple)):
         options = PipelineOptions(list(options))
     return bool(options.view_as(GoogleCloudOptions).template_location)
+
+
+def check_runner(runner) -> None:
+    """`--runner NAME` must be a runner Beam knows (any case, `Runner` optional, as Beam
+    reads it) or an importable `module.Class`; Beam itself fails deep inside otherwise."""
+    from apache_beam.options.pipeline_options import StandardOptions
+    from model.errors import UserError
+    if not isinstance(runner, str):
+        return  # a PipelineRunner instance set by code, not a flag
+    known = {n.lower(): n for n in StandardOptions.KNOWN_RUNNER_NAMES}
+    if runner.lower() in known or runner.lower() + "runner" in known:
+        return
+    if "." in runner:
+        import importlib
+        module, _, name = runner.rpartition(".")
+        try:
+            if hasattr(importlib.import_module(module), name):
+                return
+        except ImportError:
+            pass
+    raise UserError(f"--runner {runner}: not an Apache Beam runner; choose one of "
+                    f"{', '.join(StandardOptions.KNOWN_RUNNER_NAMES)} (or a module.RunnerClass)")
+
+
+def check_writable_output(path: str, flag: str = "--output") -> None:
+    """Before a pipeline starts: a local `path` must be a folder that exists or can be
+    created, and a file can be written in it; a gs:// one is checked by the run itself."""
+    from model.errors import UserError
+    if is_gcs(path):
+        return
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise UserError(f"{flag} {path} is a file, not a folder; give a folder path (it is "
+                        "created when missing)")
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"{flag} {path}: cannot create it ({e.strerror}); give a folder "
+                        "you can write to") from None
+    probe = os.path.join(path, f".earmark-write-probe-{os.getpid()}")
+    try:
+        with open(probe, "wb") as f:
+            f.write(b"earmark")
+    except OSError as e:
+        raise UserError(f"{flag} {path}: cannot write there ({e.strerror}); give a folder "
+                        "you can write to, or free space on its disk") from None
+    finally:
+        try:
+            os.remove(probe)
+        except OSError:
+            pass

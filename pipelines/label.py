@@ -1,6 +1,6 @@
 """`earmark label`: a trained model over a corpus → labeled time segments.
 
-    MatchFiles (or manifest) → Reshuffle → PlanChunks (header only) → Reshuffle
+    ListFiles (or manifest) → Reshuffle → PlanChunks (header only) → Reshuffle
       → ReadWindows (decode one chunk) → RunInference (keyed by file, window)
       → group per recording → thresholds, smoothing, merging → outputs
 
@@ -21,13 +21,12 @@ import uuid
 
 import apache_beam as beam
 import numpy as np
-from apache_beam.io import fileio
 from apache_beam.ml.inference.base import KeyedModelHandler, ModelHandler, PredictionResult, RunInference
 
 from model import model_files, progress
 from model.errors import UserError
 from model.features import FeatureConfig
-from pipelines import corpus, fs, label_formats, ledger
+from pipelines import corpus, fs, label_formats, ledger, outputs
 from pipelines.chunks import FileInfo, file_info, plan_chunks, read_chunk_windows
 from model.segments import (PostProcessing, Segment, WindowGrid, model_post_processing,
                             to_segments, written_labels)
@@ -36,6 +35,9 @@ log = logging.getLogger("earmark.label")
 
 RUN_FILE = "run.json"
 DEAD_LETTER = "dead_letter"
+DEAD_LETTER_FILE = "dead_letter.jsonl"
+SEGMENTS_CSV = "segments.csv"
+SEGMENTS_JSONL = "segments.jsonl"
 
 
 def build_arg_parser() -> argparse.ArgumentParser:
@@ -70,6 +72,8 @@ def build_arg_parser() -> argparse.ArgumentParser:
                    help="override: drop shorter segments, seconds or LABEL=seconds")
     p.add_argument("--max-gap", action="append", default=[],
                    help="override: merge same-label segments this close, seconds or LABEL=seconds")
+    p.add_argument("--extend", action="append", default=[],
+                   help="override: widen segments by this on both sides, seconds or LABEL=seconds")
     p.add_argument("--emit-background", action="store_true",
                    help="also write segments of the model's background labels (e.g. "
                         "background, not_snore), which are left out by default")
@@ -77,6 +81,9 @@ def build_arg_parser() -> argparse.ArgumentParser:
     p.add_argument("--incremental", action="store_true",
                    help="label only recordings that are new or changed since the last run "
                         "(ledger.json under --output); each run gets runs/RUN_ID/")
+    p.add_argument("--overwrite", action="store_true",
+                   help="--output is not empty: remove what earmark wrote there before (listed "
+                        "in its earmark_outputs.json) and nothing else, then run")
     return p
 
 
@@ -154,6 +161,10 @@ class PlanChunks(beam.DoFn):
         if ext not in corpus.AUDIO_EXTENSIONS:
             yield _dead(rec.path, rec.key, "read", "unsupported_extension", ext or "no extension")
             return
+        entry = fs.stat_entry(rec.path) if not fs.is_gcs(rec.path) else None
+        if entry is not None and entry.problem:  # a FIFO or a device is never opened
+            yield _dead(rec.path, rec.key, "read", entry.problem, entry.detail)
+            return
         try:
             with fs.open_seekable(rec.path) as f:
                 if f.read(1) == b"":
@@ -227,7 +238,8 @@ class MakeSegments(beam.DoFn):
 
 # label flag → PostProcessing field, and how to read its value
 OVERRIDE_FLAGS = {"threshold": ("threshold", float), "smoothing": ("smoothing_windows", int),
-                  "min_duration": ("min_duration_s", float), "max_gap": ("max_gap_s", float)}
+                  "min_duration": ("min_duration_s", float), "max_gap": ("max_gap_s", float),
+                  "extend": ("extend_s", float)}
 
 
 def post_processing(meta: dict, args) -> tuple:
@@ -269,18 +281,32 @@ def _override(flag, item, labels, kind):
     return name, v
 
 
+# per-recording outputs: format → (folder, suffix); a recording's files are
+# FOLDER/<outputs.recording_name>SUFFIX, always inside --output
+PER_RECORDING = {"raven": ("raven", ".selections.txt"), "audacity": ("audacity", ".txt"),
+                 "scores": ("scores", ".csv")}
+
+
+def per_recording_files(name: str, formats, scores: bool) -> dict:
+    """{format: path relative to the output} of one recording's per-recording files."""
+    wanted = [f for f in ("raven", "audacity") if f in formats] + (["scores"] if scores else [])
+    return {f: f"{PER_RECORDING[f][0]}/{name}{PER_RECORDING[f][1]}" for f in wanted}
+
+
 def _write_per_file(result, output, formats, low_hz, high_hz, model_id):
-    key, segs = result["file"], result["segments"]
-    if "raven" in formats:
-        fs.write_bytes(fs.join(output, "raven", key + ".selections.txt"),
-                       label_formats.raven_table(segs, low_hz, high_hz).encode())
-    if "audacity" in formats:
-        fs.write_bytes(fs.join(output, "audacity", key + ".txt"),
-                       label_formats.audacity_labels(segs).encode())
-    if result["scores"] is not None:
-        fs.write_bytes(fs.join(output, "scores", key + ".csv"),
-                       _scores_csv(result["scores"], result["labels"], result["hop_s"]).encode())
-    return key
+    """Write one recording's Raven / Audacity / scores files → their names (relative)."""
+    segs = result["segments"]
+    name = outputs.recording_name(result["file"], result["path"])
+    files = per_recording_files(name, formats, result["scores"] is not None)
+    for fmt, rel in files.items():
+        if fmt == "raven":
+            data = label_formats.raven_table(segs, low_hz, high_hz)
+        elif fmt == "audacity":
+            data = label_formats.audacity_labels(segs)
+        else:
+            data = _scores_csv(result["scores"], result["labels"], result["hop_s"])
+        fs.write_bytes(fs.join(output, *rel.split("/")), data.encode())
+    return sorted(files.values())
 
 
 def _scores_csv(scores, labels, hop_s):
@@ -290,14 +316,20 @@ def _scores_csv(scores, labels, hop_s):
 
 
 def _write_tables(_, results, output, formats, model_id):
+    """segments.csv / segments.jsonl (as `formats` asks) and sources.csv → names written."""
     results = sorted(results, key=lambda r: r["file"])
     rows = [(r["file"], s) for r in results for s in r["segments"]]
+    written = {outputs.SOURCES_FILE: outputs.sources_csv(
+        (outputs.recording_name(r["file"], r["path"]), r["path"]) for r in results)}
     if "csv" in formats:
-        fs.write_bytes(fs.join(output, "segments.csv"), (label_formats.CSV_HEADER + "".join(
-            label_formats.csv_row(f, s, model_id) for f, s in rows)).encode())
+        written[SEGMENTS_CSV] = (label_formats.CSV_HEADER + "".join(
+            label_formats.csv_row(f, s, model_id) for f, s in rows)).encode()
     if "jsonl" in formats:
-        fs.write_bytes(fs.join(output, "segments.jsonl"), "".join(
-            label_formats.jsonl_row(f, s, model_id) for f, s in rows).encode())
+        written[SEGMENTS_JSONL] = "".join(
+            label_formats.jsonl_row(f, s, model_id) for f, s in rows).encode()
+    for name, data in written.items():
+        fs.write_bytes(fs.join(output, name), data)
+    return sorted(written)
 
 
 def _count_run(_, results, dead) -> dict:
@@ -320,16 +352,17 @@ def _count_run(_, results, dead) -> dict:
 def build_pipeline(p, source, output, model_dir, meta, config, grid, post, formats,
                    keep_scores, chunk_seconds, batch_size, tables_dir, finish):
     """Wire the label transforms onto `p`. Per-recording files go under `output`; the
-    tables and dead letter under `tables_dir`. `finish` (a `FinishRun`) runs last, once
-    every table is written."""
+    tables, sources.csv and dead letter under `tables_dir` (a run partition `runs/RUN_ID/`
+    holds segments.csv whatever the formats: the combined view is rebuilt from it).
+    `finish` (a `FinishRun`) runs last, once every file is written."""
     labels = meta["labels"]
     model_id = meta["model_id"]
     run_id = uuid.uuid4().hex  # one progress tracker per run and process
-    if isinstance(source, tuple):
-        pattern, root = source
-        recordings = (p | "MatchFiles" >> fileio.MatchFiles(pattern)
-                      | "ToRecording" >> beam.Map(lambda m, root=root: corpus.Recording(
-                          m.path, "", corpus.relative_key(m.path, root))))
+    if isinstance(source, corpus.Source):
+        recordings = (p | "Source" >> beam.Create([source])
+                      | "ListFiles" >> beam.FlatMap(corpus.list_paths)
+                      | "ToRecording" >> beam.Map(lambda path, root=source.root: corpus.Recording(
+                          path, "", corpus.relative_key(path, root))))
     else:
         recordings = p | "ManifestRows" >> beam.Create(source)
     windows_per_chunk = max(1, int(round(chunk_seconds / config.patch_hop_seconds)))
@@ -357,12 +390,13 @@ def build_pipeline(p, source, output, model_dir, meta, config, grid, post, forma
     dead = ((planned[DEAD_LETTER], results[DEAD_LETTER]) | "AllDeadLetters" >> beam.Flatten())
     labeled = results.results | "AddLabels" >> beam.Map(
         lambda r: {**r, "labels": labels, "hop_s": config.patch_hop_seconds})
-    _ = labeled | "WritePerRecording" >> beam.Map(
+    per_recording = labeled | "WritePerRecording" >> beam.Map(
         _write_per_file, output, formats, config.mel_min_hz, config.mel_max_hz, model_id)
     summaries = labeled | "DropScores" >> beam.Map(lambda r: {**r, "scores": None})
     trigger = p | "Once" >> beam.Create([None])
+    table_formats = formats if tables_dir == output else sorted(set(formats) | {"csv"})
     tables = trigger | "WriteTables" >> beam.Map(_write_tables, beam.pvalue.AsList(summaries),
-                                                 tables_dir, formats, model_id)
+                                                 tables_dir, table_formats, model_id)
     counts = trigger | "CountRun" >> beam.Map(_count_run, beam.pvalue.AsList(summaries),
                                               beam.pvalue.AsList(dead))
     dead_written = (dead | "DeadLetterJson" >> beam.Map(lambda d: json.dumps(d, sort_keys=True))
@@ -371,17 +405,21 @@ def build_pipeline(p, source, output, model_dir, meta, config, grid, post, forma
                         shard_name_template=""))
     # side inputs: it runs once every write above is done
     _ = trigger | "FinishRun" >> beam.Map(finish, beam.pvalue.AsSingleton(counts),
-                                          beam.pvalue.AsList(dead), beam.pvalue.AsList(tables),
-                                          beam.pvalue.AsList(dead_written))
+                                          beam.pvalue.AsList(dead), beam.pvalue.AsList(per_recording),
+                                          beam.pvalue.AsList(tables), beam.pvalue.AsList(dead_written))
 
 
 def _model_meta(model_dir: str) -> dict:
+    """model.json, validated, and the model's id; the serving file must be there and be a
+    .keras archive, so a broken model dir is a one-line error before any worker starts."""
+    meta = model_files.read_meta(lambda name: fs.read_bytes(fs.join(model_dir, name)), model_dir)
+    serving = model_files.model_files(meta)[1]
     try:
-        meta = fs.read_json(fs.join(model_dir, "model.json"))
-    except Exception as e:
-        raise UserError(f"--model {model_dir}: cannot read model.json ({type(e).__name__}); "
-                        "point it at the --model-dir of 'earmark train'") from None
-    meta["model_id"] = model_files.model_id(meta, lambda name: fs.read_bytes(fs.join(model_dir, name)))
+        data = fs.read_bytes(fs.join(model_dir, serving))
+    except Exception:
+        raise UserError(f"--model {model_dir}: no {serving} there; re-run 'earmark train'") from None
+    model_files.check_keras_archive(data, serving, model_dir)
+    meta["model_id"] = model_files.model_id(meta, lambda name: data)
     return meta
 
 
@@ -389,24 +427,30 @@ def _list_source(args, with_versions=False):
     """→ (source for build_pipeline, files matched, {key: version} or None)."""
     if args.manifest:
         manifest = fs.absolute(args.manifest)
-        recs = corpus.read_manifest(manifest, require_label=False)
-        versions = None
-        if with_versions:
-            versions = {}
-            for r in recs:
-                found = fs.FileSystems.match([r.path])[0].metadata_list if fs.match(r.path) else []
-                versions[r.key] = ledger.version(found[0].size_in_bytes,
-                                                 found[0].last_updated_in_seconds) if found else "missing"
+        recs, duplicates = corpus.unique_recordings(
+            corpus.read_manifest(manifest, require_label=False))
+        if duplicates:
+            log.info("label: %d manifest rows name a file listed before; each file counts once",
+                     duplicates)
+        versions = {r.key: _version(fs.stat_entry(r.path)) for r in recs} if with_versions else None
         return recs, len(recs), versions
     input_path = fs.absolute(args.input)
-    paths, pattern, root = corpus.list_audio(input_path)
+    paths, source = corpus.list_audio(input_path)
     if not with_versions:
-        return (pattern, root), len(paths), None
-    metas = fs.FileSystems.match([pattern])[0].metadata_list
-    recs = [corpus.Recording(m.path, "", corpus.relative_key(m.path, root)) for m in metas]
-    versions = {corpus.relative_key(m.path, root): ledger.version(m.size_in_bytes, m.last_updated_in_seconds)
-                for m in metas}
+        return source, len(paths), None
+    entries = ([fs.stat_entry(p) for p in paths] if source.kind != "folder"
+               else fs.list_files(source.spec))
+    recs = [corpus.Recording(e.path, "", corpus.relative_key(e.path, source.root)) for e in entries]
+    versions = {r.key: _version(e) for r, e in zip(recs, entries)}
     return sorted(recs, key=lambda r: r.key), len(recs), versions
+
+
+def _version(entry: fs.FileEntry) -> str:
+    """A recording's version for the ledger; one that cannot be read is its problem, so it
+    is tried again once it changes."""
+    if entry.problem:
+        return f"{entry.problem}:{entry.detail}"
+    return ledger.version(entry.size_bytes, entry.updated_s)
 
 
 def run(argv=None, save_main_session=True, test_pipeline=None):
@@ -432,21 +476,31 @@ def run(argv=None, save_main_session=True, test_pipeline=None):
     source, files_matched, versions = _list_source(args, with_versions=args.incremental)
     model_id = meta["model_id"]
     log.info("label: %d files matched; model %s (%s)", files_matched, model_id, ", ".join(labels))
-    fs.makedirs(output)
-    tables_dir, entries, todo = output, None, None
+    fs.check_writable_output(output)  # creates it
+    # a template only describes a job: the output is checked and claimed when a job runs
+    template = fs.builds_template(options)
+    run_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + os.urandom(3).hex()
+    previous = None if template else outputs.claim(
+        output, "label", args.overwrite, continues=_continues_incremental if args.incremental else None)
+    tables_dir, todo = output, None
     if args.incremental:
-        entries = ledger.read(output)
-        todo = set(ledger.pending(entries, versions, model_id))
+        state = ledger.read_state(output)
+        if not template:
+            _repair_combined(output, state, formats)
+            _remove_orphan_runs(output, state)
+        todo = set(ledger.pending(state.get("files", {}), versions, model_id))
         if not todo:
             log.info("label: nothing new: all %d files already labeled by model %s", files_matched, model_id)
             print(f"nothing new: all {files_matched} files are already labeled by model {model_id}; "
                   "nothing to do")
             return None
         source = [r for r in source if r.key in todo]
-        run_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + os.urandom(3).hex()
         tables_dir = fs.join(output, ledger.RUNS_DIR, run_id)
-        fs.makedirs(tables_dir)
         log.info("label: incremental run %s: %d new or changed of %d files", run_id, len(todo), files_matched)
+    files, patterns = _planned_outputs(formats, args.scores, args.incremental and run_id)
+    if not template:
+        outputs.begin(output, "label", run_id, files, patterns, args.incremental, previous)
+    fs.makedirs(tables_dir)
     summary = {
         "model_id": model_id, "model": args.model,
         "feature_config_hash": config.hash(), "labels": labels,
@@ -460,29 +514,69 @@ def run(argv=None, save_main_session=True, test_pipeline=None):
     incremental = None
     if args.incremental:
         incremental = {"run_id": run_id, "versions": {k: versions[k] for k in todo},
-                       "todo": sorted(todo), "model_id": model_id, "formats": formats}
-    finish = FinishRun(output, tables_dir, summary, time.time(), incremental)
+                       "todo": sorted(todo), "model_id": model_id, "formats": formats,
+                       "sources": {r.key: r.path for r in source}}
+    finish = FinishRun(output, tables_dir, summary, time.time(), incremental, run_id, files)
     p = test_pipeline or beam.Pipeline(options=options)
     build_pipeline(p, source, output, model_dir, meta, config, grid, post, formats,
                    args.scores, args.chunk_seconds, args.batch_size, tables_dir, finish)
-    result = p.run()
-    if not fs.builds_template(options):
-        result.wait_until_finish()
-    return result
+    return outputs.run_pipeline(p, options, {output, tables_dir})
+
+
+def _continues_incremental(manifest, present) -> bool:
+    """An incremental run carries on a folder of earlier incremental label runs (one from
+    before earmark_outputs.json: its ledger.json), and nothing else."""
+    if manifest is not None:
+        return manifest.get("command") == "label" and bool(manifest.get("incremental"))
+    return ledger.LEDGER_FILE in present
+
+
+def _planned_outputs(formats, scores: bool, incremental_run: str):
+    """What a run is about to write, for the output manifest: exact names (relative to the
+    output), and patterns for the per-recording files (named in the pipeline) and, for an
+    incremental run, its partition."""
+    top = [RUN_FILE, outputs.SOURCES_FILE] + [n for f, n in (("csv", SEGMENTS_CSV),
+                                                             ("jsonl", SEGMENTS_JSONL)) if f in formats]
+    patterns = sorted(per_recording_files("**", formats, scores).values())
+    if not incremental_run:
+        return top + [DEAD_LETTER_FILE], patterns
+    part = f"{ledger.RUNS_DIR}/{incremental_run}"
+    run_files = [RUN_FILE, outputs.SOURCES_FILE, SEGMENTS_CSV, DEAD_LETTER_FILE] + (
+        [SEGMENTS_JSONL] if "jsonl" in formats else [])
+    return (top + [ledger.LEDGER_FILE] + [f"{part}/{n}" for n in run_files],
+            patterns + [f"{part}/**"])
+
+
+# Test hook, read by FinishRun and nowhere else, set only by tests/test_outputs.py: with
+# EARMARK_TEST_PAUSE_AFTER=<stage> the process kills itself (SIGKILL) right after that stage
+# of an incremental run's last step, exactly where a crash or a preempted worker could stop
+# it. Stages, in order: partition (runs/RUN_ID/run.json written), segments_csv (the combined
+# segments.csv rewritten, the rest of the combined view not yet), combined (the whole
+# combined view written), ledger (ledger.json replaced). Unset, it does nothing.
+TEST_PAUSE_ENV = "EARMARK_TEST_PAUSE_AFTER"
+
+
+def _test_pause(stage: str) -> None:
+    if os.environ.get(TEST_PAUSE_ENV) == stage:
+        import signal
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 @dataclasses.dataclass
 class FinishRun:
     """The run's last step, inside the pipeline, so a job finishes its own run however it
     was launched (a flex template's launcher does not wait): `run.json` with the counts and
-    wall time and, with --incremental, the ledger and the combined tables."""
+    wall time, with --incremental the combined view and then the ledger, and last the
+    output manifest (`earmark_outputs.json`) with every file the run wrote."""
     output: str
     tables_dir: str
     summary: dict          # what the launcher knew: model, thresholds, files matched
     started_unix_s: float
-    incremental: dict = None  # run_id, versions (of todo), todo, model_id, formats
+    incremental: dict = None  # run_id, versions (of todo), todo, model_id, formats, sources
+    run_id: str = ""
+    files: tuple = ()      # the names (relative to output) the run writes besides per-recording ones
 
-    def __call__(self, _, counts: dict, dead: list, *written):
+    def __call__(self, _, counts: dict, dead: list, per_recording: list, *written):
         wall_s = time.time() - self.started_unix_s
         hours = counts["audio_hours"]
         summary = {**self.summary, **counts, "wall_s": round(wall_s, 2),
@@ -490,29 +584,111 @@ class FinishRun:
         inc = self.incremental
         if inc:
             summary.update(run_id=inc["run_id"], files_new_or_changed=len(inc["todo"]))
-            fs.write_json(fs.join(self.tables_dir, RUN_FILE), summary)
-            _update_ledger(self.output, inc["run_id"], ledger.read(self.output),
-                           inc["versions"], inc["todo"], {d["file"] for d in dead},
-                           inc["model_id"], inc["formats"])
-        fs.write_json(fs.join(self.output, RUN_FILE), summary)
+            fs.write_json(fs.join(self.tables_dir, RUN_FILE), summary)  # the partition is whole
+            _test_pause("partition")
+            _finish_incremental(self.output, inc, {d["file"] for d in dead})
+        else:
+            fs.write_json(fs.join(self.output, RUN_FILE), summary)
+        outputs.finish(self.output, "label", self.run_id,
+                       list(self.files) + [n for names in per_recording for n in names],
+                       incremental=bool(inc))
 
 
-def _update_ledger(output, run_id, entries, versions, todo, failed, model_id, formats):
-    """Record this run's files (`failed`: their keys that failed), then rebuild the combined
-    tables from each file's latest run."""
-    for key in todo:
-        entries[key] = {"version": versions[key], "model_id": model_id, "run_id": run_id,
-                        "status": "failed" if key in failed else "labeled"}
-    ledger.write(output, entries)
-    rows = ledger.combined_rows(output, entries, "segments.csv")
+def _finish_incremental(output, inc, failed):
+    """Record this run's files in the ledger (`failed`: their keys that failed): first the
+    combined view from each file's latest run, then the ledger, atomically, naming this run
+    and the digest of each combined file. Killed anywhere before the ledger is replaced, the
+    old ledger still describes the folder (and the next run rebuilds a half-written view)."""
+    entries = ledger.read(output)
+    for key in inc["todo"]:
+        entries[key] = {"version": inc["versions"][key], "model_id": inc["model_id"],
+                        "run_id": inc["run_id"], "status": "failed" if key in failed else "labeled",
+                        "source": inc["sources"][key]}
+    # a recording that failed this time keeps no per-recording files of an older version
+    stale = [rel for key in sorted(set(inc["todo"]) & failed)
+             for rel in per_recording_files(outputs.recording_name(key, inc["sources"][key]),
+                                            ("raven", "audacity"), True).values()]
+    outputs.delete(output, [rel for rel in stale if outputs.exists(fs.join(output, rel))])
+    combined = _combined_files(output, entries, inc["formats"], inc["run_id"])
+    _write_combined(output, combined,
+                    after_each=lambda name: name == SEGMENTS_CSV and _test_pause("segments_csv"))
+    _test_pause("combined")
+    ledger.write(output, entries, inc["run_id"],
+                 {name: ledger.digest(data) for name, data in combined.items()}, inc["formats"])
+    _test_pause("ledger")
+
+
+def _combined_files(output, entries, formats, run_id) -> dict:
+    """The combined view at the top of an incremental output, from the ledger's entries and
+    the run partitions: {name: bytes} of segments.csv / segments.jsonl (as `formats` asks),
+    sources.csv and run.json (the summary of run `run_id`; None: left out)."""
+    rows = ledger.combined_rows(output, entries, SEGMENTS_CSV)
     segs = [(r["file"], Segment(float(r["start_s"]), float(r["end_s"]), r["label"],
                                 float(r["confidence"])), r["model_id"]) for r in rows]
+    files = {}
     if "csv" in formats:
-        fs.write_bytes(fs.join(output, "segments.csv"), (label_formats.CSV_HEADER + "".join(
-            label_formats.csv_row(f, s, m) for f, s, m in segs)).encode())
+        files[SEGMENTS_CSV] = (label_formats.CSV_HEADER + "".join(
+            label_formats.csv_row(f, s, m) for f, s, m in segs)).encode()
     if "jsonl" in formats:
-        fs.write_bytes(fs.join(output, "segments.jsonl"), "".join(
-            label_formats.jsonl_row(f, s, m) for f, s, m in segs).encode())
+        files[SEGMENTS_JSONL] = "".join(label_formats.jsonl_row(f, s, m) for f, s, m in segs).encode()
+    files[outputs.SOURCES_FILE] = outputs.sources_csv(
+        (outputs.recording_name(k, e.get("source", k)), e.get("source", k))
+        for k, e in entries.items() if e["status"] == "labeled")
+    if run_id:
+        files[RUN_FILE] = fs.read_bytes(fs.join(output, ledger.RUNS_DIR, run_id, RUN_FILE))
+    return files
+
+
+def _write_combined(output, files: dict, after_each=None, drop_others=True) -> None:
+    """Write the combined view; a combined table of a format this view leaves out is
+    removed (it would describe an older state) unless `drop_others` is False."""
+    for name in (SEGMENTS_CSV, SEGMENTS_JSONL, outputs.SOURCES_FILE, RUN_FILE):
+        if name in files:
+            fs.write_bytes(fs.join(output, name), files[name])
+            if after_each:
+                after_each(name)
+        elif (drop_others and name in (SEGMENTS_CSV, SEGMENTS_JSONL)
+              and outputs.exists(fs.join(output, name))):
+            outputs.delete(output, [name])
+
+
+def _repair_combined(output, state: dict, formats) -> None:
+    """At the start of an incremental run: the combined view must be the one the ledger
+    names (a run killed after writing part of it, before its ledger, leaves it otherwise);
+    when a file is missing or differs, rebuild the view from `runs/` as the ledger says.
+    A ledger from before `complete_run` names no digests: its view is rebuilt."""
+    entries = state.get("files")
+    if not entries:
+        return
+    want = state.get("combined")
+    if want is not None:
+        bad = sorted(n for n, d in want.items()
+                     if not outputs.exists(fs.join(output, n))
+                     or ledger.digest(fs.read_bytes(fs.join(output, n))) != d)
+        if not bad:
+            return
+        log.info("label: %s not as run %s left them (a run stopped before its end); rebuilding "
+                 "from %s/", ", ".join(bad), state.get("complete_run"), ledger.RUNS_DIR)
+        formats = state.get("formats", formats)
+    _write_combined(output, _combined_files(output, entries, formats, state.get("complete_run")),
+                    drop_others=want is not None)
+
+
+def _remove_orphan_runs(output, state: dict) -> None:
+    """Run partitions the ledger does not name are what killed runs left: removed, so the
+    folder holds what uninterrupted runs write. (One output takes one run at a time.)"""
+    keep = {e["run_id"] for e in state.get("files", {}).values()} | {state.get("complete_run")}
+    runs = fs.join(output, ledger.RUNS_DIR)
+    if not fs.is_gcs(runs):
+        import shutil
+        for run in sorted(set(os.listdir(runs) if os.path.isdir(runs) else ()) - keep):
+            log.info("label: removing %s/%s, left by a run that did not finish", ledger.RUNS_DIR, run)
+            shutil.rmtree(os.path.join(runs, run), ignore_errors=True)
+        return
+    orphans = [n for n in outputs.list_files(runs) if n.split("/")[0] not in keep]
+    if orphans:
+        log.info("label: removing %d files of runs that did not finish", len(orphans))
+        outputs.delete(runs, orphans)
 
 
 def main(argv=None) -> dict:

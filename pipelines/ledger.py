@@ -1,15 +1,20 @@
 """The incremental-labeling ledger: which recording was labeled, in which version, by
 which model, in which run. One JSON file under the output, replaced whole (atomically)
-only after a run has finished, so a killed run leaves it untouched.
+as a run's very last write, after the run's partition (`runs/RUN_ID/`) and the combined
+view at the top (`segments.csv`, `segments.jsonl`, `sources.csv`, `run.json`) are
+written; it names that run (`complete_run`) and the sha256 of each combined file, so the
+next run can tell a combined view that a kill left half-written and rebuild it from
+`runs/`. A killed run leaves the ledger as it was.
 
 A recording's version is `size:mtime` (GCS `updated` time for gs://): a new or changed
 file, or a new model, is labeled again; anything else is skipped.
 """
 import csv
+import hashlib
 import io
-import os
+import json
 
-from pipelines import fs
+from pipelines import fs, outputs
 
 LEDGER_FILE = "ledger.json"
 RUNS_DIR = "runs"
@@ -20,9 +25,18 @@ def version(size_bytes: int, mtime_s: float) -> str:
 
 
 def read(output: str) -> dict:
-    """{file key: {"version", "model_id", "run_id", "status"}} ({} before the first run)."""
+    """{file key: {"version", "model_id", "run_id", "status", "source"}} ({} before the
+    first run)."""
+    return read_state(output).get("files", {})
+
+
+def read_state(output: str) -> dict:
+    """The whole ledger: `files` (as `read`), `complete_run` (the run whose combined view
+    was written before the ledger), `combined` ({file name: sha256} of that view) and
+    `formats`; {} before the first run. Ledgers from before `complete_run` hold `files`
+    alone."""
     path = fs.join(output, LEDGER_FILE)
-    return fs.read_json(path)["files"] if fs.match(path) else {}
+    return fs.read_json(path) if outputs.exists(path) else {}
 
 
 def pending(entries: dict, current: dict, model_id: str) -> list:
@@ -32,13 +46,18 @@ def pending(entries: dict, current: dict, model_id: str) -> list:
                   or entries[k]["model_id"] != model_id)
 
 
-def write(output: str, entries: dict) -> None:
-    path = fs.join(output, LEDGER_FILE)
-    if fs.is_gcs(path):  # an object write is atomic
-        fs.write_json(path, {"files": entries})
-        return
-    fs.write_json(path + ".tmp", {"files": entries})
-    os.replace(path + ".tmp", path)
+def write(output: str, entries: dict, complete_run: str = None, combined: dict = None,
+          formats=None) -> None:
+    """Replace the ledger atomically (os.replace locally; a gs:// object write is atomic)."""
+    state = {"files": entries}
+    if complete_run:
+        state.update(complete_run=complete_run, combined=combined or {}, formats=list(formats or ()))
+    outputs.atomic_write(fs.join(output, LEDGER_FILE),
+                         (json.dumps(state, indent=2, sort_keys=True) + "\n").encode())
+
+
+def digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def combined_rows(output: str, entries: dict, table: str) -> list:

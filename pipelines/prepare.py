@@ -1,7 +1,8 @@
 """`earmark prepare`: a corpus of labeled recordings → sharded log-mel patch TFRecords
 (or, with `--base` an embedding base, raw waveform windows at that base's rate and length).
 
-    MatchFiles (or manifest rows) → Reshuffle → DecodeToPatches → split → WriteToTFRecord
+    ListFiles (or manifest rows, annotated recordings) → Reshuffle → DecodeToPatches
+      → split → WriteToTFRecord
 
 Beside the shards: `features.json` (FeatureConfig + label vocabulary), `stats.json`
 (files, patches and seconds per label per split, failures by reason) and
@@ -14,14 +15,13 @@ import os
 import uuid
 
 import apache_beam as beam
-from apache_beam.io import fileio
 
 from model import progress
 from model.errors import UserError
 from model import window_labels
 from model.data import RECORDINGS_FILE
 from model.features import FeatureConfig, RESAMPLE_QUALITIES
-from pipelines import corpus, fs
+from pipelines import corpus, fs, outputs
 
 log = logging.getLogger("earmark.prepare")
 
@@ -75,6 +75,9 @@ def build_arg_parser() -> argparse.ArgumentParser:
                    help="audio decoder (default soundfile: measured 6x faster than tfio)")
     p.add_argument("--num-shards", type=int, default=0,
                    help="shards per split (default 0: the runner decides)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="--output is not empty: remove what earmark wrote there before (listed "
+                        "in its earmark_outputs.json) and nothing else, then run")
     return p
 
 
@@ -117,6 +120,9 @@ class DecodeToPatches(beam.DoFn):
         from model import audio
         stage = "read"
         try:
+            if recording.events is None and not recording.label:
+                raise audio.AudioError("no_label_folder", "a file directly in the corpus root; "
+                                       "put it in a <label>/ folder")
             if recording.events is None and recording.label not in self._label_index:
                 raise audio.AudioError("unknown_label", f"{recording.label!r} is not in features.json")
             ext = os.path.splitext(recording.path)[1].lower()
@@ -124,6 +130,7 @@ class DecodeToPatches(beam.DoFn):
                 raise audio.AudioError("unsupported_extension",
                                        f"{ext or 'no extension'}; expected one of "
                                        + " ".join(corpus.AUDIO_EXTENSIONS))
+            check_readable(recording.path)
             try:
                 data = fs.read_bytes(recording.path)
             except Exception as e:
@@ -206,6 +213,25 @@ class DecodeToPatches(beam.DoFn):
         self._tracker.update(1)
 
 
+# prepare decodes a recording whole: bigger files are refused, not read (about 3 h of 48-kHz
+# stereo 16-bit WAV; compressed files hold more)
+MAX_FILE_BYTES = 2 * 1024 ** 3
+
+
+def check_readable(path: str) -> None:
+    """Raise AudioError for what must not be opened (a FIFO, a device, a dangling link, a link
+    loop) or read whole (over MAX_FILE_BYTES), before any read."""
+    from model.audio import AudioError
+    if fs.is_gcs(path):
+        return  # objects are regular by nature; their size is checked on read
+    entry = fs.stat_entry(path)
+    if entry.problem:
+        raise AudioError(entry.problem, entry.detail)
+    if entry.size_bytes > MAX_FILE_BYTES:
+        raise AudioError("too_large", f"{entry.size_bytes} bytes; prepare decodes a recording "
+                         f"whole (at most {MAX_FILE_BYTES} bytes): split it into parts")
+
+
 def annotation_dead_letter(row, recording_path, reason, detail) -> dict:
     """The dead-letter record of one annotation (a row of a table, or a whole table)."""
     return {"path": row.source, "line": row.line, "recording": recording_path,
@@ -228,7 +254,8 @@ def _per_split_skipped(file_ok: dict):
         yield (file_ok["split"], kind), windows
 
 
-def _write_stats(_, per_split_label, skipped, failures, path, files_matched, launcher_counts):
+def _write_stats(_, per_split_label, skipped, failures, path, files_matched, launcher_counts,
+                 shards=()):
     splits = {s: {} for s in corpus.SPLITS}
     for (split, label), (files, patches, seconds) in sorted(per_split_label):
         splits[split][label] = {"files": files, "patches": patches, "seconds": round(seconds, 3)}
@@ -256,7 +283,10 @@ def _write_stats(_, per_split_label, skipped, failures, path, files_matched, lau
             "events_used": matched - annotation_failures.get("past_end", 0),
             "failed": sum(annotation_failures.values()),
             "failed_by_reason": dict(sorted(annotation_failures.items()))}
+    # exactly the shards this run wrote (relative to the output): what train reads
+    stats["shards"] = {s: sorted(name for split, name in shards if split == s) for s in corpus.SPLITS}
     fs.write_json(path, stats)
+    return path
 
 
 ANNOTATION_STAGE = "annotations"
@@ -264,18 +294,17 @@ ANNOTATION_STAGE = "annotations"
 
 def build_pipeline(p, source, output, config, labels, fractions, decoder, files_matched,
                    num_shards, launcher_dead=(), min_overlap=window_labels.DEFAULT_MIN_OVERLAP,
-                   background=None, launcher_counts=None):
-    """Wire the prepare transforms onto pipeline `p`. `source` is a (glob, root) pair,
-    matched inside the pipeline, or a list of `Recording`s (manifest rows, annotated
-    recordings). `launcher_dead`: dead-letter records found before the pipeline (annotation
+                   background=None, launcher_counts=None, run_id=""):
+    """Wire the prepare transforms onto pipeline `p`. `source` is a `corpus.Source` (a
+    folder or glob of class folders, listed inside the pipeline) or a list of `Recording`s
+    (manifest rows, annotated recordings). `launcher_dead`: dead-letter records found before the pipeline (annotation
     tables that match no recording, recordings no table annotates)."""
-    if isinstance(source, tuple):
-        pattern, root = source
+    if isinstance(source, corpus.Source):
         recordings = (
             p
-            | "MatchFiles" >> fileio.MatchFiles(pattern)
-            | "ToRecording" >> beam.Map(lambda m, root=root: corpus.Recording(
-                m.path, corpus.label_from_path(m.path), corpus.relative_key(m.path, root))))
+            | "Source" >> beam.Create([source])
+            | "ListFiles" >> beam.FlatMap(corpus.list_clip_paths)
+            | "ToRecording" >> beam.Map(corpus.clip_recording, source.root))
     else:
         recordings = p | "ManifestRows" >> beam.Create(source)
     results = (
@@ -287,22 +316,27 @@ def build_pipeline(p, source, output, config, labels, fractions, decoder, files_
                 DecodeToPatches.DEAD_LETTER, DecodeToPatches.FILE_OK, main="examples"))
     by_split = results.examples | "BySplit" >> beam.Partition(
         lambda kv, n: corpus.SPLITS.index(kv[0]), len(corpus.SPLITS))
+    shards = []  # (split, shard name relative to the output) of every shard written
     for split, examples in zip(corpus.SPLITS, by_split):
-        _ = (examples
-             | f"Values{split.title()}" >> beam.Values()
-             | f"Write{split.title()}" >> beam.io.WriteToTFRecord(
-                 fs.join(output, split), file_name_suffix=SHARD_SUFFIX,
-                 num_shards=num_shards, compression_type=beam.io.filesystem.CompressionTypes.GZIP))
+        shards.append(
+            examples
+            | f"Values{split.title()}" >> beam.Values()
+            | f"Write{split.title()}" >> beam.io.WriteToTFRecord(
+                fs.join(output, split), file_name_suffix=SHARD_SUFFIX,
+                num_shards=num_shards, compression_type=beam.io.filesystem.CompressionTypes.GZIP)
+            | f"ShardNames{split.title()}" >> beam.Map(
+                lambda path, split=split: (split, outputs.relative(output, path))))
+    shards = tuple(shards) | "AllShards" >> beam.Flatten()
     found_before = p | "LauncherDeadLetters" >> beam.Create(list(launcher_dead))
     dead = ((results[DecodeToPatches.DEAD_LETTER], found_before)
             | "AllDeadLetters" >> beam.Flatten())
-    _ = (dead
+    dead_written = (dead
          | "DeadLetterJson" >> beam.Map(lambda d: json.dumps(d, sort_keys=True))
          | "WriteDeadLetter" >> beam.io.WriteToText(
              fs.join(output, "dead_letter"), file_name_suffix=".jsonl",
              num_shards=1, shard_name_template=""))
     file_ok = results[DecodeToPatches.FILE_OK]
-    _ = (file_ok
+    recordings_written = (file_ok
          | "RecordingJson" >> beam.Map(lambda r: json.dumps(r["recording"], sort_keys=True))
          | "WriteRecordings" >> beam.io.WriteToText(
              fs.join(output, RECORDINGS_FILE.rsplit(".", 1)[0]), file_name_suffix=".jsonl",
@@ -317,11 +351,22 @@ def build_pipeline(p, source, output, config, labels, fractions, decoder, files_
     failures = (dead | "FailureReason" >> beam.Map(lambda d: (d["stage"] == ANNOTATION_STAGE and
                                                               ANNOTATION_STAGE or "file", d["reason"]))
                 | "CountReasons" >> beam.combiners.Count.PerElement())
-    _ = (p
-         | "StatsTrigger" >> beam.Create([None])
-         | "WriteStats" >> beam.Map(_write_stats, beam.pvalue.AsList(per_split_label),
-                                    beam.pvalue.AsList(skipped), beam.pvalue.AsList(failures),
-                                    fs.join(output, STATS_FILE), files_matched, launcher_counts))
+    trigger = p | "StatsTrigger" >> beam.Create([None])
+    stats_written = trigger | "WriteStats" >> beam.Map(
+        _write_stats, beam.pvalue.AsList(per_split_label), beam.pvalue.AsList(skipped),
+        beam.pvalue.AsList(failures), fs.join(output, STATS_FILE), files_matched,
+        launcher_counts, beam.pvalue.AsList(shards))
+    # last, once every file is written (side inputs): the output manifest, complete
+    _ = trigger | "FinishRun" >> beam.Map(
+        _finish_run, output, run_id, beam.pvalue.AsList(shards), beam.pvalue.AsList(stats_written),
+        beam.pvalue.AsList(dead_written), beam.pvalue.AsList(recordings_written))
+
+
+def _finish_run(_, output, run_id, shards, *written):
+    """The run's last step: `earmark_outputs.json` lists exactly what this run wrote."""
+    outputs.finish(output, "prepare", run_id,
+                   [FEATURES_FILE, STATS_FILE, DEAD_LETTER_FILE, RECORDINGS_FILE]
+                   + [name for _, name in shards])
 
 
 def feature_config_for(base: str, patch_hop_seconds: float = None,
@@ -359,18 +404,27 @@ def run(argv=None, save_main_session=True, test_pipeline=None):
             _annotated_source(args)
     elif args.manifest:
         manifest = fs.absolute(args.manifest)
-        recordings = corpus.read_manifest(manifest)
+        recordings, duplicates = corpus.unique_recordings(corpus.read_manifest(manifest))
+        if duplicates:
+            log.info("prepare: %d manifest rows name a file listed before; each file counts once",
+                     duplicates)
         source, files_matched = recordings, len(recordings)
         labels = sorted({r.label for r in recordings})
     else:
         input_path = fs.absolute(args.input)
-        recordings, pattern, root = corpus.list_input(input_path)
-        source, files_matched = (pattern, root), len(recordings)
-        labels = sorted({r.label for r in recordings})
+        recordings, source = corpus.list_input(input_path)
+        files_matched = len(recordings)
+        labels = sorted({r.label for r in recordings} - {""})
     log.info("prepare: %d files matched, %d labels: %s", files_matched, len(labels),
              ", ".join(labels))
 
-    fs.makedirs(output)
+    fs.check_writable_output(output)  # creates it
+    run_id = uuid.uuid4().hex
+    if not fs.builds_template(options):  # a template's output is the job's to claim
+        outputs.claim(output, "prepare", args.overwrite)
+        outputs.begin(output, "prepare", run_id,
+                      [FEATURES_FILE, STATS_FILE, DEAD_LETTER_FILE, RECORDINGS_FILE],
+                      [f"{split}-*-of-*{SHARD_SUFFIX}" for split in corpus.SPLITS])
     fs.write_json(fs.join(output, FEATURES_FILE), {
         "feature_config": config.to_dict(),
         "feature_config_hash": config.hash(),
@@ -386,11 +440,9 @@ def run(argv=None, save_main_session=True, test_pipeline=None):
     })
     p = test_pipeline or beam.Pipeline(options=options)
     build_pipeline(p, source, output, config, labels, fractions, args.decoder, files_matched,
-                   args.num_shards, launcher_dead, args.min_overlap, background, launcher_counts)
-    result = p.run()
-    if not fs.builds_template(options):
-        result.wait_until_finish()
-    return result
+                   args.num_shards, launcher_dead, args.min_overlap, background, launcher_counts,
+                   run_id)
+    return outputs.run_pipeline(p, options, [output])
 
 
 def _annotated_source(args):
@@ -413,13 +465,15 @@ def _annotated_source(args):
               "detail": "no annotation table or row names this recording; annotate it (an "
                         "empty Raven table means no events) or move it out of --input"}
              for r in found.unannotated]
+    dead += [{"path": r.path, "label": "", "stage": "match", "reason": "unsupported_extension",
+              "detail": "neither audio nor an annotation table"} for r in found.not_audio]
     labels = sorted({row.label for r in found.recordings for row in r.events}
                     | ({background} if background else set()))
     counts = {"tables": found.tables,
               "events_matched": sum(len(r.events) for r in found.recordings),
               "problems_before_pipeline": len(found.bad)}
-    return (found.recordings, len(found.recordings) + len(found.unannotated), labels,
-            background, dead, counts)
+    matched = len(found.recordings) + len(found.unannotated) + len(found.not_audio)
+    return found.recordings, matched, labels, background, dead, counts
 
 
 def summarize(output: str) -> dict:

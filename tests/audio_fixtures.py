@@ -23,3 +23,13 @@ def write(path, samples, rate_hz, fmt="WAV", subtype="PCM_16"):
     with open(path, "wb") as f:
         f.write(encode(samples, rate_hz, fmt, subtype))
     return path
+
+
+def band_noise(seconds: float, rate_hz: int, band_hz, rng, amplitude: float = 0.3) -> np.ndarray:
+    """Mono white noise band-passed to `band_hz` (low, high) by zeroing FFT bins."""
+    n = int(round(seconds * rate_hz))
+    spectrum = np.fft.rfft(rng.normal(size=n))
+    freqs = np.fft.rfftfreq(n, 1 / rate_hz)
+    spectrum[(freqs < band_hz[0]) | (freqs > band_hz[1])] = 0
+    x = np.fft.irfft(spectrum, n)
+    return (amplitude * x / np.abs(x).max()).astype(np.float32)

@@ -15,3 +15,15 @@ def gcs_emulator():
         pytest.skip("gcp-storage-emulator is not installed (it comes with the test extras)")
     with GcsEmulator() as emulator:
         yield emulator
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory):
+    """A tiny model trained in seconds on synthetic prepared data (no shared data needed):
+    for tests of what commands do with files, not of what a model finds."""
+    from model import train
+    from tests.test_train_data import make_prepared, train_args
+    root = tmp_path_factory.mktemp("tiny_model")
+    prepared = make_prepared(str(root / "prepared"))
+    train.main(train_args(prepared, root / "model", root / "cache", "--epochs", "4"))
+    return str(root / "model")

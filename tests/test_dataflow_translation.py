@@ -37,9 +37,9 @@ BUCKET = "dataflow-translation"
 IMAGE = "us-docker.pkg.dev/test-project/earmark/sdk:1.0"
 LABELS = ["not_snore", "snore"]
 
-PREPARE_TRANSFORMS = {"MatchFiles", "ToRecording", "Reshuffle", "DecodeToPatches", "BySplit",
+PREPARE_TRANSFORMS = {"ListFiles", "ToRecording", "Reshuffle", "DecodeToPatches", "BySplit",
                       "WriteTrain", "WriteValidation", "WriteTest", "WriteDeadLetter", "WriteStats"}
-LABEL_TRANSFORMS = {"MatchFiles", "ToRecording", "ReshuffleFiles", "PlanChunks", "ReshuffleChunks",
+LABEL_TRANSFORMS = {"ListFiles", "ToRecording", "ReshuffleFiles", "PlanChunks", "ReshuffleChunks",
                     "ReadWindows", "RunInference", "GroupPerRecording", "MakeSegments",
                     "WritePerRecording", "WriteTables", "CountRun", "WriteDeadLetter", "FinishRun"}
 
@@ -71,9 +71,11 @@ def anonymous_google_credentials(monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def bucket(gcs_emulator):
+def bucket(gcs_emulator, tmp_path_factory):
     """gs://dataflow-translation with a two-label corpus of short WAVs and a model dir
-    holding only model.json (all that label.run reads before building the pipeline)."""
+    holding model.json and a small real model.keras (label.run checks that it is a .keras
+    archive before building the pipeline; nothing loads it)."""
+    import keras
     from model.features import FeatureConfig
     from tests.audio_fixtures import encode, tone
 
@@ -85,6 +87,10 @@ def bucket(gcs_emulator):
     b.blob("model/model.json").upload_from_string(json.dumps({
         "model_id": "0123456789ab", "labels": LABELS,
         "feature_config": FeatureConfig().to_dict(), "thresholds": {}}))
+    keras_path = str(tmp_path_factory.mktemp("model") / "model.keras")
+    keras.Sequential([keras.Input((FeatureConfig().patch_samples,)),
+                      keras.layers.Dense(len(LABELS))]).save(keras_path)
+    b.blob("model/model.keras").upload_from_filename(keras_path)
     return b
 
 
@@ -169,7 +175,7 @@ def test_prepare_builds_for_dataflow(bucket, anonymous_google_credentials, tmp_p
     check_common(job, result, PREPARE_TRANSFORMS)
     assert job.reshuffles() == ["Reshuffle"]
     assert job.produced_by_reshuffle("DecodeToPatches")
-    assert job.reshuffle_separates("MatchFiles", "DecodeToPatches")
+    assert job.reshuffle_separates("ListFiles", "DecodeToPatches")
     check_dependencies(job, deps, read)
 
 
@@ -182,9 +188,9 @@ def test_label_builds_for_dataflow(bucket, anonymous_google_credentials, tmp_pat
     assert job.reshuffles() == ["ReshuffleChunks", "ReshuffleFiles"]
     # files spread before reading headers; chunks spread again before decoding
     assert job.produced_by_reshuffle("PlanChunks") and job.produced_by_reshuffle("ReadWindows")
-    assert job.reshuffle_separates("MatchFiles", "PlanChunks")
+    assert job.reshuffle_separates("ListFiles", "PlanChunks")
     assert job.reshuffle_separates("PlanChunks", "ReadWindows")
-    assert job.reshuffle_separates("MatchFiles", "RunInference")
+    assert job.reshuffle_separates("ListFiles", "RunInference")
     check_dependencies(job, deps, read)
     # the run finishes itself on the workers (FinishRun); building the template wrote nothing
     assert not list(bucket.list_blobs(prefix=f"labels-{deps}/run.json"))

@@ -1,5 +1,6 @@
 """`earmark demo` end to end as a new user runs it (the real command, offline), its scoring
-against the planted truth, and the one-line errors of every subcommand."""
+against the planted truth (model.event_metrics, as `earmark evaluate --annotations`), and
+the one-line errors of every subcommand."""
 import csv
 import json
 import os
@@ -8,8 +9,11 @@ import sys
 import urllib.request
 
 import pytest
+import soundfile as sf
 
 from earmark import cli, demo
+from model import event_metrics
+from model.events import Event
 
 
 @pytest.fixture(scope="module")
@@ -25,17 +29,58 @@ def demo_run(tmp_path_factory):
 
 
 def test_demo_finds_the_planted_events(demo_run):
+    """With the post-processing train calibrated (no flags), scored as `earmark evaluate
+    --annotations` scores events: IoU >= 0.5, one-to-one."""
     summary = demo_run["summary"]
     for label in demo.EVENT_LABELS:
         s = summary["scores"][label]
         assert s["planted"] >= 5, s
         assert s["recall"] >= 0.9 and s["precision"] >= 0.9, (label, s)
-    # the scores printed are those of the segments written: recompute from the files
-    with open(demo_run["out"] / "truth.csv") as f:
-        truth = [(float(r["start_s"]), float(r["end_s"]), r["label"]) for r in csv.DictReader(f)]
-    segments = demo.event_segments(summary["labels_dir"])
-    assert demo.match_events(truth, segments) == summary["scores"]
+
+
+def test_demo_scores_are_those_of_the_written_segments(demo_run):
+    """Recompute the printed scores from truth.csv and segments.csv with model.event_metrics."""
+    summary, out = demo_run["summary"], demo_run["out"]
+    with open(out / "truth.csv") as f:
+        truth = [Event(float(r["start_s"]), float(r["end_s"]), r["label"]) for r in csv.DictReader(f)]
+    with open(out / "labels" / "segments.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert {r["file"] for r in rows} <= {"night.flac"}
+    assert {r["label"] for r in rows} <= set(demo.EVENT_LABELS)  # background is not written
+    found = [Event(float(r["start_s"]), float(r["end_s"]), r["label"]) for r in rows]
+    duration = sf.info(str(out / "night" / "night.flac")).duration
+    assert duration == pytest.approx(summary["night_s"])
+    per_label = event_metrics.score({"night": truth}, {"night": found}, {"night": duration},
+                                    list(demo.EVENT_LABELS), min_iou=0.5)["per_label"]
     assert len(truth) == summary["planted"]
+    for label in demo.EVENT_LABELS:
+        s, iou = summary["scores"][label], per_label[label]["iou"]
+        assert (s["planted"], s["segments"]) == (per_label[label]["truth"],
+                                                 per_label[label]["predicted"]), label
+        assert (s["found"], s["false_alarms"]) == (iou["tp"], iou["fp"]), label
+        for key in ("precision", "recall", "f1"):
+            assert s[key] == pytest.approx(iou[key], abs=6e-4), (label, key)
+        # ... and the table prints those numbers
+        printed = [l.split() for l in demo_run["stdout"].splitlines() if l.startswith(label + " ")]
+        assert printed[-1] == [label, str(s["planted"]), str(s["found"]), str(s["false_alarms"]),
+                               f"{s['precision']:.3f}", f"{s['recall']:.3f}", f"{s['f1']:.3f}"]
+
+
+def test_demo_labels_with_the_calibrated_post_processing(demo_run):
+    """No post-processing flags: label used model.json's settings, and the demo said which."""
+    out, stdout = demo_run["out"], demo_run["stdout"]
+    with open(out / "model" / "model.json") as f:
+        meta = json.load(f)
+    with open(out / "labels" / "run.json") as f:
+        used = json.load(f)["post_processing"]
+    assert meta["background_labels"] == ["background"] and not used["background"]["written"]
+    assert "background  not written" in stdout
+    assert stdout.count("demo: label uses the event post-processing train chose") == 1
+    for label in demo.EVENT_LABELS:
+        assert set(used[label]["from"].values()) == {"model"}, used[label]
+        assert used[label]["settings"] == meta["post_processing"][label]
+        pp = meta["post_processing"][label]
+        assert f"threshold {pp['threshold']:g}, smoothing {pp['smoothing_windows']} window" in stdout
 
 
 def test_demo_says_what_it_used_and_where_everything_is(demo_run):
@@ -67,17 +112,47 @@ def test_auto_base_prefers_cached_imagenet_then_musicnn(tmp_path, monkeypatch):
     assert demo.choose_base("vgg16", "none") == ("vgg16", "none", "as asked")
 
 
-def test_event_matching_counts_misses_and_false_alarms():
-    truth = [(10.0, 13.0, "snore"), (20.0, 22.0, "snore"), (30.0, 33.0, "other")]
-    segments = [(9.5, 13.5, "snore", 0.9),   # covers the first snore
-                (21.5, 23.0, "snore", 0.8),  # a quarter of the second: not found
+def test_event_matching_is_iou_one_to_one():
+    truth = [(10.0, 13.0, "snore"), (20.0, 22.0, "snore"), (30.0, 33.0, "other"),
+             (50.0, 52.0, "other"), (53.0, 55.0, "other")]
+    segments = [(9.5, 13.5, "snore", 0.9),   # IoU 0.75 with the first snore: found
+                (21.0, 23.0, "snore", 0.8),  # IoU 1/3 with the second: missed, a false alarm
                 (40.0, 41.0, "snore", 0.7),  # overlaps nothing: a false alarm
-                (30.0, 33.0, "snore", 0.6)]  # right time, wrong label: a false alarm
-    s = demo.match_events(truth, segments)
-    assert s["snore"]["planted"] == 2 and s["snore"]["found"] == 1
-    assert s["snore"]["false_alarms"] == 2 and s["snore"]["precision"] == 0.5
-    assert s["other"] == {"planted": 1, "found": 0, "segments": 0, "false_alarms": 0,
+                (30.0, 33.0, "snore", 0.6),  # right time, wrong label: a false alarm
+                (50.0, 55.0, "other", 0.9)]  # covers two events: IoU 0.4 each, matches neither
+    s = demo.score_events(truth, segments, 60.0)
+    assert s["snore"] == {"planted": 2, "found": 1, "segments": 4, "false_alarms": 3,
+                          "precision": 0.25, "recall": 0.5, "f1": 0.333}
+    assert s["other"] == {"planted": 3, "found": 0, "segments": 1, "false_alarms": 1,
                           "precision": 0.0, "recall": 0.0, "f1": 0.0}
+    rows = demo.timeline_rows(truth, segments)
+    assert "9.5-13.5 s (0.90) IoU 0.75" in rows[0]
+    assert "MISSED (too little overlap: 21.0-23.0 s (0.80) IoU 0.33)" in rows[1]
+    assert rows[2].endswith("other   MISSED")
+    assert sum("false alarm" in r for r in rows) == 4
+    # a segment that fits two planted events counts once
+    two = [(10.0, 12.0, "snore"), (10.2, 12.2, "snore")]
+    assert demo.score_events(two, [(10.0, 12.0, "snore", 0.9)], 20.0)["snore"]["found"] == 1
+
+
+def test_post_processing_lines_show_what_label_uses(tmp_path):
+    meta = {"labels": ["background", "other", "snore"], "background_labels": ["background"],
+            "post_processing": {"other": {"threshold": 0.7, "smoothing_windows": 3,
+                                          "min_duration_s": 0.0, "max_gap_s": 0.5},
+                                "snore": {"threshold": 0.65, "smoothing_windows": 1,
+                                          "min_duration_s": 0.25, "max_gap_s": 0.0}},
+            "calibration": {"source": "validation clips concatenated into one sequence",
+                            "per_label": {l: {"event_f1_iou_0.5": 1.0, "precision": 1.0,
+                                              "recall": 1.0} for l in ("other", "snore")}}}
+    (tmp_path / "model.json").write_text(json.dumps(meta))
+    lines = demo.post_processing_lines(str(tmp_path))
+    assert "calibrated on the validation clips concatenated" in lines[0]
+    assert lines[1].split() == ["background", "not", "written", "(a", "background", "label)"]
+    assert "other       threshold 0.7, smoothing 3 windows, min duration 0 s, max gap 0.5 s" in lines[2]
+    assert "snore       threshold 0.65, smoothing 1 window, min duration 0.25 s" in lines[3]
+    del meta["post_processing"], meta["calibration"]  # a model from before calibration
+    (tmp_path / "model.json").write_text(json.dumps(meta))
+    assert all("(defaults: not calibrated)" in l for l in demo.post_processing_lines(str(tmp_path))[2:])
 
 
 @pytest.mark.parametrize("command", sorted(cli.COMMANDS))

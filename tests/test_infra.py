@@ -220,7 +220,7 @@ def test_launcher_turns_switches_into_flags():
 
 
 SAMPLE_VALUES = {"split": "70/15/15", "formats": "csv", "threshold": "0.7", "base": "vgg16",
-                 "smoothing": "3", "min_duration": "0.5", "max_gap": "0.5", "min_overlap": "0.5"}
+                 "smoothing": "3", "min_duration": "0.5", "max_gap": "0.5", "extend": "0.5", "min_overlap": "0.5"}
 
 
 def sample_value(param: dict) -> str:

@@ -13,7 +13,7 @@ import pytest
 from pipelines import label
 from tests.audio_fixtures import encode, tone, write
 from model import event_metrics
-from model.segments import written_labels
+from model.segments import PostProcessing, written_labels
 from tests import nights
 from tests.shared import shared_path
 
@@ -166,8 +166,7 @@ def test_night_recording_event_f1_at_the_defaults(snore_model, tmp_path):
     precision, recall, f1 = event_metrics.f1(tp, n_truth, n_found)
     assert f1 >= 0.9, (precision, recall, f1, n_truth, n_found)
     run = json.loads(read(os.path.join(out, "run.json")))
-    assert run["post_processing"]["snore"]["from"] == dict.fromkeys(
-        ("threshold", "smoothing_windows", "min_duration_s", "max_gap_s"), "model")
+    assert run["post_processing"]["snore"]["from"] == dict.fromkeys(PostProcessing.FIELDS, "model")
     assert run["post_processing"]["not_snore"]["written"] is False
     with open(os.path.join(snore_model["model"], "model.json")) as f:
         assert written_labels(json.load(f)) == ["snore"]
@@ -177,11 +176,11 @@ def test_flags_override_the_model_post_processing_and_emit_background(snore_mode
     out = str(tmp_path / "out")
     stats = label.main(["--model", snore_model["model"], "--input", corpus, "--output", out,
                         "--threshold", "snore=0.9", "--min-duration", "0", "--smoothing", "1",
-                        "--max-gap", "snore=0", "--emit-background"])
+                        "--max-gap", "snore=0", "--extend", "0.1", "--emit-background"])
     run = json.loads(read(os.path.join(out, "run.json")))
     snore = run["post_processing"]["snore"]
     assert snore["settings"] == {"threshold": 0.9, "smoothing_windows": 1, "min_duration_s": 0.0,
-                                 "max_gap_s": 0.0}
+                                 "max_gap_s": 0.0, "extend_s": 0.1}
     assert set(snore["from"].values()) == {"flag"}
     assert run["post_processing"]["not_snore"]["written"] is True
     assert "not_snore" in stats["segments_per_label"]

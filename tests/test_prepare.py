@@ -155,7 +155,9 @@ def test_multi_processing_gives_the_same_examples_as_in_process(tmp_path):
                  "--direct_running_mode=multi_processing"])
     a, b = _example_set(one), _example_set(two)
     assert len(a) == 24 + 8 and a == b
-    assert load_json(one, "stats.json") == load_json(two, "stats.json")
+    def counts(out):  # shard names follow the worker count; everything counted must not
+        return {k: v for k, v in load_json(out, "stats.json").items() if k != "shards"}
+    assert counts(one) == counts(two)
 
 
 def test_manifest_with_groups_relative_paths_and_split_flag(tmp_path):

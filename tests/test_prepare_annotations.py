@@ -106,3 +106,19 @@ def test_a_missing_label_column_everywhere_is_a_one_line_error(annotated, tmp_pa
     with pytest.raises(UserError, match="--label-column"):
         prepare.main(["--input", str(rec), "--annotations", str(ann / "a.Table.1.selections.txt"),
                       "--output", str(tmp_path / "o"), "--label-column", "Species Name"])
+
+
+def test_multi_label_windows_train_with_multi_label(annotated, tmp_path, capsys):
+    from model import train
+    from tests.test_train_data import train_args
+    rec, ann = annotated
+    out = str(tmp_path / "out")
+    prepare.main(["--input", str(rec), "--annotations", str(ann), "--output", out,
+                  "--split", "100/0/0"])
+    capsys.readouterr()
+    train.main(train_args(out, tmp_path / "single", tmp_path / "cache", "--epochs", "1"))
+    assert "carry several labels" in capsys.readouterr().err
+    meta = train.main(train_args(out, tmp_path / "multi", tmp_path / "cache", "--epochs", "1",
+                                 "--multi-label"))
+    assert meta["output"]["activation"] == "sigmoid"
+    assert "carry several labels" not in capsys.readouterr().err

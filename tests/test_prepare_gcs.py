@@ -63,16 +63,24 @@ def comparable(out):
     return per_split
 
 
-def assert_same_output(local_out, gcs_out, gcs_source_prefix):
+def assert_same_output(local_out, gcs_out, gcs_source_prefix, stray_files=0):
+    """`stray_files`: files in the corpus root, outside any label folder (manifest.csv),
+    counted and dead-lettered as no_label_folder."""
     stats = load_json(local_out, "stats.json")
-    assert stats["files_matched"] == stats["files_ok"] == 2 * PER_LABEL
-    assert load_json(gcs_out, "stats.json") == stats
+    assert stats["files_ok"] == 2 * PER_LABEL
+    assert stats["files_matched"] == 2 * PER_LABEL + stray_files
+    assert stats["failures_by_reason"] == ({"no_label_folder": stray_files} if stray_files else {})
+    gcs_stats = load_json(gcs_out, "stats.json")
+    assert {k: v for k, v in gcs_stats.items() if k != "shards"} == \
+        {k: v for k, v in stats.items() if k != "shards"}
     local_features, gcs_features = (load_json(local_out, "features.json"),
                                     load_json(gcs_out, "features.json"))
     assert gcs_features["labels"] == local_features["labels"] == ["not_snore", "snore"]
     assert gcs_features["feature_config"] == local_features["feature_config"]
     assert gcs_features["feature_config_hash"] == local_features["feature_config_hash"]
-    assert read_dead_letter(gcs_out) == read_dead_letter(local_out) == []
+    dead = [(os.path.basename(d["path"]), d["reason"]) for d in read_dead_letter(local_out)]
+    assert dead == [(os.path.basename(d["path"]), d["reason"]) for d in read_dead_letter(gcs_out)]
+    assert dead == ([("manifest.csv", "no_label_folder")] if stray_files else [])
     local_rows, gcs_rows = comparable(local_out), comparable(gcs_out)
     assert sum(map(len, local_rows.values())) == stats["patches"] > 0
     for split in SPLITS:

@@ -49,6 +49,16 @@ def test_smoothing_removes_a_single_spike():
     np.testing.assert_allclose(smooth(np.ones(4), 3), 1.0)
 
 
+def test_smoothing_wider_than_the_recording_keeps_one_value_per_window():
+    """A recording with fewer windows than the smoothing width (a short file labeled with
+    --smoothing 5, or short validation clips at train time) averages the windows there are."""
+    np.testing.assert_allclose(smooth(np.array([1.0, 0.0, 0.0, 1.0]), 5), [1 / 3, 0.5, 0.5, 1 / 3])
+    assert smooth(np.ones((2, 3)), 5).shape == (2, 3)
+    scores = np.array([[0.9], [0.9], [0.9], [0.9]])
+    assert [(s.start_s, s.end_s) for s in to_segments(scores, ["x"], [pp(smoothing_windows=5)],
+                                                      G, 2.0)] == [(0.0, 2.0)]
+
+
 def test_no_windows_no_segments():
     assert to_segments(np.zeros((0, 1)), ["x"], [pp()], G, 0.0) == []
 

@@ -26,10 +26,10 @@ from apache_beam.ml.inference.base import KeyedModelHandler, ModelHandler, Predi
 from model import model_files, progress
 from model.errors import UserError
 from model.features import FeatureConfig
-from pipelines import corpus, fs, label_formats, ledger, outputs
-from pipelines.chunks import FileInfo, file_info, plan_chunks, read_chunk_windows
 from model.segments import (PostProcessing, Segment, WindowGrid, model_post_processing,
                             to_segments, written_labels)
+from pipelines import corpus, fs, label_formats, ledger, outputs
+from pipelines.chunks import FileInfo, file_info, plan_chunks, read_chunk_windows
 
 log = logging.getLogger("earmark.label")
 

@@ -16,10 +16,9 @@ import uuid
 
 import apache_beam as beam
 
-from model import progress
-from model.errors import UserError
-from model import window_labels
+from model import progress, window_labels
 from model.data import RECORDINGS_FILE
+from model.errors import UserError
 from model.features import FeatureConfig, RESAMPLE_QUALITIES
 from pipelines import corpus, fs, outputs
 

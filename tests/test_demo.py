@@ -15,6 +15,8 @@ from earmark import cli, demo
 from model import event_metrics
 from model.events import Event
 
+pytestmark = pytest.mark.slow  # the real demo command: generate, prepare, train, label (minutes)
+
 
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory):

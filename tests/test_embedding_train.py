@@ -18,6 +18,8 @@ from tests.audio_fixtures import tone, write
 from tests.shared import shared_path
 from tests.test_train_data import make_prepared, train_args
 
+pytestmark = pytest.mark.slow  # trains on musicnn and BirdNET embeddings
+
 CLIPS_PER_LABEL = 20
 
 

@@ -17,6 +17,8 @@ from model.segments import PostProcessing, written_labels
 from tests import nights
 from tests.shared import shared_path
 
+pytestmark = pytest.mark.slow  # trains a VGG16-based model on the shared snore clips
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 

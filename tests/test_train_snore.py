@@ -12,6 +12,8 @@ from earmark import cli
 from model import audio, data, export
 from tests.shared import shared_path
 
+pytestmark = pytest.mark.slow  # trains on the 800 shared snore clips
+
 
 @pytest.fixture(scope="module")
 def snore_model(tmp_path_factory):

@@ -9,7 +9,7 @@ the emulator; with Runner v2 the template has no `steps`) and checks:
 * the transforms earmark labels are there;
 * a Reshuffle separates file matching from the DoFns that read audio, so Dataflow cannot
   fuse all reading into the one worker that matched the files (checked on the graph: every
-  main-input path from MatchFiles to the reader crosses a Reshuffle's GroupByKey);
+  main-input path from the file listing to the reader crosses a Reshuffle's GroupByKey);
 * the workers get what was asked for: the `--sdk_container_image`, or the sdist that
   `--setup_file` builds (staged as workflow.tar.gz, holding earmark's packages).
 

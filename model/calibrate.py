@@ -85,13 +85,15 @@ def _draw_order(key: str) -> str:
 
 
 def clip_sequence(clips, rate_hz: int, quality: str, read_bytes, background_labels=(),
-                  seed: int = 0) -> Sequence:
+                  seed: int = 0, decoded: dict = None) -> Sequence:
     """Validation clips (`RecordingEvents` with one event each) → one Sequence, in a seeded
     order, that sounds like a recording: each clip of an event label is followed by one to
     three clips of the background labels (`not_snore`, `background`: the corpus' own
     negative audio, reused in turn when there are few), as events sit between quieter
     stretches in a night; consecutive clips of one label form one event. Without background
-    labels the event clips follow each other directly."""
+    labels the event clips follow each other directly. `decoded` (source → waveform) keeps
+    each clip decoded once across orders and reuses."""
+    decoded = {} if decoded is None else decoded
     rng = random.Random(seed)
     clips = sorted(clips, key=lambda r: r.key)
     events_first = [c for c in clips if c.events[0].label not in background_labels]
@@ -108,7 +110,9 @@ def clip_sequence(clips, rate_hz: int, quality: str, read_bytes, background_labe
     for clip in order:
         if offset > MAX_AUDIO_S and pieces:
             break
-        wave = read_audio(clip.source, rate_hz, quality, read_bytes)
+        if clip.source not in decoded:
+            decoded[clip.source] = read_audio(clip.source, rate_hz, quality, read_bytes)
+        wave = decoded[clip.source]
         duration = len(wave) / rate_hz
         label = clip.events[0].label
         if events and events[-1].label == label and abs(events[-1].end_s - offset) < 1e-6:
@@ -192,8 +196,9 @@ def calibrate(prepared, split_recordings, predict, hops_s, read_bytes, log=print
         sequences = recording_sequences(recordings, rate, config.resample_quality, read_bytes)
         what = f"{len(sequences)} annotated {split} recordings"
     else:
+        decoded = {}  # a clip decoded once, whatever the orders and reuses
         sequences = [clip_sequence(recordings, rate, config.resample_quality, read_bytes,
-                                   background, seed) for seed in range(CLIP_ORDERINGS)]
+                                   background, seed, decoded) for seed in range(CLIP_ORDERINGS)]
         what = f"{split} clips concatenated, in {CLIP_ORDERINGS} orders"
     repeats = 1 if prepared.annotated else CLIP_ORDERINGS
     audio_s = sum(len(s.waveform) for s in sequences) / rate

@@ -12,8 +12,10 @@ setuptools.setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.11,<3.12",
-    packages=setuptools.find_packages(include=["earmark", "earmark.*", "model", "model.*",
-                                               "pipelines", "pipelines.*"]),
+    # The folders model/ and pipelines/ sit at the top of the repository but install as
+    # earmark.model and earmark.pipelines: site-packages gains only the name `earmark`.
+    packages=["earmark", "earmark.model", "earmark.pipelines"],
+    package_dir={"earmark.model": "model", "earmark.pipelines": "pipelines"},
     install_requires=[
         "tensorflow==2.17.1",
         "tensorflow-io==0.37.1",

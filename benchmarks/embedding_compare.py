@@ -18,7 +18,7 @@ import shutil
 
 from train_common import prepare, shared, write_esc10_manifests
 
-from model import evaluate, train
+from earmark.model import evaluate, train
 
 # variant → (base, weights, prepare --base)
 VARIANTS = {

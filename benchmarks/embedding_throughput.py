@@ -27,8 +27,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from model.audio import load_waveform  # noqa: E402
-from model.embedding_bases import SPECS, frame, get_base  # noqa: E402
+from earmark.model.audio import load_waveform  # noqa: E402
+from earmark.model.embedding_bases import SPECS, frame, get_base  # noqa: E402
 
 SHARED = os.environ.get("EARMARK_SHARED",
                         os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared"))

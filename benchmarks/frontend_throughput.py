@@ -53,9 +53,9 @@ import librosa  # noqa: E402
 import soundfile as sf  # noqa: E402
 import soxr  # noqa: E402
 
-from model import audio  # noqa: E402
-from model.features import FeatureConfig  # noqa: E402
-from model.frontend import Frontend  # noqa: E402
+from earmark.model import audio  # noqa: E402
+from earmark.model.features import FeatureConfig  # noqa: E402
+from earmark.model.frontend import Frontend  # noqa: E402
 
 DEFAULT_CORPORA = [os.path.join(ROOT, "..", "shared", "data", c) for c in ("sonicpi", "snoring")]
 QUALITIES = ("HQ", "MQ", "LQ", "QQ")

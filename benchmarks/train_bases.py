@@ -16,10 +16,10 @@ import keras
 
 from train_common import prepare_snore, shared
 
-from model import bases, bottleneck, data
-from model.adapter import InputStats
-from model.head import HeadConfig, build_head
-from model.train import _fit, one_hot
+from earmark.model import bases, bottleneck, data
+from earmark.model.adapter import InputStats
+from earmark.model.head import HeadConfig, build_head
+from earmark.model.train import _fit, one_hot
 
 
 def main():

@@ -13,7 +13,7 @@ import time
 
 from train_common import prepare_snore, shared
 
-from model import train
+from earmark.model import train
 
 
 def run(data, model_dir, cache, epochs, *extra):

@@ -12,7 +12,7 @@ import time
 
 from train_common import prepare_esc10, prepare_snore, shared
 
-from model import evaluate, train
+from earmark.model import evaluate, train
 
 VARIANTS = {
     "frozen_standin": ["--strategy", "frozen", "--weights", "STANDIN"],

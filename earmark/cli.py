@@ -22,12 +22,12 @@ COMMANDS = {
 
 
 def _prepare(argv):
-    from pipelines import prepare
+    from earmark.pipelines import prepare
     prepare.main(argv)
 
 
 def _label(argv):
-    from pipelines import label
+    from earmark.pipelines import label
     label.main(argv)
 
 
@@ -42,12 +42,12 @@ def _report(argv):
 
 
 def _train(argv):
-    from model import train
+    from earmark.model import train
     train.main(argv)
 
 
 def _evaluate(argv):
-    from model import evaluate
+    from earmark.model import evaluate
     evaluate.main(argv)
 
 
@@ -58,7 +58,7 @@ HANDLERS = {"prepare": _prepare, "label": _label, "demo": _demo, "train": _train
 def _argparse_error_as_user_error(parser, message):
     """argparse's own errors (unknown flag, bad choice, missing value) as one line with the
     fix, like every other user error, instead of a usage block."""
-    from model.errors import UserError
+    from earmark.model.errors import UserError
     raise UserError(f"{parser.prog}: {message} (see '{parser.prog} --help')")
 
 
@@ -70,7 +70,7 @@ def _quiet_beam_root_records(record) -> bool:
 def _drop_user_error_tracebacks(record) -> bool:
     """False for a log record carrying the traceback of a UserError or a full disk (Beam
     logs a failed step's exception before re-raising it): the CLI prints those as one line."""
-    from model.errors import UserError
+    from earmark.model.errors import UserError
     error = record.exc_info[1] if record.exc_info else None
     return not (isinstance(error, UserError) or (error is not None and disk_full(error)))
 
@@ -101,7 +101,7 @@ def main(argv=None) -> int:
 
 
 def _run(parser, argv, verbose) -> int:
-    from model.errors import UserError
+    from earmark.model.errors import UserError
     try:
         args = parser.parse_args(argv[:1])
     except UserError as e:

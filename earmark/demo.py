@@ -22,9 +22,9 @@ import numpy as np
 import soundfile as sf
 
 from earmark import report
-from model import event_metrics
-from model.events import Event
-from model.segments import model_post_processing, written_labels
+from earmark.model import event_metrics
+from earmark.model.events import Event
+from earmark.model.segments import model_post_processing, written_labels
 
 LABELS = ("snore", "other", "background")
 EVENT_LABELS = ("snore", "other")
@@ -133,7 +133,7 @@ def choose_base(base: str, weights: str):
     cached = os.path.join(os.path.expanduser("~"), ".keras", "models", IMAGENET_NOTOP_FILE)
     if os.path.isfile(cached):
         return "inception_v3", "imagenet", "ImageNet weights for InceptionV3 are in the Keras cache"
-    from model import musicnn
+    from earmark.model import musicnn
     try:
         musicnn.checkpoint_prefix("MSD")
         return "musicnn", None, (
@@ -274,8 +274,8 @@ def _step(name, started):
 
 def main(argv=None) -> dict:
     args, beam_args = build_arg_parser().parse_known_args(argv)
-    from model import evaluate, train
-    from pipelines import label, prepare
+    from earmark.model import evaluate, train
+    from earmark.pipelines import label, prepare
 
     out = os.path.abspath(args.output)
     base, weights, why = choose_base(args.base, args.weights)

@@ -24,10 +24,10 @@ from collections import Counter, defaultdict, namedtuple
 import numpy as np
 
 from earmark import report_html as h
-from model import model_files
-from model.errors import UserError
-from model.features import FeatureConfig
-from model.segments import PostProcessing
+from earmark.model import model_files
+from earmark.model.errors import UserError
+from earmark.model.features import FeatureConfig
+from earmark.model.segments import PostProcessing
 
 RUN_FILE = "run.json"
 SEGMENTS_FILE = "segments.csv"
@@ -287,7 +287,7 @@ def log_mel(waveform: np.ndarray, config: FeatureConfig) -> np.ndarray:
     """Mono waveform → [frames, mel_bins] with the frontend the models use
     (`model.frontend.log_mel`); TensorFlow is imported here, on the first thumbnail only."""
     import tensorflow as tf
-    from model.frontend import log_mel as frontend_log_mel
+    from earmark.model.frontend import log_mel as frontend_log_mel
     waveform = np.asarray(waveform, np.float32)
     if len(waveform) < config.window_samples:  # at least one frame
         waveform = np.pad(waveform, (0, config.window_samples - len(waveform)))
@@ -298,7 +298,7 @@ def read_excerpt(path: str, start_s: float, end_s: float, config: FeatureConfig)
     """Mono audio of [start_s, end_s) at the config's rate, via model/audio.py; only those
     frames are read when the format can seek."""
     import soundfile as sf
-    from model import audio
+    from earmark.model import audio
     try:
         with sf.SoundFile(path) as f:
             rate = f.samplerate

@@ -14,8 +14,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from model.features import FeatureConfig
-from model.frontend import log_mel
+from earmark.model.features import FeatureConfig
+from earmark.model.frontend import log_mel
 
 PIXELS_PER_STD = 127.5 / 3.0
 CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)

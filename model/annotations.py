@@ -17,7 +17,7 @@ import math
 import posixpath
 import re
 
-from model.events import Event
+from earmark.model.events import Event
 
 RAVEN_BEGIN = "Begin Time (s)"
 RAVEN_END = "End Time (s)"

@@ -20,7 +20,7 @@ import re
 
 import numpy as np
 
-from model.errors import UserError
+from earmark.model.errors import UserError
 
 CACHE_ROOT = os.path.expanduser(os.environ.get("EARMARK_CACHE", "~/.cache/earmark"))
 

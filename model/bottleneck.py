@@ -20,9 +20,9 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from model import bases, progress
-from model.adapter import SpectrogramToImage
-from model.examples import utf8_strings
+from earmark.model import bases, progress
+from earmark.model.adapter import SpectrogramToImage
+from earmark.model.examples import utf8_strings
 
 META_FILE = "meta.json"
 PROGRESS_STEP = 512  # patches per model call between progress lines

@@ -15,10 +15,10 @@ import random
 
 import numpy as np
 
-from model import audio, event_metrics
-from model.events import Event
-from model.segments import PostProcessing, WindowGrid, runs_to_segments, smooth, window_bounds
-from model.windowing import frame_windows
+from earmark.model import audio, event_metrics
+from earmark.model.events import Event
+from earmark.model.segments import PostProcessing, WindowGrid, runs_to_segments, smooth, window_bounds
+from earmark.model.windowing import frame_windows
 
 THRESHOLDS = tuple(np.round(np.arange(0.05, 0.951, 0.05), 2))
 SMOOTHING_WINDOWS = (1, 3, 5)

@@ -12,9 +12,9 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from model.errors import UserError
-from model.examples import parse_example, utf8_strings
-from model.features import FeatureConfig
+from earmark.model.errors import UserError
+from earmark.model.examples import parse_example, utf8_strings
+from earmark.model.features import FeatureConfig
 
 FEATURES_FILE = "features.json"
 STATS_FILE = "stats.json"   # prepare's counts, and the shards it wrote
@@ -103,7 +103,7 @@ class RecordingEvents:
 def read_recordings(prepared: Prepared, split: str) -> list:
     """The recordings of one split from `recordings.jsonl`, sorted by key ([] when the
     folder predates that file)."""
-    from model.events import Event
+    from earmark.model.events import Event
     path = os.path.join(prepared.root, RECORDINGS_FILE)
     if not tf.io.gfile.exists(path):
         return []

@@ -42,7 +42,7 @@ class EmbeddingBaseSpec:
 
 
 def _specs():
-    from model import birdnet, musicnn
+    from earmark.model import birdnet, musicnn
     specs = {
         f"musicnn_{key.lower()}": EmbeddingBaseSpec(
             name=f"musicnn_{key.lower()}", family="musicnn", sample_rate_hz=musicnn.SAMPLE_RATE_HZ,
@@ -75,7 +75,7 @@ class MusicnnBase:
     def __init__(self, spec: EmbeddingBaseSpec, weights: str = "pretrained", seed: int = 0,
                  batch_size: int = 32):
         import tensorflow as tf
-        from model import musicnn
+        from earmark.model import musicnn
         self.spec, self.weights, self.batch_size = spec, weights, batch_size
         checkpoint = spec.checkpoint if weights == "pretrained" else None
         self._model = musicnn.build_model(checkpoint, seed=seed)
@@ -104,7 +104,7 @@ class BirdnetBase:
 
     def __init__(self, spec: EmbeddingBaseSpec, weights: str = "pretrained", batch_size: int = None,
                  num_threads: int = None):
-        from model import birdnet
+        from earmark.model import birdnet
         if weights != "pretrained":
             raise ValueError("BirdNET has no random-init variant: its .tflite graph has batch "
                              "norm folded into the convolutions")

@@ -14,8 +14,8 @@ import sys
 
 import numpy as np
 
-from model import audio
-from model.errors import UserError
+from earmark.model import audio
+from earmark.model.errors import UserError
 
 REPORT_FILE = "evaluation.json"
 EVENT_REPORT_FILE = "event_evaluation.json"
@@ -135,7 +135,7 @@ def read_labeled_clips(manifest: str = None, input_dir: str = None) -> list:
 def clip_windows(wav: np.ndarray, config) -> np.ndarray:
     """A clip's windows that `prepare` trains on: those holding enough of the clip
     (`model.window_labels`; a zero-padded tail window holding little of it is left out)."""
-    from model import export, window_labels
+    from earmark.model import export, window_labels
     windows = export.windows(wav, config)
     starts = np.arange(len(windows)) * config.patch_hop_seconds
     kinds = window_labels.label_windows(
@@ -147,7 +147,7 @@ def clip_windows(wav: np.ndarray, config) -> np.ndarray:
 def predict_clips(model, rows, config, batch_size=64):
     """Serving model on each clip's waveform windows → (clip probs [n, k] or None per clip,
     failed paths). All windows go through the model in shared batches."""
-    from model import audio, export
+    from earmark.model import audio, export
     windows, owner, failed = [], [], []
     for i, (path, _) in enumerate(rows):
         try:
@@ -194,7 +194,7 @@ def _relative(path: str, root: str) -> str:
 
 def read_annotations(annotations_path: str, recording_keys, label_column: str):
     """→ ({recording key: AnnotationRows}, [BadAnnotation]) for local tables."""
-    from model import annotations
+    from earmark.model import annotations
     files, root = _files_under(annotations_path, (".txt", ".csv"))
     tables, bad = [], []
     for path in files:
@@ -209,7 +209,7 @@ def read_annotations(annotations_path: str, recording_keys, label_column: str):
 def recording_windows(path: str, config):
     """A local recording → (its windows [n, patch_samples] on the one grid of
     `model.windowing`, at `config`'s rate and patch hop; its duration in seconds)."""
-    from model import windowing
+    from earmark.model import windowing
     with open(path, "rb") as f:
         wav, _, _ = audio.load_waveform(f.read(), config.sample_rate_hz, path,
                                         config.resample_quality)
@@ -220,8 +220,8 @@ def recording_windows(path: str, config):
 def recording_segments(predictor, path: str, post, batch_size: int = 128):
     """One recording → (segments as `earmark label` finds them by default, duration_s):
     the model's windows at its labeling hop, its calibrated post-processing."""
-    from model import export
-    from model.segments import WindowGrid, to_segments
+    from earmark.model import export
+    from earmark.model.segments import WindowGrid, to_segments
     config = export.feature_config(predictor.meta).with_patch_hop(predictor.default_hop_seconds)
     windows, duration_s = recording_windows(path, config)
     scores = np.concatenate([predictor.predict(windows[i:i + batch_size])
@@ -232,10 +232,10 @@ def recording_segments(predictor, path: str, post, batch_size: int = 128):
 
 def evaluate_events(args) -> dict:
     """Event metrics of the model's default labeling on annotated long recordings."""
-    from model import event_metrics, export
-    from model.annotations import to_events
-    from model.events import Event
-    from model.segments import PostProcessing, model_post_processing, written_labels
+    from earmark.model import event_metrics, export
+    from earmark.model.annotations import to_events
+    from earmark.model.events import Event
+    from earmark.model.segments import PostProcessing, model_post_processing, written_labels
     predictor = export.predictor(args.model)
     meta = predictor.meta
     paths, root = _files_under(args.input, audio.AUDIO_EXTENSIONS)
@@ -363,7 +363,7 @@ def build_arg_parser() -> argparse.ArgumentParser:
 
 
 def evaluate(args) -> dict:
-    from model import data, export
+    from earmark.model import data, export
     model, meta = export.load(args.model)
     names = meta["labels"]
     config = export.feature_config(meta)
@@ -385,7 +385,7 @@ def evaluate(args) -> dict:
                                                    verbose=0)) if len(split) else \
                 np.zeros((0, len(names)), np.float32)
         else:
-            from model.bottleneck import embed
+            from earmark.model.bottleneck import embed
             patch_probs = embed(export.log_mel_model(model), split.log_mel, args.batch_size)
         probs, labels, _ = aggregate(patch_probs, split.label, split.recording_key)
         report.update(source=os.path.abspath(args.data), split=args.split,

@@ -41,7 +41,7 @@ import statistics
 
 import numpy as np
 
-from model.events import Event
+from earmark.model.events import Event
 
 # Widens bisect search windows past float rounding; the exact test on each candidate decides.
 _SLACK_S = 1e-6

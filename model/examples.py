@@ -6,7 +6,7 @@ import math
 import numpy as np
 import tensorflow as tf
 
-from model.features import FeatureConfig
+from earmark.model.features import FeatureConfig
 
 
 def _bytes(v):

@@ -23,11 +23,11 @@ import os
 import keras
 import numpy as np
 
-from model import adapter  # noqa: F401  registers the custom layers for loading
-from model.errors import UserError
-from model.features import FeatureConfig
-from model.model_files import HEAD_FILE, META_FILE, MODEL_FILE, is_embedder_head, model_files  # noqa: F401
-from model.model_files import check_keras_archive, read_meta as _read_validated_meta
+from earmark.model import adapter  # noqa: F401  registers the custom layers for loading
+from earmark.model.errors import UserError
+from earmark.model.features import FeatureConfig
+from earmark.model.model_files import HEAD_FILE, META_FILE, MODEL_FILE, is_embedder_head, model_files  # noqa: F401
+from earmark.model.model_files import check_keras_archive, read_meta as _read_validated_meta
 
 IMAGE_DEFAULT_HOP_SECONDS = 0.48  # labeling hop of log-mel models (half of 0.96 s)
 HISTORY_FILE = "history.json"
@@ -116,7 +116,7 @@ def load(model_dir: str):
 
 
 def _check_musicnn_weights(model, meta, model_dir):
-    from model import musicnn
+    from earmark.model import musicnn
     nets = [l for m in model.layers if isinstance(m, keras.Model) for l in m.layers
             if isinstance(l, musicnn.MusicnnMaxPool)]
     expected = meta.get("weights", {}).get("checksum")
@@ -130,7 +130,7 @@ class EmbedderHeadModel:
     in model.json, then the Keras head. `predict` / `predict_on_batch` as a Keras model."""
 
     def __init__(self, meta: dict, head):
-        from model import embedding_bases
+        from earmark.model import embedding_bases
         name = meta["base"]["name"]
         spec = embedding_bases.SPECS[name]
         try:
@@ -201,5 +201,5 @@ def feature_config(meta: dict) -> FeatureConfig:
 def windows(waveform: np.ndarray, config: FeatureConfig) -> np.ndarray:
     """Mono waveform → [n, patch_samples] windows every patch_hop_samples (`model.windowing`:
     the last one zero-padded): the serving model's input."""
-    from model.windowing import frame_windows
+    from earmark.model.windowing import frame_windows
     return frame_windows(waveform, config.patch_samples, config.patch_hop_samples)

@@ -11,8 +11,8 @@ log(mel + `log_offset`) → patches of `patch_frames` frames every `patch_hop_fr
 import numpy as np
 import tensorflow as tf
 
-from model import windowing
-from model.features import FeatureConfig
+from earmark.model import windowing
+from earmark.model.features import FeatureConfig
 
 
 def mel_matrix(config: FeatureConfig) -> tf.Tensor:

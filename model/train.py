@@ -20,10 +20,10 @@ import time
 
 import numpy as np
 
-from model import bases, bottleneck, data, embedding_bases, export
-from model.adapter import InputStats
-from model.errors import UserError
-from model.head import HeadConfig, build_head, class_weights, loss_for
+from earmark.model import bases, bottleneck, data, embedding_bases, export
+from earmark.model.adapter import InputStats
+from earmark.model.errors import UserError
+from earmark.model.head import HeadConfig, build_head, class_weights, loss_for
 
 log = logging.getLogger("earmark.train")
 
@@ -192,7 +192,7 @@ def _bottlenecks(args, prepared, spec, embedder, base, splits, log_fn):
             "data_hash": prepared.data_hash}
     if args.bottleneck_runner == "beam" and not bottleneck.is_complete(directory):
         try:
-            from pipelines import bottleneck as beam_bottleneck
+            from earmark.pipelines import bottleneck as beam_bottleneck
         except ImportError:
             raise UserError("--bottleneck-runner beam needs apache-beam installed; "
                             "use --bottleneck-runner local") from None
@@ -317,7 +317,7 @@ def train(args) -> dict:
         base.trainable = False
 
     # Thresholds and validation metrics from the final model.
-    from model import evaluate as ev
+    from earmark.model import evaluate as ev
     eval_split = val_split if len(val_split) else train_split
     eval_labels = eval_split.label
     name = "validation" if len(val_split) else "train"
@@ -434,7 +434,7 @@ def train_embedding(args) -> dict:
                    args.learning_rate, loss_for(head_cfg), verbose,
                    sample_weight=np.array([cw[i] for i in l_train], np.float32) if cw else None)
     timings["head_fit_s"] = round(time.monotonic() - t0, 2)
-    from model import evaluate as ev
+    from earmark.model import evaluate as ev
     f_eval, l_eval = (f_val, l_val) if len(l_val) else (f_train, l_train)
     probs = head.predict(f_eval, verbose=0) if len(l_eval) else np.zeros((0, n_classes))
     thresholds = ev.choose_thresholds(probs, l_eval, n_classes)
@@ -490,7 +490,7 @@ def _calibrate(prepared, hops_s, predict, say) -> dict:
     """Event post-processing per label (and the labeling hop, from `hops_s`), chosen on the
     validation recordings (or the training ones when there is no validation split) as
     `earmark label` will window them."""
-    from model import calibrate
+    from earmark.model import calibrate
     split = "validation"
     recordings = data.read_recordings(prepared, split)
     if not recordings:

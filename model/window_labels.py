@@ -12,7 +12,7 @@ import dataclasses
 
 import numpy as np
 
-from model.events import Event
+from earmark.model.events import Event
 
 DEFAULT_MIN_OVERLAP = 0.5
 EVENT, BACKGROUND, AMBIGUOUS, NO_BACKGROUND = "event", "background", "ambiguous", "no_background"

@@ -4,7 +4,7 @@ The same computation as `model.bottleneck` (same `EmbedderSpec`, same embedder, 
 output layout and cache key), for prepared sets too large for one process. `earmark
 train --bottleneck-runner beam` calls `run_pipeline`; on its own:
 
-    python -m pipelines.bottleneck --data prepared/ --base vgg16 \\
+    python -m earmark.pipelines.bottleneck --data prepared/ --base vgg16 \\
         --weights ../shared/models/vgg16_hed_notop.weights.h5 [--cache-dir DIR] [beam flags]
 
 A later `earmark train` with the same data, base, weights, input size and pooling finds the
@@ -18,9 +18,9 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from model import bases, bottleneck, data
-from model.adapter import InputStats
-from model.features import FeatureConfig
+from earmark.model import bases, bottleneck, data
+from earmark.model.adapter import InputStats
+from earmark.model.features import FeatureConfig
 
 
 class EmbedBatches(beam.DoFn):
@@ -30,7 +30,7 @@ class EmbedBatches(beam.DoFn):
         self._spec_json, self._config_json = spec_json, config_json
 
     def setup(self):
-        from model.examples import parse_example
+        from earmark.model.examples import parse_example
         import tensorflow as tf
         self._tf = tf
         self._parse = parse_example
@@ -83,7 +83,7 @@ def run_pipeline(prepared_root: str, out_dir: str, spec, splits, meta: dict, bea
 
 def main(argv=None) -> str:
     p = argparse.ArgumentParser(
-        prog="python -m pipelines.bottleneck",
+        prog="python -m earmark.pipelines.bottleneck",
         description="Compute the bottleneck cache of a prepared set with Beam.")
     p.add_argument("--data", required=True)
     p.add_argument("--base", default=bases.DEFAULT_BASE, choices=sorted(bases.BASES))

@@ -10,8 +10,8 @@ import math
 
 import numpy as np
 
-from model import audio
-from model.windowing import count_windows
+from earmark.model import audio
+from earmark.model.windowing import count_windows
 
 
 @dataclasses.dataclass(frozen=True)

@@ -12,9 +12,9 @@ import io
 import os
 import posixpath
 
-from model import annotations, audio
-from model.errors import UserError
-from pipelines import fs
+from earmark.model import annotations, audio
+from earmark.model.errors import UserError
+from earmark.pipelines import fs
 
 SPLITS = ("train", "validation", "test")
 AUDIO_EXTENSIONS = audio.AUDIO_EXTENSIONS

@@ -204,7 +204,7 @@ def check_beam_flags(beam_args, prog: str) -> None:
     """Flags the app did not take go to Beam, which would drop unknown ones with a warning:
     a typo (`--treshold`) is a user error here, not a silently ignored setting."""
     from apache_beam.options.pipeline_options import PipelineOptions, _BeamArgumentParser
-    from model.errors import UserError
+    from earmark.model.errors import UserError
     parser = _BeamArgumentParser(allow_abbrev=False)
     for cls in {str(c): c for c in PipelineOptions.__subclasses__()}.values():
         cls._add_argparse_args(parser)  # as PipelineOptions.get_all_options does
@@ -228,7 +228,7 @@ def check_runner(runner) -> None:
     """`--runner NAME` must be a runner Beam knows (any case, `Runner` optional, as Beam
     reads it) or an importable `module.Class`; Beam itself fails deep inside otherwise."""
     from apache_beam.options.pipeline_options import StandardOptions
-    from model.errors import UserError
+    from earmark.model.errors import UserError
     if not isinstance(runner, str):
         return  # a PipelineRunner instance set by code, not a flag
     known = {n.lower(): n for n in StandardOptions.KNOWN_RUNNER_NAMES}
@@ -249,7 +249,7 @@ def check_runner(runner) -> None:
 def check_writable_output(path: str, flag: str = "--output") -> None:
     """Before a pipeline starts: a local `path` must be a folder that exists or can be
     created, and a file can be written in it; a gs:// one is checked by the run itself."""
-    from model.errors import UserError
+    from earmark.model.errors import UserError
     if is_gcs(path):
         return
     if os.path.exists(path) and not os.path.isdir(path):

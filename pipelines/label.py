@@ -23,13 +23,13 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.ml.inference.base import KeyedModelHandler, ModelHandler, PredictionResult, RunInference
 
-from model import model_files, progress
-from model.errors import UserError
-from model.features import FeatureConfig
-from model.segments import (PostProcessing, Segment, WindowGrid, model_post_processing,
+from earmark.model import model_files, progress
+from earmark.model.errors import UserError
+from earmark.model.features import FeatureConfig
+from earmark.model.segments import (PostProcessing, Segment, WindowGrid, model_post_processing,
                             to_segments, written_labels)
-from pipelines import corpus, fs, label_formats, ledger, outputs
-from pipelines.chunks import FileInfo, file_info, plan_chunks, read_chunk_windows
+from earmark.pipelines import corpus, fs, label_formats, ledger, outputs
+from earmark.pipelines.chunks import FileInfo, file_info, plan_chunks, read_chunk_windows
 
 log = logging.getLogger("earmark.label")
 
@@ -120,7 +120,7 @@ class WaveformModelHandler(ModelHandler):
         self._run_id = run_id or uuid.uuid4().hex
 
     def load_model(self):
-        from model import export
+        from earmark.model import export
         return export.predictor(local_model_dir(self._model_dir))
 
     def run_inference(self, batch, model, inference_args=None):
@@ -155,7 +155,7 @@ class PlanChunks(beam.DoFn):
         self._config = FeatureConfig.from_dict(json.loads(self._config_json))
 
     def process(self, rec: corpus.Recording):
-        from model.audio import AudioError
+        from earmark.model.audio import AudioError
         c = self._config
         ext = os.path.splitext(rec.path)[1].lower()
         if ext not in corpus.AUDIO_EXTENSIONS:
@@ -464,7 +464,7 @@ def run(argv=None, save_main_session=True, test_pipeline=None):
 
     model_dir = fs.absolute(args.model)
     meta = _model_meta(model_dir)
-    from model import export
+    from earmark.model import export
     # the model's own windows (rate, length: its FeatureConfig) and default hop
     _, _, default_hop_s = export.window_spec(meta)
     config = FeatureConfig.from_dict(meta["feature_config"]).with_patch_hop(

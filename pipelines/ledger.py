@@ -14,7 +14,7 @@ import hashlib
 import io
 import json
 
-from pipelines import fs, outputs
+from earmark.pipelines import fs, outputs
 
 LEDGER_FILE = "ledger.json"
 RUNS_DIR = "runs"

@@ -21,8 +21,8 @@ import os
 import posixpath
 import re
 
-from model.errors import UserError
-from pipelines import fs
+from earmark.model.errors import UserError
+from earmark.pipelines import fs
 
 log = logging.getLogger("earmark.outputs")
 

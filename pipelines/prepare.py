@@ -16,11 +16,11 @@ import uuid
 
 import apache_beam as beam
 
-from model import progress, window_labels
-from model.data import RECORDINGS_FILE
-from model.errors import UserError
-from model.features import FeatureConfig, RESAMPLE_QUALITIES
-from pipelines import corpus, fs, outputs
+from earmark.model import progress, window_labels
+from earmark.model.data import RECORDINGS_FILE
+from earmark.model.errors import UserError
+from earmark.model.features import FeatureConfig, RESAMPLE_QUALITIES
+from earmark.pipelines import corpus, fs, outputs
 
 log = logging.getLogger("earmark.prepare")
 
@@ -108,7 +108,7 @@ class DecodeToPatches(beam.DoFn):
         self._patches = beam.metrics.Metrics.counter("prepare", "patches")
 
     def setup(self):
-        from model.frontend import Frontend
+        from earmark.model.frontend import Frontend
         self._config = FeatureConfig.from_dict(json.loads(self._config_json))
         self._config_hash = self._config.hash()
         self._frontend = Frontend(self._config)
@@ -116,7 +116,7 @@ class DecodeToPatches(beam.DoFn):
         self._tracker = progress.tracker(self._run_id, "prepare", "files", self._progress_total)
 
     def process(self, recording: corpus.Recording):
-        from model import audio
+        from earmark.model import audio
         stage = "read"
         try:
             if recording.events is None and not recording.label:
@@ -157,7 +157,7 @@ class DecodeToPatches(beam.DoFn):
     def _events(self, recording, duration_s):
         """→ (events to label windows by, [(start, end, dead-letter record)] of annotated
         events that run past the audio's end)."""
-        from model.events import Event
+        from earmark.model.events import Event
         if recording.events is None:
             return [window_labels.clip_event(recording.label, duration_s)], []
         events, ignore = [], []
@@ -173,7 +173,7 @@ class DecodeToPatches(beam.DoFn):
         return events, ignore
 
     def _examples(self, recording, patches, starts, duration_s, events, ignore):
-        from model.examples import make_example
+        from earmark.model.examples import make_example
         c = self._config
         split = corpus.assign_split(recording.key, self._fractions)
         kinds = window_labels.label_windows(starts, c.patch_samples / c.sample_rate_hz, events,
@@ -220,7 +220,7 @@ MAX_FILE_BYTES = 2 * 1024 ** 3
 def check_readable(path: str) -> None:
     """Raise AudioError for what must not be opened (a FIFO, a device, a dangling link, a link
     loop) or read whole (over MAX_FILE_BYTES), before any read."""
-    from model.audio import AudioError
+    from earmark.model.audio import AudioError
     if fs.is_gcs(path):
         return  # objects are regular by nature; their size is checked on read
     entry = fs.stat_entry(path)
@@ -372,8 +372,8 @@ def feature_config_for(base: str, patch_hop_seconds: float = None,
                        resample_quality: str = FeatureConfig.resample_quality) -> FeatureConfig:
     """The FeatureConfig that `base` trains on: an embedding base's waveform windows, or the
     log-mel default (image bases, or no base)."""
-    from model import bases, embedding_bases
-    from model.features import embedding_base_config
+    from earmark.model import bases, embedding_bases
+    from earmark.model.features import embedding_base_config
     base = embedding_bases.canonical(base)
     if base is not None and base not in embedding_bases.SPECS and base not in bases.BASES:
         raise UserError(f"--base {base!r}: choose one of "

@@ -21,7 +21,7 @@ def gcs_emulator():
 def tiny_model(tmp_path_factory):
     """A tiny model trained in seconds on synthetic prepared data (no shared data needed):
     for tests of what commands do with files, not of what a model finds."""
-    from model import train
+    from earmark.model import train
     from tests.test_train_data import make_prepared, train_args
     root = tmp_path_factory.mktemp("tiny_model")
     prepared = make_prepared(str(root / "prepared"))

@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 
-from model.events import Event
+from earmark.model.events import Event
 from tests.shared import SHARED, shared_path
 
 HELD_OUT_EVERY = 8  # every 8th clip of the snoring set is never trained on

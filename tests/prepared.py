@@ -5,8 +5,8 @@ import os
 
 import tensorflow as tf
 
-from model.examples import parse_example
-from model.features import FeatureConfig
+from earmark.model.examples import parse_example
+from earmark.model.features import FeatureConfig
 
 
 def load_json(out, name):

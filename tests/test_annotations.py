@@ -1,10 +1,10 @@
 import pytest
 
-from model.annotations import (
+from earmark.model.annotations import (
     AnnotationRow, match_recordings, to_events, parse_audacity, parse_csv, parse_file,
     parse_raven, table_recording_name,
 )
-from model.events import Event
+from earmark.model.events import Event
 
 RAVEN_COLUMNS = ["Selection", "View", "Channel", "Begin Time (s)", "End Time (s)",
                  "Low Freq (Hz)", "High Freq (Hz)", "Annotation"]

@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
-from model import audio
-from model.features import FeatureConfig
-from model.frontend import Frontend
+from earmark.model import audio
+from earmark.model.features import FeatureConfig
+from earmark.model.frontend import Frontend
 from tests.audio_fixtures import encode, tone
 
 LOSSLESS = [  # (format, subtype, extension, max abs error of a full-scale-0.5 sine)

@@ -6,8 +6,8 @@ import keras
 import numpy as np
 import pytest
 
-from model import bases
-from model.errors import UserError
+from earmark.model import bases
+from earmark.model.errors import UserError
 
 SMALL_PX = {"inception_v3": 75, "mobilenet_v2": 32, "efficientnet_b0": 32, "resnet50": 32,
             "vgg16": 32}

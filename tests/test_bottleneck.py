@@ -4,13 +4,13 @@ import os
 
 import numpy as np
 
-from model import bottleneck, data, train
-from model.adapter import InputStats
+from earmark.model import bottleneck, data, train
+from earmark.model.adapter import InputStats
 from tests.test_train_data import make_prepared, train_args
 
 
 def test_beam_bottlenecks_equal_local_ones_and_train_reuses_them(tmp_path, capsys):
-    from pipelines import bottleneck as beam_bottleneck
+    from earmark.pipelines import bottleneck as beam_bottleneck
     prepared_dir = make_prepared(str(tmp_path / "p"), patches_per_recording=2)
     out_dir = beam_bottleneck.main(["--data", prepared_dir, "--base", "mobilenet_v2",
                                     "--weights", "none", "--input-size", "32",

@@ -4,10 +4,10 @@ import io
 import numpy as np
 import pytest
 
-from model import audio
-from model.export import windows as whole_file_windows
-from model.features import FeatureConfig
-from pipelines.chunks import count_windows, file_info, plan_chunks, read_chunk_windows
+from earmark.model import audio
+from earmark.model.export import windows as whole_file_windows
+from earmark.model.features import FeatureConfig
+from earmark.pipelines.chunks import count_windows, file_info, plan_chunks, read_chunk_windows
 from tests.audio_fixtures import encode
 
 C = FeatureConfig(patch_hop_seconds=0.48)

@@ -76,7 +76,7 @@ def bucket(gcs_emulator, tmp_path_factory):
     holding model.json and a small real model.keras (label.run checks that it is a .keras
     archive before building the pipeline; nothing loads it)."""
     import keras
-    from model.features import FeatureConfig
+    from earmark.model.features import FeatureConfig
     from tests.audio_fixtures import encode, tone
 
     client = gcs_emulator.client()
@@ -111,7 +111,7 @@ def dataflow_args(tmp_path, name, deps):
 
 
 def build_prepare(tmp_path, deps):
-    from pipelines import prepare
+    from earmark.pipelines import prepare
     result = prepare.run(["--input", f"gs://{BUCKET}/corpus",
                           "--output", f"gs://{BUCKET}/prepared-{deps}",
                           *dataflow_args(tmp_path, "prepare", deps)])
@@ -119,7 +119,7 @@ def build_prepare(tmp_path, deps):
 
 
 def build_label(tmp_path, deps, bucket):
-    from pipelines import label
+    from earmark.pipelines import label
     # a template run executes nothing: label.run must neither wait for nor read outputs
     return label.run(["--model", f"gs://{BUCKET}/model", "--input", f"gs://{BUCKET}/corpus",
                       "--output", f"gs://{BUCKET}/labels-{deps}", "--formats", "csv,raven",
@@ -225,7 +225,7 @@ def test_incremental_label_template_leaves_the_bookkeeping_to_the_job(bucket, an
     """A scheduled (flex-template) launch only builds the job: the ledger and run.json are
     written by the job's own FinishRun step, so the launch neither fails nor records files
     as labeled before they are."""
-    from pipelines import label
+    from earmark.pipelines import label
     out = "labels-incremental"
     printed = label.main(["--model", f"gs://{BUCKET}/model", "--input", f"gs://{BUCKET}/corpus",
                           "--output", f"gs://{BUCKET}/{out}", "--incremental",

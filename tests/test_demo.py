@@ -12,8 +12,8 @@ import pytest
 import soundfile as sf
 
 from earmark import cli, demo
-from model import event_metrics
-from model.events import Event
+from earmark.model import event_metrics
+from earmark.model.events import Event
 
 pytestmark = pytest.mark.slow  # the real demo command: generate, prepare, train, label (minutes)
 
@@ -170,7 +170,7 @@ def test_every_subcommand_help_has_examples(command, capsys):
 def log_mel_data(demo_run):
     """The demo corpus prepared for an image base (log-mel), at a resampling quality no
     model of the demo's uses: features unlike the demo model's, whichever base it chose."""
-    from pipelines import prepare
+    from earmark.pipelines import prepare
     out = str(demo_run["out"] / "prepared-log-mel")
     prepare.run(["--input", str(demo_run["out"] / "corpus"), "--output", out,
                  "--resample-quality", "MQ"])

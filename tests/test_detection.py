@@ -7,8 +7,8 @@ import os
 
 import pytest
 
-from model import event_metrics
-from pipelines import label, prepare
+from earmark.model import event_metrics
+from earmark.pipelines import label, prepare
 from tests import nights
 from tests.shared import shared_path
 
@@ -21,8 +21,8 @@ TRAINING_NIGHTS = {"night_0.wav": 101, "night_1.wav": 102, "night_7.wav": 107}
 
 @pytest.fixture(scope="module")
 def detection(tmp_path_factory):
-    from model import train
-    from pipelines.corpus import assign_split
+    from earmark.model import train
+    from earmark.pipelines.corpus import assign_split
     assert [assign_split(n) for n in TRAINING_NIGHTS] == ["train", "train", "validation"]
     weights = shared_path("models", "vgg16_hed_notop.weights.h5")
     root = tmp_path_factory.mktemp("detection")
@@ -77,7 +77,7 @@ def test_label_at_the_defaults_finds_the_held_out_events(detection, tmp_path):
 
 
 def test_evaluate_scores_events_as_label_finds_them(detection, tmp_path):
-    from model import evaluate
+    from earmark.model import evaluate
     report = evaluate.main(["--model", detection["model"], "--input",
                             str(detection["root"] / "test"), "--annotations",
                             str(detection["root"] / "test_tables"), "--report", str(tmp_path)])

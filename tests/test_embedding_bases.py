@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from model.embedding_bases import SPECS, frame, get_base
+from earmark.model.embedding_bases import SPECS, frame, get_base
 
 
 def test_specs_know_their_audio_contract():

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from earmark import cli
-from model import embedding_bases, evaluate, export, train
-from model.features import FeatureConfig, embedding_base_config
-from model.frontend import Frontend
+from earmark.model import embedding_bases, evaluate, export, train
+from earmark.model.features import FeatureConfig, embedding_base_config
+from earmark.model.frontend import Frontend
 from tests.audio_fixtures import tone, write
 from tests.shared import shared_path
 from tests.test_train_data import make_prepared, train_args
@@ -45,7 +45,7 @@ def snore40(tmp_path_factory):
 
 
 def _end_to_end(snore40, base, capsys):
-    from pipelines import label, prepare
+    from earmark.pipelines import label, prepare
     root = snore40["root"] / base
     prepared, model_dir, out = str(root / "prepared"), str(root / "model"), str(root / "labels")
     prepare.run(["--manifest", snore40["manifest"], "--output", prepared, "--base", base,

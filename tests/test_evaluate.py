@@ -7,7 +7,7 @@ import pytest
 import soundfile as sf
 
 from earmark import cli
-from model import evaluate, train
+from earmark.model import evaluate, train
 from tests.test_train_data import make_prepared, train_args
 
 
@@ -99,10 +99,10 @@ def _tone_clips(root, rate=22050, per_class=6, seed=0):
 def test_evaluate_raw_clips_runs_the_frontend_itself(tmp_path, capsys):
     """Prepared data made from clips by the frontend; raw clips of the same kind evaluated by
     the serving model (waveform in): the two routes must agree on this easy task."""
-    from model import audio, data
-    from model.examples import make_example
-    from model.features import FeatureConfig
-    from model.frontend import Frontend
+    from earmark.model import audio, data
+    from earmark.model.examples import make_example
+    from earmark.model.features import FeatureConfig
+    from earmark.model.frontend import Frontend
     import tensorflow as tf
     config = FeatureConfig()
     fe = Frontend(config)

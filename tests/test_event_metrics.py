@@ -4,8 +4,8 @@ import random
 
 import pytest
 
-from model.event_metrics import event_f1, f1, iou, match_iou, match_onset, score, segment_counts
-from model.events import Event
+from earmark.model.event_metrics import event_f1, f1, iou, match_iou, match_onset, score, segment_counts
+from earmark.model.events import Event
 
 
 def ev(start, end, label="a"):

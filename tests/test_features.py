@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from model.features import FeatureConfig
-from model.frontend import Frontend, log_mel
-from model.windowing import count_windows
+from earmark.model.features import FeatureConfig
+from earmark.model.frontend import Frontend, log_mel
+from earmark.model.windowing import count_windows
 
 
 def test_defaults_follow_vggish_recipe():

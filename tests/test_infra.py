@@ -12,7 +12,7 @@ import subprocess
 
 import pytest
 
-from pipelines import label, label_formats, prepare
+from earmark.pipelines import label, label_formats, prepare
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 INFRA = os.path.join(ROOT, "infra")
@@ -417,7 +417,7 @@ def test_launcher_runs_a_real_incremental_label_twice(tmp_path, monkeypatch, cap
     """The label template's entry point, given template-style parameters as Cloud Scheduler
     sends them, labels a corpus incrementally: the first night labels every recording
     (the ledger is written by the job's own last step), the second finds nothing new."""
-    from model import train
+    from earmark.model import train
     from tests.test_report import make_corpus
     from tests.test_train_data import make_prepared, train_args
     prepared = make_prepared(str(tmp_path / "prepared"))

@@ -10,10 +10,10 @@ import time
 import numpy as np
 import pytest
 
-from pipelines import label
+from earmark.pipelines import label
 from tests.audio_fixtures import encode, tone, write
-from model import event_metrics
-from model.segments import PostProcessing, written_labels
+from earmark.model import event_metrics
+from earmark.model.segments import PostProcessing, written_labels
 from tests import nights
 from tests.shared import shared_path
 
@@ -28,8 +28,8 @@ def snore_model(tmp_path_factory):
     weights = shared_path("models", "vgg16_hed_notop.weights.h5")
     root = tmp_path_factory.mktemp("snore_model")
     clips = nights.split_snoring_clips(str(root))
-    from model import train
-    from pipelines import prepare
+    from earmark.model import train
+    from earmark.pipelines import prepare
     prepare.run(["--manifest", clips["train_csv"], "--output", str(root / "prepared")])
     train.main(["--data", str(root / "prepared"), "--model-dir", str(root / "model"),
                 "--base", "vgg16", "--weights", weights, "--quiet",
@@ -189,7 +189,7 @@ def test_flags_override_the_model_post_processing_and_emit_background(snore_mode
 
 
 def test_bad_override_is_a_one_line_error(snore_model, corpus, tmp_path):
-    from model.errors import UserError
+    from earmark.model.errors import UserError
     for flag, value in (("--smoothing", "cough=3"), ("--min-duration", "soon")):
         with pytest.raises(UserError, match=flag):
             label.main(["--model", snore_model["model"], "--input", corpus, "--output",

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from model import musicnn
+from earmark.model import musicnn
 from tests.shared import SHARED
 
 ESC10_CLIP = os.path.join(SHARED, "data", "esc10", "dog_bark", "1-30226-A.ogg")
@@ -90,7 +90,7 @@ def reference(tmp_path_factory):
     out = tmp_path_factory.mktemp("musicnn_ref")
     waves = synthetic_windows()
     if os.path.exists(ESC10_CLIP):          # plus real audio when ../shared is there
-        from model.audio import load_waveform
+        from earmark.model.audio import load_waveform
         with open(ESC10_CLIP, "rb") as f:
             clip = load_waveform(f.read(), musicnn.SAMPLE_RATE_HZ)[0][:musicnn.WINDOW_SAMPLES]
         waves = np.concatenate([waves, np.pad(clip, (0, musicnn.WINDOW_SAMPLES - len(clip)))[None]])

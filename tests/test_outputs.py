@@ -17,9 +17,9 @@ import pytest
 import soundfile as sf
 
 from earmark import cli
-from model import data
-from model.errors import UserError
-from pipelines import label, ledger, outputs, prepare
+from earmark.model import data
+from earmark.model.errors import UserError
+from earmark.pipelines import label, ledger, outputs, prepare
 from tests.audio_fixtures import band_noise, tone, write
 from tests.prepared import load_json
 

@@ -9,8 +9,8 @@ import pytest
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.testing.test_pipeline import TestPipeline
 
-from model.errors import UserError
-from pipelines import prepare
+from earmark.model.errors import UserError
+from earmark.pipelines import prepare
 from tests.audio_fixtures import encode, tone, write
 from tests.prepared import load_json, read_dead_letter, read_examples
 from tests.shared import shared_path

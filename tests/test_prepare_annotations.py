@@ -6,8 +6,8 @@ import os
 import numpy as np
 import pytest
 
-from model.errors import UserError
-from pipelines import prepare
+from earmark.model.errors import UserError
+from earmark.pipelines import prepare
 from tests.audio_fixtures import tone, write
 from tests.prepared import load_json, read_dead_letter, read_examples
 
@@ -109,7 +109,7 @@ def test_a_missing_label_column_everywhere_is_a_one_line_error(annotated, tmp_pa
 
 
 def test_multi_label_windows_train_with_multi_label(annotated, tmp_path, capsys):
-    from model import train
+    from earmark.model import train
     from tests.test_train_data import train_args
     rec, ann = annotated
     out = str(tmp_path / "out")

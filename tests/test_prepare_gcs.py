@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-from pipelines import prepare
+from earmark.pipelines import prepare
 from tests.prepared import load_json, read_dead_letter, read_examples
 from tests.shared import shared_path
 

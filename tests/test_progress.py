@@ -1,7 +1,7 @@
 """Progress lines: counts, rate, ETA, throttling, and one tracker per run and process."""
 import logging
 
-from model import progress
+from earmark.model import progress
 
 
 class FakeClock:

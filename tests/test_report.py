@@ -12,7 +12,7 @@ import pytest
 import soundfile as sf
 
 from earmark import report
-from model.errors import UserError
+from earmark.model.errors import UserError
 from tests.test_train_data import make_prepared, train_args
 
 RATE = 16000
@@ -78,8 +78,8 @@ def write_annotations(path):
 def built(tmp_path_factory):
     """A trained model (with evaluation.json and event_evaluation.json), a corpus and a
     finished `earmark label` run (one post-processing value set by a flag)."""
-    from model import evaluate, train
-    from pipelines import label
+    from earmark.model import evaluate, train
+    from earmark.pipelines import label
     root = tmp_path_factory.mktemp("report")
     prepared = make_prepared(str(root / "prepared"))
     model_dir = str(root / "model")
@@ -267,7 +267,7 @@ EVENT_EVALUATION = {   # the shape of model/evaluate.py's event_evaluation.json
 
 
 def test_event_file_name_is_the_one_evaluate_writes():
-    from model import evaluate
+    from earmark.model import evaluate
     assert report.EVENT_EVALUATION_FILE == evaluate.EVENT_REPORT_FILE
 
 

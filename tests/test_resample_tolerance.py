@@ -11,9 +11,9 @@ import os
 import numpy as np
 import pytest
 
-from model import audio
-from model.features import FeatureConfig
-from model.frontend import Frontend
+from earmark.model import audio
+from earmark.model.features import FeatureConfig
+from earmark.model.frontend import Frontend
 from tests.shared import shared_path
 
 # Max abs difference in log(mel + 0.01) allowed between a quality and HQ.

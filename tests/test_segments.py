@@ -1,6 +1,6 @@
 import numpy as np
 
-from model.segments import PostProcessing, WindowGrid, smooth, to_segments
+from earmark.model.segments import PostProcessing, WindowGrid, smooth, to_segments
 
 G = WindowGrid(hop_s=0.5, window_s=1.0)
 

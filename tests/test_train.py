@@ -6,8 +6,8 @@ import keras
 import numpy as np
 import pytest
 
-from model import bases, export, train
-from model.frontend import Frontend
+from earmark.model import bases, export, train
+from earmark.model.frontend import Frontend
 from tests.test_train_data import make_prepared, train_args
 
 SMALL_PX = {"inception_v3": 75, "mobilenet_v2": 32, "efficientnet_b0": 32, "resnet50": 32,
@@ -137,7 +137,7 @@ def test_model_json_describes_the_model(prepared, tmp_path):
 
 
 def test_head_standardizes_tiny_features_and_ignores_dead_ones():
-    from model.head import HeadConfig, build_head, feature_moments
+    from earmark.model.head import HeadConfig, build_head, feature_moments
     rng = np.random.default_rng(0)
     feats = (rng.normal(size=(64, 6)) * 1e-4).astype(np.float32)   # random-base scale
     feats[:, 5] = 0.0                                               # dead on training data
@@ -154,8 +154,8 @@ def test_model_package_never_imports_beam():
     """Training runs where Beam is absent: nothing under model/ may pull it in."""
     import subprocess
     import sys
-    code = ("import sys; import model.train, model.evaluate, model.export, model.bottleneck, "
-            "model.data, model.bases, model.head, model.adapter; "
+    code = ("import sys; import earmark.model.train, earmark.model.evaluate, earmark.model.export, earmark.model.bottleneck, "
+            "earmark.model.data, earmark.model.bases, earmark.model.head, earmark.model.adapter; "
             "assert 'apache_beam' not in sys.modules, 'apache_beam imported'")
     subprocess.run([sys.executable, "-c", code], check=True,
                    cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from model import data
-from model.examples import make_example
-from model.features import FeatureConfig
+from earmark.model import data
+from earmark.model.examples import make_example
+from earmark.model.features import FeatureConfig
 
 
 def synthetic_patch(rng, label: int, n_classes: int, config=FeatureConfig()):
@@ -67,7 +67,7 @@ def test_data_hash_changes_with_content(tmp_path):
 
 
 def test_missing_prepared_folder_is_a_user_error(tmp_path):
-    from model.errors import UserError
+    from earmark.model.errors import UserError
     with pytest.raises(UserError, match="features.json"):
         data.open_prepared(str(tmp_path))
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from earmark import cli
-from model import audio, data, export
+from earmark.model import audio, data, export
 from tests.shared import shared_path
 
 pytestmark = pytest.mark.slow  # trains on the 800 shared snore clips

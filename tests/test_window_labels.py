@@ -1,7 +1,7 @@
 import numpy as np
 
-from model.events import Event
-from model.window_labels import (AMBIGUOUS, BACKGROUND, EVENT, NO_BACKGROUND, clip_event,
+from earmark.model.events import Event
+from earmark.model.window_labels import (AMBIGUOUS, BACKGROUND, EVENT, NO_BACKGROUND, clip_event,
                                  label_windows)
 
 

@@ -5,9 +5,9 @@ import os
 import numpy as np
 import pytest
 
-from model import evaluate, windowing
-from model.features import FeatureConfig
-from pipelines import chunks, prepare
+from earmark.model import evaluate, windowing
+from earmark.model.features import FeatureConfig
+from earmark.pipelines import chunks, prepare
 from tests.audio_fixtures import tone, write
 from tests.prepared import read_examples
 
@@ -66,7 +66,7 @@ def test_prepare_evaluate_and_label_cut_the_same_windows(tmp_path):
 
 @pytest.mark.parametrize("frames,rate", [(44101, 44100), (336013, 48000), (12345, 22050), (99999, 44100)])
 def test_resampled_length_is_what_whole_file_decoding_gives(frames, rate):
-    from model import audio
+    from earmark.model import audio
     out = audio.resample(np.zeros(frames, np.float32), rate, 16000)
     assert len(out) == audio.resampled_length(frames, rate, 16000)
 

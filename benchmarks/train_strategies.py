@@ -12,7 +12,8 @@ import time
 
 from train_common import prepare_esc10, prepare_snore, shared
 
-from earmark.model import evaluate, train
+from earmark.commands import train
+from earmark.model import evaluate
 
 VARIANTS = {
     "frozen_standin": ["--strategy", "frozen", "--weights", "STANDIN"],
@@ -45,9 +46,8 @@ def main():
                                "--cache-dir", os.path.join(args.work, "cache"), "--quiet",
                                *flags])
             wall = time.monotonic() - t0
-            report = evaluate.evaluate(evaluate.build_arg_parser().parse_args(
-                ["--model", model_dir, "--data", test_dir, "--report",
-                 os.path.join(model_dir, "report")]))
+            report = evaluate.evaluate_prepared(model_dir, test_dir, "test",
+                                                report_dir=os.path.join(model_dir, "report"))
             print(f"| {name} | {variant} | {report['accuracy']:.3f} | {report['macro_f1']:.3f} "
                   f"| {wall:.0f} | {meta['training']['epochs_run']} |", flush=True)
 

@@ -5,61 +5,53 @@ shows the traceback too.
 """
 import argparse
 import errno
+import importlib
 import logging
 import os
 import re
 import sys
 import warnings
 
+# name → (summary, the module whose `main(argv)` runs it and whose `build_arg_parser()`
+# defines its flags). A module is imported only when its command runs: `earmark --help`
+# and `earmark COMMAND --help` load no other command's TensorFlow or Beam.
 COMMANDS = {
-    "prepare": "labeled recordings → sharded log-mel TFRecords (Beam)",
-    "label": "a trained model over a corpus → labeled time segments (Beam)",
-    "train": "prepared patches → transfer-learned classifier (model.keras + model.json)",
-    "evaluate": "score a trained model on prepared data or labeled clips (JSON + plots)",
-    "report": "a self-contained HTML report of a labeling run and/or a trained model",
-    "demo": "the whole product offline in ~1 minute: generate, prepare, train, label, report",
+    "prepare": ("labeled recordings → sharded log-mel TFRecords (Beam)",
+                "earmark.pipelines.prepare"),
+    "label": ("a trained model over a corpus → labeled time segments (Beam)",
+              "earmark.pipelines.label"),
+    "train": ("prepared patches → transfer-learned classifier (model.keras + model.json)",
+              "earmark.commands.train"),
+    "evaluate": ("score a trained model on prepared data or labeled clips (JSON + plots)",
+                 "earmark.commands.evaluate"),
+    "report": ("a self-contained HTML report of a labeling run and/or a trained model",
+               "earmark.report"),
+    "demo": ("the whole product offline in ~1 minute: generate, prepare, train, label, report",
+             "earmark.demo"),
 }
 
 
-def _prepare(argv):
-    from earmark.pipelines import prepare
-    prepare.main(argv)
+def build_arg_parser() -> argparse.ArgumentParser:
+    """`earmark COMMAND ...`: one sub-command per entry of COMMANDS. Each sub-parser here only
+    names its command; the command's own parser (in its module, defined once) parses the rest
+    when the command runs, so its flags, help and examples live next to its code."""
+    from earmark.pipelines.flags import ArgumentParser
+    parser = ArgumentParser(
+        prog="earmark",
+        description="Label sound events in large audio collections by transfer learning.",
+        epilog="run 'earmark COMMAND --help' for a command's flags; "
+               "--verbose shows tracebacks.",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands",
+                                     required=True, parser_class=ArgumentParser)
+    for name, (summary, _) in COMMANDS.items():
+        commands.add_parser(name, help=summary, add_help=False)
+    return parser
 
 
-def _label(argv):
-    from earmark.pipelines import label
-    label.main(argv)
-
-
-def _demo(argv):
-    from earmark import demo
-    demo.main(argv)
-
-
-def _report(argv):
-    from earmark import report
-    report.main(argv)
-
-
-def _train(argv):
-    from earmark.model import train
-    train.main(argv)
-
-
-def _evaluate(argv):
-    from earmark.model import evaluate
-    evaluate.main(argv)
-
-
-HANDLERS = {"prepare": _prepare, "label": _label, "demo": _demo, "train": _train,
-            "evaluate": _evaluate, "report": _report}
-
-
-def _argparse_error_as_user_error(parser, message):
-    """argparse's own errors (unknown flag, bad choice, missing value) as one line with the
-    fix, like every other user error, instead of a usage block."""
-    from earmark.model.errors import UserError
-    raise UserError(f"{parser.prog}: {message} (see '{parser.prog} --help')")
+def run_command(command: str, argv) -> None:
+    """The command's module's `main(argv)`."""
+    importlib.import_module(COMMANDS[command][1]).main(argv)
 
 
 def _quiet_beam_root_records(record) -> bool:
@@ -79,31 +71,17 @@ def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     verbose = "--verbose" in argv
     argv = [a for a in argv if a != "--verbose"]
-    parser = argparse.ArgumentParser(
-        prog="earmark",
-        description="Label sound events in large audio collections by transfer learning.",
-        epilog="commands:\n" + "\n".join(f"  {k:<9} {v}" for k, v in COMMANDS.items())
-               + "\n\nrun 'earmark COMMAND --help' for a command's flags; "
-                 "--verbose shows tracebacks.",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=sorted(COMMANDS), metavar="COMMAND")
+    parser = build_arg_parser()
     if not argv or argv[0] in ("-h", "--help"):
         parser.print_help()
         return 0
-    # the subcommands' parsers live in pipelines/ and model/; under this command their
-    # errors read like every other user error (restored on return: tests call main in-process)
-    default_error = argparse.ArgumentParser.error
-    argparse.ArgumentParser.error = _argparse_error_as_user_error
-    try:
-        return _run(parser, argv, verbose)
-    finally:
-        argparse.ArgumentParser.error = default_error
+    return _run(parser, argv, verbose)
 
 
 def _run(parser, argv, verbose) -> int:
     from earmark.model.errors import UserError
-    try:
-        args = parser.parse_args(argv[:1])
+    try:  # the command's own parser reads the rest (`run_command`)
+        args, _ = parser.parse_known_args(argv)
     except UserError as e:
         print(f"earmark: error: {e}", file=sys.stderr)
         return 2
@@ -115,11 +93,9 @@ def _run(parser, argv, verbose) -> int:
         for handler in logging.getLogger().handlers:
             handler.addFilter(_quiet_beam_root_records)
             handler.addFilter(_drop_user_error_tracebacks)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1" if verbose else "3")
-    if not verbose:  # google-api-core's Python-support notices are not the user's business
-        warnings.filterwarnings("ignore", category=FutureWarning)
+    quiet_libraries(verbose)
     try:
-        HANDLERS[args.command](argv[1:])
+        run_command(args.command, argv[1:])
     except UserError as e:
         if verbose:
             raise
@@ -135,6 +111,20 @@ def _run(parser, argv, verbose) -> int:
         print(f"earmark: error: {full}", file=sys.stderr)
         return 2
     return 0
+
+
+def quiet_libraries(verbose: bool) -> None:
+    """Users see earmark's lines only: TensorFlow's C++ start-up notices (cuDNN/cuFFT/cuBLAS
+    factories, CPU features) and google-api-core's Python-support FutureWarnings are hidden
+    unless --verbose, in this process and, through the environment, in the worker processes
+    Beam starts (`--direct_running_mode multi_processing`, portable workers)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1" if verbose else "3")
+    if verbose:
+        return
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    inherited = os.environ.get("PYTHONWARNINGS", "")
+    if "ignore::FutureWarning" not in inherited.split(","):
+        os.environ["PYTHONWARNINGS"] = ",".join(filter(None, [inherited, "ignore::FutureWarning"]))
 
 
 def one_line(error) -> str:

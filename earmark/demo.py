@@ -25,6 +25,7 @@ from earmark import report
 from earmark.model import event_metrics
 from earmark.model.events import Event
 from earmark.model.segments import model_post_processing, written_labels
+from earmark.pipelines import flags
 
 LABELS = ("snore", "other", "background")
 EVENT_LABELS = ("snore", "other")
@@ -216,8 +217,7 @@ def timeline_rows(truth: list, segments: list) -> list:
 def post_processing_lines(model_dir: str) -> list:
     """What `earmark label` will do by default with this model, per label, from model.json:
     a header line, then one line per label."""
-    with open(os.path.join(model_dir, "model.json")) as f:
-        meta = json.load(f)
+    meta = report.read_meta(model_dir)
     written = written_labels(meta)
     calibration = meta.get("calibration", {})
     measured = calibration.get("per_label", {})
@@ -244,7 +244,7 @@ def post_processing_lines(model_dir: str) -> list:
 # ---------------------------------------------------------------- the demo
 
 def build_arg_parser():
-    p = argparse.ArgumentParser(
+    p = flags.ArgumentParser(
         prog="earmark demo",
         description="Run earmark end to end, offline: generate a labeled corpus, prepare it "
                     "(Beam), train a classifier on a frozen pretrained base, label a generated "
@@ -274,8 +274,8 @@ def _step(name, started):
 
 def main(argv=None) -> dict:
     args, beam_args = build_arg_parser().parse_known_args(argv)
-    from earmark.model import evaluate, train
-    from earmark.pipelines import label, prepare
+    from earmark.commands import evaluate, train
+    from earmark.pipelines import label, label_formats, prepare
 
     out = os.path.abspath(args.output)
     base, weights, why = choose_base(args.base, args.weights)
@@ -328,7 +328,7 @@ def main(argv=None) -> dict:
               f"{s['precision']:>10.3f} {s['recall']:>7.3f} {s['f1']:>6.3f}")
     print(f"\ndemo: finished in {time.monotonic() - started:.0f} s. Outputs:\n"
           f"  model      {model_dir}\n"
-          f"  segments   {os.path.join(labels_dir, 'segments.csv')} (+ raven/, audacity/, "
+          f"  segments   {os.path.join(labels_dir, label_formats.SEGMENTS_CSV)} (+ raven/, audacity/, "
           "segments.jsonl, scores/)\n"
           f"  truth      {truth_csv}\n"
           f"  report     {html}")

@@ -14,12 +14,11 @@ imports Beam; TensorFlow (for the thumbnails' log-mel, the models' own frontend)
 imported only when the first thumbnail is drawn.
 """
 import argparse
-import csv
 import datetime
 import importlib.util
 import json
 import os
-from collections import Counter, defaultdict, namedtuple
+from collections import Counter, defaultdict
 
 import numpy as np
 
@@ -27,26 +26,20 @@ from earmark import report_html as h
 from earmark.model import model_files
 from earmark.model.errors import UserError
 from earmark.model.features import FeatureConfig
-from earmark.model.segments import PostProcessing
+from earmark.model.model_files import EVALUATION_FILE, EVENT_EVALUATION_FILE, HISTORY_FILE, META_FILE
+from earmark.model.segments import PostProcessing, Segment
+from earmark.pipelines import flags
+from earmark.pipelines import label_formats  # Beam-free: the label outputs' names and readers
+from earmark.pipelines.label_formats import DEAD_LETTER_FILE, RUN_FILE, SEGMENTS_CSV, SEGMENTS_JSONL
 
-RUN_FILE = "run.json"
-SEGMENTS_FILE = "segments.csv"
-DEAD_LETTER_FILE = "dead_letter.jsonl"
-MODEL_FILE = "model.json"
-HISTORY_FILE = "history.json"
-EVALUATION_FILE = "evaluation.json"
-EVENT_EVALUATION_FILE = "event_evaluation.json"  # model.evaluate.EVENT_REPORT_FILE (not imported:
-                                                 # report never loads the evaluate module)
 CONTEXT_S = 0.5              # audio shown either side of a segment in its thumbnail
 MAX_THUMBNAIL_S = 12.0       # longer segments show their first seconds only
 MAX_DEAD_LETTER_ROWS = 200
 MAX_FULL_DECODE_BYTES = 256 << 20   # files that cannot seek are decoded whole up to this
 
-Segment = namedtuple("Segment", "file start_s end_s label confidence")
-
 
 def build_arg_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = flags.ArgumentParser(
         prog="earmark report",
         description="Write one self-contained HTML report (no external files or URLs) for a "
                     "labeling run and/or a trained model.",
@@ -163,18 +156,22 @@ def read_run(run_dir: str, audio_root: str = None) -> dict:
 
 
 def read_segments(run_dir: str) -> list:
-    """segments.csv rows (or segments.jsonl's when only that was written); [] when neither."""
-    csv_path, jsonl_path = os.path.join(run_dir, SEGMENTS_FILE), os.path.join(run_dir, "segments.jsonl")
-    if os.path.isfile(csv_path):
-        with open(csv_path, newline="", encoding="utf-8") as f:
-            rows = list(csv.DictReader(f))
-    elif os.path.isfile(jsonl_path):
-        with open(jsonl_path, encoding="utf-8") as f:
-            rows = [json.loads(line) for line in f if line.strip()]
-    else:
-        return []
-    return [Segment(r["file"], float(r["start_s"]), float(r["end_s"]), r["label"],
-                    float(r["confidence"])) for r in rows]
+    """The `Segment`s of segments.csv (or of segments.jsonl when only that was written);
+    [] when neither."""
+    for name, read in ((SEGMENTS_CSV, label_formats.read_segments_csv),
+                       (SEGMENTS_JSONL, label_formats.read_segments_jsonl)):
+        text = _read_text(os.path.join(run_dir, name))
+        if text is not None:
+            return read(text)
+    return []
+
+
+def _read_text(path: str):
+    """A local file's UTF-8 text, untranslated line ends (as csv wants); None when absent."""
+    if not os.path.isfile(path):
+        return None
+    with open(path, newline="", encoding="utf-8") as f:
+        return f.read()
 
 
 def read_dead_letter(run_dir: str) -> list:
@@ -199,23 +196,16 @@ def labeled_recordings(run_dir: str, segments: list) -> list:
     """Keys of every labeled recording: those with segments, plus those whose per-recording
     files (scores/, raven/, audacity/) show they were labeled without any."""
     keys = {s.file for s in segments}
-    for folder, suffix in (("scores", ".csv"), ("raven", ".selections.txt"), ("audacity", ".txt")):
+    for folder, suffix in label_formats.PER_RECORDING.values():
         keys |= _keys_under(os.path.join(run_dir, folder), suffix)
     return sorted(keys)
 
 
 def read_scores(run_dir: str, key: str):
     """(window starts [n], {label: scores [n]}) from scores/KEY.csv, or None."""
-    path = os.path.join(run_dir, "scores", key + ".csv")
-    if not os.path.isfile(path):
-        return None
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.reader(f)
-        header = next(reader, None)
-        rows = np.array([[float(v) for v in r] for r in reader if r], dtype=np.float64)
-    if header is None or rows.size == 0:
-        return None
-    return rows[:, 0], {label: rows[:, i + 1] for i, label in enumerate(header[1:])}
+    folder, suffix = label_formats.PER_RECORDING["scores"]
+    text = _read_text(os.path.join(run_dir, folder, key + suffix))
+    return None if text is None else label_formats.read_scores_csv(text)
 
 
 def audio_roots(run_dir: str, summary: dict, dead: list, audio_root: str = None) -> list:
@@ -265,11 +255,10 @@ def _feature_config(model, run):
     meta = model["meta"] if model else None
     if meta is None:
         where = summary.get("model")
-        if isinstance(where, str) and os.path.isfile(os.path.join(where, MODEL_FILE)):
+        if isinstance(where, str) and os.path.isfile(os.path.join(where, META_FILE)):
             try:  # the run's model only lends its log-mel settings: a broken one, the defaults
-                with open(os.path.join(where, MODEL_FILE), encoding="utf-8") as f:
-                    meta = model_files.validate_meta(json.load(f), where)
-            except (OSError, ValueError, UserError):
+                meta = read_meta(where)
+            except UserError:
                 meta = None
     if not meta or "feature_config" not in meta:
         return FeatureConfig(), ("spectrograms use earmark's default log-mel settings: the "
@@ -536,12 +525,7 @@ def read_model(model_dir: str, evaluation: str = None, event_evaluation: str = N
     if not os.path.isdir(model_dir):
         raise UserError(f"--model {model_dir}: no such folder; point it at the --model-dir "
                         "of 'earmark train'")
-    meta_path = os.path.join(model_dir, MODEL_FILE)
-    if not os.path.isfile(meta_path):
-        raise UserError(f"--model {model_dir}: no model.json; point it at the --model-dir of "
-                        "'earmark train'")
-    meta = model_files.validate_meta(
-        _read_json(meta_path, f"--model {model_dir}", "re-run 'earmark train'"), model_dir)
+    meta = read_meta(model_dir)
     history_path = os.path.join(model_dir, HISTORY_FILE)
     history = _read_json(history_path, "history", "re-run 'earmark train'") \
         if os.path.isfile(history_path) else None
@@ -592,6 +576,15 @@ def _read_bytes(path):
         return None
     with open(path, "rb") as f:
         return f.read()
+
+
+def read_meta(model_dir: str) -> dict:
+    """model.json of a local model dir, through the one validated reader
+    (`model.model_files.read_meta`): a one-line UserError when it is missing or broken."""
+    def read_bytes(name):
+        with open(os.path.join(model_dir, name), "rb") as f:
+            return f.read()
+    return model_files.read_meta(read_bytes, model_dir)
 
 
 def _model_id(model_dir, meta):

@@ -14,6 +14,7 @@ import dataclasses
 import glob
 import hashlib
 import json
+import logging
 import os
 import time
 
@@ -48,6 +49,17 @@ class EmbedderSpec:
     def from_json(cls, text: str) -> "EmbedderSpec":
         return cls(**json.loads(text))
 
+    @classmethod
+    def for_data(cls, feature_config, stats, base: str, weights: str, input_px: int = 0,
+                 seed: int = 0, pooling: str = "multiscale") -> "EmbedderSpec":
+        """The spec of an image base over prepared log-mel patches (`feature_config`) with the
+        adapter statistics `stats` (`InputStats` of the training patches); `input_px` 0: the
+        base's default input size."""
+        return cls(base=base, weights=weights,
+                   input_px=input_px or bases.get_spec(base).default_input_px,
+                   mean=stats.mean, std=stats.std, frames=feature_config.patch_frames,
+                   mel_bins=feature_config.mel_bins, seed=seed, pooling=pooling)
+
 
 def build_embedder(spec: EmbedderSpec, weights_info: bases.WeightsInfo = None):
     """Keras model [b, frames, mel_bins] log-mel → [b, features]; returns (embedder, base)."""
@@ -79,6 +91,38 @@ def embedding_cache_key(data_hash: str, feature_config_hash: str, base_name: str
 
 def cache_dir(cache_root: str, key: str) -> str:
     return os.path.join(cache_root, "bottlenecks", key)
+
+
+@dataclasses.dataclass(frozen=True)
+class CacheEntry:
+    """One bottleneck cache entry: its key, its folder and the meta.json fields that say what
+    it holds (`load_or_compute` and the Beam pipeline add feature_dim and the split counts)."""
+    key: str
+    directory: str
+    meta: dict
+
+
+def image_cache_entry(cache_root: str, prepared, spec: EmbedderSpec, base) -> CacheEntry:
+    """The cache entry of an image base (`build_embedder(spec)`'s `base`, whose weights'
+    value fingerprint is part of the key) over prepared data (`data.Prepared`): the one place
+    its key, folder and meta are made, for `earmark train` and the Beam pipeline alike."""
+    key = cache_key(prepared.data_hash, prepared.feature_config.hash(), spec,
+                    bases.weights_fingerprint(base))
+    return CacheEntry(key, cache_dir(cache_root, key),
+                      {"key": key, "embedder": dataclasses.asdict(spec), "data": prepared.root,
+                       "data_hash": prepared.data_hash})
+
+
+def embedding_cache_entry(cache_root: str, prepared, base_name: str, weights: str,
+                          checksum: str) -> CacheEntry:
+    """The cache entry of an audio-pretrained embedding base (`model.embedding_bases`)
+    loaded with `weights` (pretrained | random), whose weights hash to `checksum`."""
+    key = embedding_cache_key(prepared.data_hash, prepared.feature_config.hash(), base_name,
+                              checksum)
+    return CacheEntry(key, cache_dir(cache_root, key),
+                      {"key": key,
+                       "embedder": {"base": base_name, "weights": weights, "checksum": checksum},
+                       "data": prepared.root, "data_hash": prepared.data_hash})
 
 
 def is_complete(directory: str) -> bool:
@@ -148,10 +192,12 @@ def read_split_with_dim(directory: str, split: str, dim: int):
 
 
 def load_or_compute(directory: str, embedder, splits: dict, meta: dict, batch_size: int = 64,
-                    log=print):
+                    log=None):
     """`splits`: name → SplitArrays. Returns ({name: (features, labels, keys)}, computed?).
     Reads the cache when complete, else embeds every split and writes it. `embedder` is a
-    Keras log-mel → features model, or an embedding base (`.embed(waveform windows)`)."""
+    Keras log-mel → features model, or an embedding base (`.embed(waveform windows)`).
+    `log(line)` gets the cache hit and per-split timings (default: this module's logger)."""
+    log = log or logging.getLogger("earmark.bottleneck").info
     if is_complete(directory):
         log(f"bottleneck cache hit: {directory}")
         return {s: read_split(directory, s) for s in splits}, False

@@ -12,15 +12,11 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from earmark.model.data_files import (FEATURES_FILE, RECORDINGS_FILE, SHARD_SUFFIX, SPLITS,  # noqa: F401
+                                     STATS_FILE)
 from earmark.model.errors import UserError
 from earmark.model.examples import parse_example, utf8_strings
 from earmark.model.features import FeatureConfig
-
-FEATURES_FILE = "features.json"
-STATS_FILE = "stats.json"   # prepare's counts, and the shards it wrote
-RECORDINGS_FILE = "recordings.jsonl"  # one line per recording: split, duration, its events
-SPLITS = ("train", "validation", "test")
-SHARD_SUFFIX = ".tfrecord.gz"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,24 +1,27 @@
-"""`earmark evaluate`: score an exported model on prepared TFRecords or raw labeled clips.
+"""`earmark evaluate`'s computations: score an exported model on prepared TFRecords, on raw
+labeled clips, or (events) on annotated long recordings.
 
 A clip's score is the mean of its patches' probabilities (prepared data: patches grouped by
-`recording_key`; raw clips: the serving model on waveform windows). Prints one JSON object
-(accuracy, macro F1, per-class precision/recall/F1/ROC-AUC, confusion matrix) and writes it,
-with PNG plots when matplotlib is installed, to the model dir or --report.
+`recording_key`; raw clips: the serving model on waveform windows). Each entry returns the
+report (accuracy, macro F1, per-class precision/recall/F1/ROC-AUC, confusion matrix; or
+event metrics) and writes it, with PNG plots when matplotlib is installed, to the report
+dir. Inputs come listed and audio comes through a `read_bytes(path)` callable: the command
+(`earmark/commands/evaluate.py`) lists them with the corpus readers of `earmark.pipelines`,
+so local paths and gs:// work alike.
 """
-import argparse
-import csv
-import io
 import json
 import os
-import sys
 
 import numpy as np
 
 from earmark.model import audio
 from earmark.model.errors import UserError
+from earmark.model.model_files import EVALUATION_FILE, EVENT_EVALUATION_FILE, HISTORY_FILE
 
-REPORT_FILE = "evaluation.json"
-EVENT_REPORT_FILE = "event_evaluation.json"
+
+def read_local_file(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
 
 
 # --- metrics (pure functions) --------------------------------------------------------------
@@ -91,46 +94,7 @@ def aggregate(probs: np.ndarray, labels: np.ndarray, keys: np.ndarray):
     return sums / counts, clip_labels, uniq
 
 
-# --- inputs ---------------------------------------------------------------------------------
-
-def read_labeled_clips(manifest: str = None, input_dir: str = None) -> list:
-    """(path, label) rows from a path,label CSV (relative paths against its folder) or a
-    folder of <label>/ sub-folders."""
-    rows = []
-    if manifest:
-        if not os.path.isfile(manifest):
-            raise UserError(f"--manifest {manifest}: no such file")
-        with open(manifest, "rb") as f:
-            data = f.read()
-        try:  # UTF-8 whatever the locale says
-            text = data.decode("utf-8-sig")
-        except UnicodeDecodeError as e:
-            line = data[:e.start].count(b"\n") + 1
-            raise UserError(f"--manifest {manifest} is not UTF-8 text (byte 0x{data[e.start]:02x} "
-                            f"on line {line}); save it as UTF-8") from None
-        reader = csv.DictReader(io.StringIO(text, newline=""))
-        if not {"path", "label"} <= set(reader.fieldnames or ()):
-            raise UserError(f"{manifest}: needs columns path,label; found {reader.fieldnames}")
-        base = os.path.dirname(os.path.abspath(manifest))
-        for row in reader:
-            path, label = (row["path"] or "").strip(), (row["label"] or "").strip()
-            if not path or not label:
-                raise UserError(f"--manifest {manifest} line {reader.line_num}: empty path or "
-                                "label; every row needs both")
-            rows.append((os.path.join(base, path), label))
-    else:
-        if not os.path.isdir(input_dir):
-            raise UserError(f"--input {input_dir}: not a folder of <label>/ sub-folders")
-        for label in sorted(os.listdir(input_dir)):
-            d = os.path.join(input_dir, label)
-            if os.path.isdir(d):
-                for root, _, files in os.walk(d):
-                    rows += [(os.path.join(root, n), label) for n in sorted(files)
-                             if n.lower().endswith(audio.AUDIO_EXTENSIONS)]
-    if not rows:
-        raise UserError("no labeled clips found")
-    return rows
-
+# --- clips ------------------------------------------------------------------------------
 
 def clip_windows(wav: np.ndarray, config) -> np.ndarray:
     """A clip's windows that `prepare` trains on: those holding enough of the clip
@@ -144,16 +108,14 @@ def clip_windows(wav: np.ndarray, config) -> np.ndarray:
     return windows[[k.kind == window_labels.EVENT for k in kinds]]
 
 
-def predict_clips(model, rows, config, batch_size=64):
+def predict_clips(model, rows, config, batch_size=64, read_bytes=read_local_file):
     """Serving model on each clip's waveform windows → (clip probs [n, k] or None per clip,
     failed paths). All windows go through the model in shared batches."""
-    from earmark.model import audio, export
     windows, owner, failed = [], [], []
     for i, (path, _) in enumerate(rows):
         try:
-            with open(path, "rb") as f:
-                wav, _, _ = audio.load_waveform(f.read(), config.sample_rate_hz, path,
-                                                config.resample_quality)
+            wav, _, _ = audio.load_waveform(read_bytes(path), config.sample_rate_hz, path,
+                                            config.resample_quality)
         except (OSError, audio.AudioError) as e:
             failed.append({"path": path, "reason": str(e)[:200]})
             continue
@@ -177,114 +139,90 @@ def check_labels(model_labels, data_labels, where):
 
 # --- events on annotated recordings ---------------------------------------------------------
 
-def _files_under(path: str, extensions) -> tuple:
-    """(files, root): every file with one of `extensions` under a folder, or the one file."""
-    if os.path.isfile(path):
-        return [path], os.path.dirname(path)
-    if not os.path.isdir(path):
-        raise UserError(f"{path} does not exist; pass a folder or a file")
-    found = [os.path.join(d, n) for d, _, names in os.walk(path) for n in names
-             if n.lower().endswith(extensions)]
-    return sorted(found), path
-
-
-def _relative(path: str, root: str) -> str:
-    return os.path.relpath(path, root).replace(os.sep, "/")
-
-
-def read_annotations(annotations_path: str, recording_keys, label_column: str):
-    """→ ({recording key: AnnotationRows}, [BadAnnotation]) for local tables."""
-    from earmark.model import annotations
-    files, root = _files_under(annotations_path, (".txt", ".csv"))
-    tables, bad = [], []
-    for path in files:
-        with open(path, "rb") as f:
-            rows, errors = annotations.parse_file(_relative(path, root), f.read(), label_column)
-        tables.append((_relative(path, root), rows))
-        bad += errors
-    matched, unmatched = annotations.match_recordings(tables, recording_keys)
-    return matched, bad + unmatched
-
-
-def recording_windows(path: str, config):
-    """A local recording → (its windows [n, patch_samples] on the one grid of
+def recording_windows(path: str, config, read_bytes=read_local_file):
+    """A recording (`read_bytes(path)`) → (its windows [n, patch_samples] on the one grid of
     `model.windowing`, at `config`'s rate and patch hop; its duration in seconds)."""
     from earmark.model import windowing
-    with open(path, "rb") as f:
-        wav, _, _ = audio.load_waveform(f.read(), config.sample_rate_hz, path,
-                                        config.resample_quality)
+    wav, _, _ = audio.load_waveform(read_bytes(path), config.sample_rate_hz, path,
+                                    config.resample_quality)
     windows = windowing.frame_windows(wav, config.patch_samples, config.patch_hop_samples)
     return windows, len(wav) / config.sample_rate_hz
 
 
-def recording_segments(predictor, path: str, post, batch_size: int = 128):
+def recording_segments(predictor, path: str, post, batch_size: int = 128,
+                       read_bytes=read_local_file):
     """One recording → (segments as `earmark label` finds them by default, duration_s):
     the model's windows at its labeling hop, its calibrated post-processing."""
     from earmark.model import export
     from earmark.model.segments import WindowGrid, to_segments
     config = export.feature_config(predictor.meta).with_patch_hop(predictor.default_hop_seconds)
-    windows, duration_s = recording_windows(path, config)
+    windows, duration_s = recording_windows(path, config, read_bytes)
     scores = np.concatenate([predictor.predict(windows[i:i + batch_size])
                              for i in range(0, len(windows), batch_size)])
     grid = WindowGrid(config.patch_hop_seconds, config.patch_samples / config.sample_rate_hz)
     return to_segments(scores, predictor.meta["labels"], post, grid, duration_s), duration_s
 
 
-def evaluate_events(args) -> dict:
-    """Event metrics of the model's default labeling on annotated long recordings."""
+def evaluate_events(model_dir: str, recordings, *, source: str, annotations: str,
+                    unannotated=(), problems=(), report_dir: str = None,
+                    batch_size: int = 64, read_bytes=read_local_file) -> dict:
+    """Event metrics of the model's default labeling on annotated long recordings.
+
+    `recordings`: (key, path, annotation rows) for every annotated recording (`key`: its
+    path relative to the corpus root, as in the report); `unannotated`: the keys of the
+    recordings no table annotates; `problems`: `model.annotations.BadAnnotation`s met while
+    reading the tables; `source`, `annotations`: the corpus and the tables as the report
+    names them. Writes EVENT_EVALUATION_FILE to `report_dir` (default `model_dir`)."""
     from earmark.model import event_metrics, export
     from earmark.model.annotations import to_events
     from earmark.model.events import Event
     from earmark.model.segments import PostProcessing, model_post_processing, written_labels
-    predictor = export.predictor(args.model)
+    predictor = export.predictor(model_dir)
     meta = predictor.meta
-    paths, root = _files_under(args.input, audio.AUDIO_EXTENSIONS)
-    by_key = {_relative(p, root): p for p in paths}
-    rows, bad = read_annotations(args.annotations, sorted(by_key), args.label_column)
-    if not rows:
-        raise UserError(f"--annotations {args.annotations}: no table matches a recording under "
-                        f"--input {args.input}; name each table after its recording")
     written = written_labels(meta)
     resolved = model_post_processing(meta)
     post = [PostProcessing.from_dict(resolved[l][0]) if l in written else None
             for l in meta["labels"]]
     truth, predicted, durations, failed, past_end = {}, {}, {}, [], []
-    for key in sorted(rows):
+    for key, path, rows in sorted(recordings, key=lambda r: r[0]):
         try:
-            segments, duration = recording_segments(predictor, by_key[key], post, args.batch_size)
+            segments, duration = recording_segments(predictor, path, post, batch_size,
+                                                    read_bytes)
         except (OSError, audio.AudioError) as e:
             failed.append({"file": key, "reason": str(e)[:200]})
             continue
-        events = to_events(rows[key])
+        events = to_events(rows)
         past_end += [{"file": key, "event": [e.start_s, e.end_s, e.label]} for e in events
                      if e.end_s > duration + 1e-3]
         truth[key] = [e for e in events if e.end_s <= duration + 1e-3]
         predicted[key] = [Event(s.start_s, s.end_s, s.label) for s in segments]
         durations[key] = duration
     if not truth:
-        raise UserError(f"none of the {len(rows)} annotated recordings could be decoded "
+        raise UserError(f"none of the {len(recordings)} annotated recordings could be decoded "
                         f"(first: {failed[0]['reason']})")
     unknown = sorted({e.label for ev in truth.values() for e in ev} - set(meta["labels"]))
     report = {
-        "model": os.path.abspath(args.model), "unit": "events",
-        "source": os.path.abspath(args.input), "annotations": os.path.abspath(args.annotations),
+        "model": os.path.abspath(model_dir), "unit": "events",
+        "source": source, "annotations": annotations,
         "labels_scored": written,
         "post_processing": {l: resolved[l][0] for l in written},
-        "recordings_annotated": len(rows), "recordings_scored": len(truth),
-        "recordings_unannotated": sorted(set(by_key) - set(rows)),
+        "recordings_annotated": len(recordings), "recordings_scored": len(truth),
+        "recordings_unannotated": sorted(unannotated),
         "failed": failed,
         "annotation_problems": [dict(source=b.source, line=b.line, reason=b.reason,
-                                     detail=b.detail) for b in bad]
+                                     detail=b.detail) for b in problems]
         + [dict(**p, reason="past_end") for p in past_end],
         "annotation_labels_not_in_model": unknown,
         **event_metrics.score(truth, predicted, durations, written),
     }
-    report_dir = args.report or args.model
-    os.makedirs(report_dir, exist_ok=True)
-    with open(os.path.join(report_dir, EVENT_REPORT_FILE), "w") as f:
-        json.dump(report, f, indent=2)
+    _write_json(report_dir or model_dir, EVENT_EVALUATION_FILE, report)
     return report
 
+
+def _write_json(report_dir: str, name: str, report: dict) -> None:
+    os.makedirs(report_dir, exist_ok=True)
+    with open(os.path.join(report_dir, name), "w") as f:
+        json.dump(report, f, indent=2)
 
 # --- plots ----------------------------------------------------------------------------------
 
@@ -331,80 +269,76 @@ def _save(fig, d, name, plt):
     return path
 
 
-# --- command --------------------------------------------------------------------------------
+# --- clip-level evaluation ------------------------------------------------------------------
 
-def build_arg_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="earmark evaluate",
-        description="Evaluate an exported earmark model; prints a JSON report.",
-        epilog="examples:\n"
-               "  earmark evaluate --model models/snore --input nights/ --annotations tables/\n"
-               "  earmark evaluate --model models/snore --data prepared/ --split test\n"
-               "  earmark evaluate --model models/snore --manifest clips.csv --report out/\n"
-               "  earmark evaluate --model models/snore --input clips/   # <label>/ folders",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", required=True, help="model dir written by 'earmark train'")
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--data", help="prepared-data folder ('earmark prepare' output)")
-    src.add_argument("--manifest", help="CSV with columns path,label (raw clips)")
-    src.add_argument("--input", help="folder of <label>/ sub-folders of raw clips; with "
-                                     "--annotations, a folder of long recordings")
-    p.add_argument("--annotations", default=None,
-                   help="score events on annotated recordings (--input): Raven selection "
-                        "tables, Audacity label tracks or a CSV file,start_s,end_s,label (a "
-                        "folder or a file), as for 'earmark prepare --annotations'")
-    p.add_argument("--label-column", default="Annotation",
-                   help="Raven tables: the column holding the label (default Annotation)")
-    p.add_argument("--split", default="test", choices=("train", "validation", "test"),
-                   help="with --data: which split (default test)")
-    p.add_argument("--report", help="where to write evaluation.json and plots (default: --model)")
-    p.add_argument("--batch-size", type=int, default=64)
-    return p
-
-
-def evaluate(args) -> dict:
+def evaluate_prepared(model_dir: str, prepared_dir: str, split: str = "test", *,
+                      report_dir: str = None, batch_size: int = 64) -> dict:
+    """The model on a split of prepared data (`earmark prepare`'s output, with the model's
+    FeatureConfig): clip scores are the mean of their patches'. Writes EVALUATION_FILE and
+    plots to `report_dir` (default `model_dir`)."""
     from earmark.model import data, export
-    model, meta = export.load(args.model)
+    model, meta = export.load(model_dir)
     names = meta["labels"]
     config = export.feature_config(meta)
-    report = {"model": os.path.abspath(args.model), "unit": "clip (mean of patch scores)"}
-    if args.data:
-        prepared = data.open_prepared(args.data)
-        check_labels(names, prepared.labels, f"--data {args.data}")
-        if prepared.feature_config.hash() != config.hash():
-            base = meta.get("base", {})
-            hint = (f"earmark prepare --base {base['name']}" if base.get("kind") == "embedding"
-                    else "earmark prepare with the model's feature settings")
-            raise UserError(f"--data {args.data} was prepared with another FeatureConfig "
-                            f"({prepared.feature_config.hash()}) than the model "
-                            f"({config.hash()}); re-run {hint} (the model's feature_config "
-                            "is in its model.json)")
-        split = data.read_split(prepared, args.split)
-        if config.is_waveform:  # embedding base: the serving model on the windows
-            patch_probs = np.asarray(model.predict(split.waveform, batch_size=args.batch_size,
-                                                   verbose=0)) if len(split) else \
-                np.zeros((0, len(names)), np.float32)
-        else:
-            from earmark.model.bottleneck import embed
-            patch_probs = embed(export.log_mel_model(model), split.log_mel, args.batch_size)
-        probs, labels, _ = aggregate(patch_probs, split.label, split.recording_key)
-        report.update(source=os.path.abspath(args.data), split=args.split,
-                      patches=int(len(split)),
-                      patch_accuracy=round(float((patch_probs.argmax(1) == split.label).mean()), 4))
+    prepared = data.open_prepared(prepared_dir)
+    check_labels(names, prepared.labels, f"--data {prepared_dir}")
+    if prepared.feature_config.hash() != config.hash():
+        base = meta.get("base", {})
+        hint = (f"earmark prepare --base {base['name']}" if base.get("kind") == "embedding"
+                else "earmark prepare with the model's feature settings")
+        raise UserError(f"--data {prepared_dir} was prepared with another FeatureConfig "
+                        f"({prepared.feature_config.hash()}) than the model "
+                        f"({config.hash()}); re-run {hint} (the model's feature_config "
+                        "is in its model.json)")
+    arrays = data.read_split(prepared, split)
+    if config.is_waveform:  # embedding base: the serving model on the windows
+        patch_probs = np.asarray(model.predict(arrays.waveform, batch_size=batch_size,
+                                               verbose=0)) if len(arrays) else \
+            np.zeros((0, len(names)), np.float32)
     else:
-        rows = read_labeled_clips(args.manifest, args.input)
-        unknown = sorted({l for _, l in rows} - set(names))
-        if unknown:
-            raise UserError(f"labels {unknown} are not in the model {names}; "
-                            "evaluate on clips of the model's labels")
-        clip_probs, failed = predict_clips(model, rows, config, args.batch_size)
-        keep = [i for i, p in enumerate(clip_probs) if p is not None]
-        if not keep:
-            raise UserError(f"none of the {len(rows)} clips could be decoded "
-                            f"(first: {failed[0]['reason']})")
-        probs = np.stack([clip_probs[i] for i in keep])
-        labels = np.array([names.index(rows[i][1]) for i in keep])
-        report.update(source=os.path.abspath(args.manifest or args.input), failed=failed)
+        from earmark.model.bottleneck import embed
+        patch_probs = embed(export.log_mel_model(model), arrays.log_mel, batch_size)
+    probs, labels, _ = aggregate(patch_probs, arrays.label, arrays.recording_key)
+    report = {"model": os.path.abspath(model_dir), "unit": "clip (mean of patch scores)",
+              "source": os.path.abspath(prepared_dir), "split": split,
+              "patches": int(len(arrays)),
+              "patch_accuracy": round(float((patch_probs.argmax(1) == arrays.label).mean()), 4)}
+    return _clip_report(model_dir, meta, report, probs, labels, report_dir)
+
+
+def evaluate_clips(model_dir: str, rows, source: str, *, report_dir: str = None,
+                   batch_size: int = 64, read_bytes=read_local_file) -> dict:
+    """The serving model on raw labeled clips, `rows` of (path, label) read with
+    `read_bytes(path)`; `source` names them in the report. Clips that cannot be decoded are
+    listed under `failed`. Writes EVALUATION_FILE and plots to `report_dir` (default
+    `model_dir`)."""
+    from earmark.model import export
+    model, meta = export.load(model_dir)
+    names = meta["labels"]
+    rows = list(rows)
+    if not rows:
+        raise UserError("no labeled clips found")
+    unknown = sorted({l for _, l in rows} - set(names))
+    if unknown:
+        raise UserError(f"labels {unknown} are not in the model {names}; "
+                        "evaluate on clips of the model's labels")
+    clip_probs, failed = predict_clips(model, rows, export.feature_config(meta), batch_size,
+                                       read_bytes)
+    keep = [i for i, p in enumerate(clip_probs) if p is not None]
+    if not keep:
+        raise UserError(f"none of the {len(rows)} clips could be decoded "
+                        f"(first: {failed[0]['reason']})")
+    probs = np.stack([clip_probs[i] for i in keep])
+    labels = np.array([names.index(rows[i][1]) for i in keep])
+    report = {"model": os.path.abspath(model_dir), "unit": "clip (mean of patch scores)",
+              "source": source, "failed": failed}
+    return _clip_report(model_dir, meta, report, probs, labels, report_dir)
+
+
+def _clip_report(model_dir, meta, report, probs, labels, report_dir) -> dict:
+    """`report` + metrics, recall at the model's thresholds and plots, written to
+    `report_dir` (default `model_dir`)."""
+    names = meta["labels"]
     report.update(metrics(probs, labels, names))
     t = meta.get("thresholds", {})
     if t:
@@ -412,10 +346,10 @@ def evaluate(args) -> dict:
         report["at_thresholds"] = {n: {"threshold": t[n], "recall": round(float(
             (probs[labels == i, i] >= th[i]).mean()), 4) if (labels == i).any() else None}
             for i, n in enumerate(names)}
-    report_dir = args.report or args.model
+    report_dir = report_dir or model_dir
     os.makedirs(report_dir, exist_ok=True)
     history = None
-    hp = os.path.join(args.model, export.HISTORY_FILE)
+    hp = os.path.join(model_dir, HISTORY_FILE)
     if os.path.isfile(hp):
         with open(hp) as f:
             history = json.load(f)
@@ -423,17 +357,5 @@ def evaluate(args) -> dict:
                                   report["confusion_matrix"]["rows_true_cols_predicted"])
     if not report["plots"]:
         report["plots_note"] = "matplotlib not installed: no PNG plots"
-    with open(os.path.join(report_dir, REPORT_FILE), "w") as f:
-        json.dump(report, f, indent=2)
-    return report
-
-
-def main(argv=None) -> dict:
-    args = build_arg_parser().parse_args(argv)
-    if args.annotations and not args.input:
-        raise UserError("--annotations scores events on long recordings: give them with "
-                        "--input FOLDER")
-    report = evaluate_events(args) if args.annotations else evaluate(args)
-    json.dump(report, sys.stdout, indent=2)
-    print()
+    _write_json(report_dir, EVALUATION_FILE, report)
     return report

@@ -42,10 +42,15 @@ class WindowGrid:
 
 @dataclasses.dataclass(frozen=True, order=True)
 class Segment:
+    """A labeled time span of a recording. `file` (the recording's key) and `model_id` (the
+    model that found it) are set where the segment is written or read back
+    (`pipelines/label_formats.py`); empty while one recording's scores are post-processed."""
     start_s: float
     end_s: float
     label: str
     confidence: float
+    file: str = ""
+    model_id: str = ""
 
 
 def smooth(scores: np.ndarray, width: int) -> np.ndarray:

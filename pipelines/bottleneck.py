@@ -1,8 +1,9 @@
 """Bottleneck features as a Beam pipeline: prepared TFRecords → pooled base features.
 
 The same computation as `model.bottleneck` (same `EmbedderSpec`, same embedder, same
-output layout and cache key), for prepared sets too large for one process. `earmark
-train --bottleneck-runner beam` calls `run_pipeline`; on its own:
+output layout, and the cache entry `model.bottleneck.image_cache_entry` makes), for prepared
+sets too large for one process. `earmark train --bottleneck-runner beam` hands
+`compute_cache` to `model.train.train`; on its own:
 
     python -m earmark.pipelines.bottleneck --data prepared/ --base vgg16 \\
         --weights ../shared/models/vgg16_hed_notop.weights.h5 [--cache-dir DIR] [beam flags]
@@ -10,7 +11,6 @@ train --bottleneck-runner beam` calls `run_pipeline`; on its own:
 A later `earmark train` with the same data, base, weights, input size and pooling finds the
 cache complete and does not recompute it.
 """
-import argparse
 import json
 import os
 
@@ -21,6 +21,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from earmark.model import bases, bottleneck, data
 from earmark.model.adapter import InputStats
 from earmark.model.features import FeatureConfig
+from earmark.pipelines import flags
 
 
 class EmbedBatches(beam.DoFn):
@@ -61,7 +62,7 @@ def build_pipeline(p, prepared_root: str, out_dir: str, spec, config, splits, ba
                                                              max_batch_size=batch_size)
              | f"Embed{split.title()}" >> beam.ParDo(EmbedBatches(spec.to_json(), config.to_json()))
              | f"Write{split.title()}" >> beam.io.WriteToTFRecord(
-                 os.path.join(out_dir, split), file_name_suffix=".tfrecord.gz",
+                 os.path.join(out_dir, split), file_name_suffix=data.SHARD_SUFFIX,
                  compression_type=beam.io.filesystem.CompressionTypes.GZIP))
 
 
@@ -81,8 +82,17 @@ def run_pipeline(prepared_root: str, out_dir: str, spec, splits, meta: dict, bea
                                     "runner": "beam"})
 
 
+def compute_cache(prepared_root: str, entry: bottleneck.CacheEntry, spec, splits,
+                  feature_dim: int, beam_args=None) -> None:
+    """The cache entry `entry` (`model.bottleneck.image_cache_entry`) computed by this
+    pipeline: what `earmark train --bottleneck-runner beam` hands to `model.train.train` as
+    its `compute_bottlenecks`."""
+    run_pipeline(prepared_root, entry.directory, spec, list(splits), entry.meta, beam_args,
+                 feature_dim)
+
+
 def main(argv=None) -> str:
-    p = argparse.ArgumentParser(
+    p = flags.ArgumentParser(
         prog="python -m earmark.pipelines.bottleneck",
         description="Compute the bottleneck cache of a prepared set with Beam.")
     p.add_argument("--data", required=True)
@@ -95,23 +105,18 @@ def main(argv=None) -> str:
     args, beam_args = p.parse_known_args(argv)
     prepared = data.open_prepared(args.data)
     stats = InputStats.from_array(data.read_split(prepared, "train").log_mel)
-    spec = bottleneck.EmbedderSpec(
-        args.base, args.weights, args.input_size or bases.get_spec(args.base).default_input_px,
-        stats.mean, stats.std, prepared.feature_config.patch_frames,
-        prepared.feature_config.mel_bins, args.seed, args.pooling)
+    spec = bottleneck.EmbedderSpec.for_data(prepared.feature_config, stats, args.base,
+                                            args.weights, args.input_size, args.seed,
+                                            args.pooling)
     embedder, base = bottleneck.build_embedder(spec)
-    key = bottleneck.cache_key(prepared.data_hash, prepared.feature_config.hash(), spec,
-                               bases.weights_fingerprint(base))
-    out_dir = bottleneck.cache_dir(args.cache_dir, key)
-    if bottleneck.is_complete(out_dir):
-        print(f"bottleneck cache already complete: {out_dir}")
-        return out_dir
-    meta = {"key": key, "embedder": spec.__dict__, "data": prepared.root,
-            "data_hash": prepared.data_hash}
-    run_pipeline(prepared.root, out_dir, spec, ["train", "validation"], meta, beam_args,
-                 int(embedder.output_shape[-1]))
-    print(f"bottleneck cache written: {out_dir}")
-    return out_dir
+    entry = bottleneck.image_cache_entry(args.cache_dir, prepared, spec, base)
+    if bottleneck.is_complete(entry.directory):
+        print(f"bottleneck cache already complete: {entry.directory}")
+        return entry.directory
+    compute_cache(prepared.root, entry, spec, ["train", "validation"],
+                  int(embedder.output_shape[-1]), beam_args)
+    print(f"bottleneck cache written: {entry.directory}")
+    return entry.directory
 
 
 if __name__ == "__main__":

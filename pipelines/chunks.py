@@ -43,7 +43,7 @@ def file_info(fileobj, path: str, target_hz: int, window_samples: int, hop_sampl
         with sf.SoundFile(fileobj) as f:
             rate, frames, channels = int(f.samplerate), int(f.frames), int(f.channels)
     except Exception as e:
-        raise audio.AudioError("decode_error", f"{type(e).__name__}: {e}"[:300]) from None
+        raise audio.decode_error(e) from None
     if frames <= 0:
         raise audio.AudioError("no_samples", "the file holds no audio frames")
     if not audio.MIN_SAMPLE_RATE_HZ <= rate <= audio.MAX_SAMPLE_RATE_HZ:

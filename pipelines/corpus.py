@@ -13,10 +13,10 @@ import os
 import posixpath
 
 from earmark.model import annotations, audio
+from earmark.model.data_files import SPLITS
 from earmark.model.errors import UserError
 from earmark.pipelines import fs
 
-SPLITS = ("train", "validation", "test")
 AUDIO_EXTENSIONS = audio.AUDIO_EXTENSIONS
 
 

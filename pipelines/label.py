@@ -23,25 +23,23 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.ml.inference.base import KeyedModelHandler, ModelHandler, PredictionResult, RunInference
 
-from earmark.model import model_files, progress
+from earmark.model import data_files, model_files, progress
 from earmark.model.errors import UserError
 from earmark.model.features import FeatureConfig
-from earmark.model.segments import (PostProcessing, Segment, WindowGrid, model_post_processing,
-                            to_segments, written_labels)
-from earmark.pipelines import corpus, fs, label_formats, ledger, outputs
+from earmark.model.segments import (PostProcessing, WindowGrid, model_post_processing, to_segments,
+                                    written_labels)
+from earmark.pipelines import corpus, flags, fs, label_formats, ledger, outputs
 from earmark.pipelines.chunks import FileInfo, file_info, plan_chunks, read_chunk_windows
+from earmark.pipelines.label_formats import (DEAD_LETTER_FILE, PER_RECORDING, RUN_FILE, SEGMENTS_CSV,
+                                             SEGMENTS_JSONL)
 
 log = logging.getLogger("earmark.label")
 
-RUN_FILE = "run.json"
-DEAD_LETTER = "dead_letter"
-DEAD_LETTER_FILE = "dead_letter.jsonl"
-SEGMENTS_CSV = "segments.csv"
-SEGMENTS_JSONL = "segments.jsonl"
+DEAD_LETTER = "dead_letter"  # the pipeline's tag of failed files
 
 
 def build_arg_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = flags.ArgumentParser(
         prog="earmark label",
         description="Label every recording of a corpus with time segments, using a trained model.",
         epilog="examples:\n"
@@ -94,13 +92,14 @@ def local_model_dir(model_dir: str) -> str:
     if not fs.is_gcs(model_dir):
         return model_dir
     meta_bytes = fs.read_bytes(fs.join(model_dir, model_files.META_FILE))
-    names = model_files.model_files(json.loads(meta_bytes))[::-1]
+    meta = model_files.read_meta(lambda name: meta_bytes, model_dir)  # name: META_FILE
+    names = model_files.model_files(meta)[::-1]
     key = hashlib.sha256(model_dir.encode() + meta_bytes)
     for name in names:
         for m in fs.FileSystems.match([fs.join(model_dir, name)])[0].metadata_list:
             key.update(f"{name}:{m.size_in_bytes}:{m.last_updated_in_seconds}".encode())
     cache = os.path.join(tempfile.gettempdir(), "earmark-models", key.hexdigest()[:16])
-    if not os.path.exists(os.path.join(cache, "model.json")):
+    if not os.path.exists(os.path.join(cache, model_files.META_FILE)):
         os.makedirs(cache, exist_ok=True)
         for name in names:  # model.json last: it marks the copy complete
             with open(os.path.join(cache, name + ".part"), "wb") as f:
@@ -281,12 +280,6 @@ def _override(flag, item, labels, kind):
     return name, v
 
 
-# per-recording outputs: format → (folder, suffix); a recording's files are
-# FOLDER/<outputs.recording_name>SUFFIX, always inside --output
-PER_RECORDING = {"raven": ("raven", ".selections.txt"), "audacity": ("audacity", ".txt"),
-                 "scores": ("scores", ".csv")}
-
-
 def per_recording_files(name: str, formats, scores: bool) -> dict:
     """{format: path relative to the output} of one recording's per-recording files."""
     wanted = [f for f in ("raven", "audacity") if f in formats] + (["scores"] if scores else [])
@@ -304,32 +297,32 @@ def _write_per_file(result, output, formats, low_hz, high_hz, model_id):
         elif fmt == "audacity":
             data = label_formats.audacity_labels(segs)
         else:
-            data = _scores_csv(result["scores"], result["labels"], result["hop_s"])
+            data = label_formats.scores_csv(result["scores"], result["labels"], result["hop_s"])
         fs.write_bytes(fs.join(output, *rel.split("/")), data.encode())
     return sorted(files.values())
-
-
-def _scores_csv(scores, labels, hop_s):
-    head = "start_s," + ",".join(labels) + "\n"
-    return head + "".join(f"{i * hop_s:.3f}," + ",".join(f"{v:.4f}" for v in row) + "\n"
-                          for i, row in enumerate(scores))
 
 
 def _write_tables(_, results, output, formats, model_id):
     """segments.csv / segments.jsonl (as `formats` asks) and sources.csv → names written."""
     results = sorted(results, key=lambda r: r["file"])
-    rows = [(r["file"], s) for r in results for s in r["segments"]]
+    segments = [dataclasses.replace(s, file=r["file"], model_id=model_id)
+                for r in results for s in r["segments"]]
     written = {outputs.SOURCES_FILE: outputs.sources_csv(
         (outputs.recording_name(r["file"], r["path"]), r["path"]) for r in results)}
-    if "csv" in formats:
-        written[SEGMENTS_CSV] = (label_formats.CSV_HEADER + "".join(
-            label_formats.csv_row(f, s, model_id) for f, s in rows)).encode()
-    if "jsonl" in formats:
-        written[SEGMENTS_JSONL] = "".join(
-            label_formats.jsonl_row(f, s, model_id) for f, s in rows).encode()
+    written.update(_tables(segments, formats))
     for name, data in written.items():
         fs.write_bytes(fs.join(output, name), data)
     return sorted(written)
+
+
+def _tables(segments, formats) -> dict:
+    """{name: bytes} of segments.csv / segments.jsonl of `segments`, as `formats` asks."""
+    tables = {}
+    if "csv" in formats:
+        tables[SEGMENTS_CSV] = label_formats.segments_csv(segments).encode()
+    if "jsonl" in formats:
+        tables[SEGMENTS_JSONL] = label_formats.segments_jsonl(segments).encode()
+    return tables
 
 
 def _count_run(_, results, dead) -> dict:
@@ -401,7 +394,8 @@ def build_pipeline(p, source, output, model_dir, meta, config, grid, post, forma
                                               beam.pvalue.AsList(dead))
     dead_written = (dead | "DeadLetterJson" >> beam.Map(lambda d: json.dumps(d, sort_keys=True))
                     | "WriteDeadLetter" >> beam.io.WriteToText(
-                        fs.join(tables_dir, "dead_letter"), file_name_suffix=".jsonl", num_shards=1,
+                        fs.join(tables_dir, data_files.stem(DEAD_LETTER_FILE)),
+                        file_name_suffix=".jsonl", num_shards=1,
                         shard_name_template=""))
     # side inputs: it runs once every write above is done
     _ = trigger | "FinishRun" >> beam.Map(finish, beam.pvalue.AsSingleton(counts),
@@ -622,15 +616,7 @@ def _combined_files(output, entries, formats, run_id) -> dict:
     """The combined view at the top of an incremental output, from the ledger's entries and
     the run partitions: {name: bytes} of segments.csv / segments.jsonl (as `formats` asks),
     sources.csv and run.json (the summary of run `run_id`; None: left out)."""
-    rows = ledger.combined_rows(output, entries, SEGMENTS_CSV)
-    segs = [(r["file"], Segment(float(r["start_s"]), float(r["end_s"]), r["label"],
-                                float(r["confidence"])), r["model_id"]) for r in rows]
-    files = {}
-    if "csv" in formats:
-        files[SEGMENTS_CSV] = (label_formats.CSV_HEADER + "".join(
-            label_formats.csv_row(f, s, m) for f, s, m in segs)).encode()
-    if "jsonl" in formats:
-        files[SEGMENTS_JSONL] = "".join(label_formats.jsonl_row(f, s, m) for f, s, m in segs).encode()
+    files = _tables(ledger.combined_segments(output, entries), formats)
     files[outputs.SOURCES_FILE] = outputs.sources_csv(
         (outputs.recording_name(k, e.get("source", k)), e.get("source", k))
         for k, e in entries.items() if e["status"] == "labeled")
@@ -706,5 +692,5 @@ def main(argv=None) -> dict:
           f"({stats['audio_hours_per_wall_hour']}x real time); segments: {stats['segments_per_label']}")
     print(f"outputs: {output}")
     if stats["files_labeled"] == 0 and stats["files_matched"]:
-        raise UserError(f"all {stats['files_matched']} files failed; see {fs.join(output, 'dead_letter.jsonl')}")
+        raise UserError(f"all {stats['files_matched']} files failed; see {fs.join(output, DEAD_LETTER_FILE)}")
     return stats

@@ -9,12 +9,10 @@ next run can tell a combined view that a kill left half-written and rebuild it f
 A recording's version is `size:mtime` (GCS `updated` time for gs://): a new or changed
 file, or a new model, is labeled again; anything else is skipped.
 """
-import csv
 import hashlib
-import io
 import json
 
-from earmark.pipelines import fs, outputs
+from earmark.pipelines import fs, label_formats, outputs
 
 LEDGER_FILE = "ledger.json"
 RUNS_DIR = "runs"
@@ -60,14 +58,15 @@ def digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def combined_rows(output: str, entries: dict, table: str) -> list:
-    """Rows of `table` (segments.csv) of each file's latest run, sorted by file then start."""
+def combined_segments(output: str, entries: dict) -> list:
+    """The segments (segments.csv of the run partitions) of each labeled file's latest run,
+    sorted by file, then start, then label."""
     by_run = {}
     for key, entry in entries.items():
         if entry["status"] == "labeled":
             by_run.setdefault(entry["run_id"], set()).add(key)
-    rows = []
+    segments = []
     for run_id, keys in sorted(by_run.items()):
-        text = fs.read_bytes(fs.join(output, RUNS_DIR, run_id, table)).decode()
-        rows += [r for r in csv.DictReader(io.StringIO(text)) if r["file"] in keys]
-    return sorted(rows, key=lambda r: (r["file"], float(r["start_s"]), r["label"]))
+        text = fs.read_bytes(fs.join(output, RUNS_DIR, run_id, label_formats.SEGMENTS_CSV)).decode()
+        segments += [s for s in label_formats.read_segments_csv(text) if s.file in keys]
+    return sorted(segments, key=lambda s: (s.file, s.start_s, s.label))

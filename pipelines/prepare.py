@@ -17,21 +17,17 @@ import uuid
 import apache_beam as beam
 
 from earmark.model import progress, window_labels
-from earmark.model.data import RECORDINGS_FILE
+from earmark.model.data_files import (DEAD_LETTER_FILE, FEATURES_FILE, RECORDINGS_FILE, SHARD_SUFFIX,
+                                     STATS_FILE, stem)
 from earmark.model.errors import UserError
 from earmark.model.features import FeatureConfig, RESAMPLE_QUALITIES
-from earmark.pipelines import corpus, fs, outputs
+from earmark.pipelines import corpus, flags, fs, outputs
 
 log = logging.getLogger("earmark.prepare")
 
-FEATURES_FILE = "features.json"
-STATS_FILE = "stats.json"
-DEAD_LETTER_FILE = "dead_letter.jsonl"
-SHARD_SUFFIX = ".tfrecord.gz"
-
 
 def build_arg_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = flags.ArgumentParser(
         prog="earmark prepare",
         description="Turn labeled recordings into sharded log-mel spectrogram TFRecords.",
         epilog="examples:\n"
@@ -332,13 +328,13 @@ def build_pipeline(p, source, output, config, labels, fractions, decoder, files_
     dead_written = (dead
          | "DeadLetterJson" >> beam.Map(lambda d: json.dumps(d, sort_keys=True))
          | "WriteDeadLetter" >> beam.io.WriteToText(
-             fs.join(output, "dead_letter"), file_name_suffix=".jsonl",
+             fs.join(output, stem(DEAD_LETTER_FILE)), file_name_suffix=".jsonl",
              num_shards=1, shard_name_template=""))
     file_ok = results[DecodeToPatches.FILE_OK]
     recordings_written = (file_ok
          | "RecordingJson" >> beam.Map(lambda r: json.dumps(r["recording"], sort_keys=True))
          | "WriteRecordings" >> beam.io.WriteToText(
-             fs.join(output, RECORDINGS_FILE.rsplit(".", 1)[0]), file_name_suffix=".jsonl",
+             fs.join(output, stem(RECORDINGS_FILE)), file_name_suffix=".jsonl",
              num_shards=1, shard_name_template=""))
     per_split_label = (
         file_ok

@@ -21,8 +21,8 @@ def gcs_emulator():
 def tiny_model(tmp_path_factory):
     """A tiny model trained in seconds on synthetic prepared data (no shared data needed):
     for tests of what commands do with files, not of what a model finds."""
-    from earmark.model import train
-    from tests.test_train_data import make_prepared, train_args
+    from earmark.commands import train
+    from tests.fixtures import make_prepared, train_args
     root = tmp_path_factory.mktemp("tiny_model")
     prepared = make_prepared(str(root / "prepared"))
     train.main(train_args(prepared, root / "model", root / "cache", "--epochs", "4"))

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 from earmark.model.events import Event
+from earmark.pipelines import label_formats
 from tests.shared import SHARED, shared_path
 
 HELD_OUT_EVERY = 8  # every 8th clip of the snoring set is never trained on
@@ -65,6 +66,7 @@ def write_raven_table(events, path, label_column="Annotation") -> None:
 
 
 def read_segments(segments_csv) -> list:
-    """The events of a label run's segments.csv."""
-    with open(segments_csv) as f:
-        return [Event(float(r["start_s"]), float(r["end_s"]), r["label"]) for r in csv.DictReader(f)]
+    """The events of a label run's segments.csv (read by `label_formats`, the writer's reader)."""
+    with open(segments_csv, "rb") as f:
+        return [Event(s.start_s, s.end_s, s.label)
+                for s in label_formats.read_segments_csv(f.read().decode())]

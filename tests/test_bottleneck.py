@@ -4,9 +4,10 @@ import os
 
 import numpy as np
 
-from earmark.model import bottleneck, data, train
+from earmark.commands import train
+from earmark.model import bottleneck, data
 from earmark.model.adapter import InputStats
-from tests.test_train_data import make_prepared, train_args
+from tests.fixtures import make_prepared, train_args
 
 
 def test_beam_bottlenecks_equal_local_ones_and_train_reuses_them(tmp_path, capsys):

@@ -45,3 +45,53 @@ def test_demo_corpus_is_deterministic(tmp_path):
     for name in names:
         with open(os.path.join(a, name), "rb") as fa, open(os.path.join(b, name), "rb") as fb:
             assert fa.read() == fb.read()
+
+
+def test_unknown_flag_and_missing_value_are_one_line_errors(capsys):
+    from earmark import cli
+    for argv, message in ((["train", "--data", "d", "--model-dir", "m", "--bogus"],
+                           "earmark train: unrecognized arguments: --bogus "
+                           "(see 'earmark train --help')"),
+                          (["evaluate", "--model"], "earmark evaluate: argument --model: "
+                                                    "expected one argument"),
+                          (["lable"], "invalid choice: 'lable'")):
+        assert cli.main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("earmark: error: ") and "\n" not in err and message in err, err
+
+
+def test_help_builds_only_the_invoked_commands_parser():
+    """`earmark --help` loads neither TensorFlow nor Beam; `earmark evaluate --help` no Beam."""
+    code = ("import sys, contextlib, io\nfrom earmark import cli\n"
+            "with contextlib.redirect_stdout(io.StringIO()) as out:\n"
+            "    try:\n"
+            "        assert cli.main(ARGV) == 0\n"
+            "    except SystemExit as e:\n"     # argparse's --help exits 0
+            "        assert not e.code\n"
+            "assert 'usage: ' in out.getvalue(), out.getvalue()\n"
+            "print(sorted({'tensorflow', 'apache_beam'} & set(sys.modules)))\n")
+    for argv, loaded in ((["--help"], "[]"), (["evaluate", "--help"], "[]")):
+        r = subprocess.run([sys.executable, "-c", code.replace("ARGV", repr(argv))],
+                           capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0 and r.stdout.strip().splitlines()[-1] == loaded, r.stderr[-2000:]
+
+
+@pytest.mark.slow
+def test_quiet_by_default_in_beam_worker_processes_too(tmp_path):
+    """`earmark prepare` with Beam's worker processes prints earmark's lines only; the
+    library notices those workers print on import (google-api-core's FutureWarnings,
+    TensorFlow's C++ start-up lines) show with --verbose."""
+    from tests.audio_fixtures import tone, write
+    for label in ("a", "b"):
+        (tmp_path / "in" / label).mkdir(parents=True)
+        write(tmp_path / "in" / label / "clip.wav", tone(1.0, 16000), 16000)
+    workers = ["--direct_running_mode", "multi_processing", "--direct_num_workers", "2"]
+    quiet = earmark("prepare", "--input", str(tmp_path / "in"), "--output",
+                    str(tmp_path / "quiet"), *workers, cwd=tmp_path)
+    assert quiet.returncode == 0, quiet.stderr[-2000:]
+    noise = [l for l in quiet.stderr.splitlines()
+             if "Warning" in l or "warnings.warn" in l or " E external" in l]
+    assert noise == []
+    loud = earmark("prepare", "--input", str(tmp_path / "in"), "--output",
+                   str(tmp_path / "loud"), *workers, "--verbose", cwd=tmp_path)
+    assert loud.returncode == 0 and "FutureWarning" in loud.stderr

@@ -14,6 +14,8 @@ import soundfile as sf
 from earmark import cli, demo
 from earmark.model import event_metrics
 from earmark.model.events import Event
+from earmark.model.features import FeatureConfig
+from earmark.pipelines import label_formats
 
 pytestmark = pytest.mark.slow  # the real demo command: generate, prepare, train, label (minutes)
 
@@ -45,11 +47,11 @@ def test_demo_scores_are_those_of_the_written_segments(demo_run):
     summary, out = demo_run["summary"], demo_run["out"]
     with open(out / "truth.csv") as f:
         truth = [Event(float(r["start_s"]), float(r["end_s"]), r["label"]) for r in csv.DictReader(f)]
-    with open(out / "labels" / "segments.csv") as f:
-        rows = list(csv.DictReader(f))
-    assert {r["file"] for r in rows} <= {"night.flac"}
-    assert {r["label"] for r in rows} <= set(demo.EVENT_LABELS)  # background is not written
-    found = [Event(float(r["start_s"]), float(r["end_s"]), r["label"]) for r in rows]
+    rows = label_formats.read_segments_csv(
+        (out / "labels" / label_formats.SEGMENTS_CSV).read_bytes().decode())
+    assert {r.file for r in rows} <= {"night.flac"}
+    assert {r.label for r in rows} <= set(demo.EVENT_LABELS)  # background is not written
+    found = [Event(r.start_s, r.end_s, r.label) for r in rows]
     duration = sf.info(str(out / "night" / "night.flac")).duration
     assert duration == pytest.approx(summary["night_s"])
     per_label = event_metrics.score({"night": truth}, {"night": found}, {"night": duration},
@@ -139,6 +141,7 @@ def test_event_matching_is_iou_one_to_one():
 
 def test_post_processing_lines_show_what_label_uses(tmp_path):
     meta = {"labels": ["background", "other", "snore"], "background_labels": ["background"],
+            "feature_config": FeatureConfig().to_dict(),
             "post_processing": {"other": {"threshold": 0.7, "smoothing_windows": 3,
                                           "min_duration_s": 0.0, "max_gap_s": 0.5},
                                 "snore": {"threshold": 0.65, "smoothing_windows": 1,

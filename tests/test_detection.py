@@ -21,7 +21,7 @@ TRAINING_NIGHTS = {"night_0.wav": 101, "night_1.wav": 102, "night_7.wav": 107}
 
 @pytest.fixture(scope="module")
 def detection(tmp_path_factory):
-    from earmark.model import train
+    from earmark.commands import train
     from earmark.pipelines.corpus import assign_split
     assert [assign_split(n) for n in TRAINING_NIGHTS] == ["train", "train", "validation"]
     weights = shared_path("models", "vgg16_hed_notop.weights.h5")
@@ -77,7 +77,8 @@ def test_label_at_the_defaults_finds_the_held_out_events(detection, tmp_path):
 
 
 def test_evaluate_scores_events_as_label_finds_them(detection, tmp_path):
-    from earmark.model import evaluate
+    from earmark.commands import evaluate
+    from earmark.model.model_files import EVENT_EVALUATION_FILE
     report = evaluate.main(["--model", detection["model"], "--input",
                             str(detection["root"] / "test"), "--annotations",
                             str(detection["root"] / "test_tables"), "--report", str(tmp_path)])
@@ -87,5 +88,5 @@ def test_evaluate_scores_events_as_label_finds_them(detection, tmp_path):
     if "label_f1" in detection:  # the same windows and post-processing as label's
         assert snore["iou"]["f1"] == pytest.approx(detection["label_f1"], abs=1e-4)
     assert snore["median_onset_error_s"] < 0.5
-    with open(tmp_path / evaluate.EVENT_REPORT_FILE) as f:
+    with open(tmp_path / EVENT_EVALUATION_FILE) as f:
         assert json.load(f)["per_label"] == report["per_label"]

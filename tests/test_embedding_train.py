@@ -11,12 +11,13 @@ import numpy as np
 import pytest
 
 from earmark import cli
-from earmark.model import embedding_bases, evaluate, export, train
+from earmark.commands import evaluate, train
+from earmark.model import embedding_bases, export
 from earmark.model.features import FeatureConfig, embedding_base_config
 from earmark.model.frontend import Frontend
 from tests.audio_fixtures import tone, write
 from tests.shared import shared_path
-from tests.test_train_data import make_prepared, train_args
+from tests.fixtures import make_prepared, train_args
 
 pytestmark = pytest.mark.slow  # trains on musicnn and BirdNET embeddings
 

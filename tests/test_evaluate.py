@@ -7,8 +7,9 @@ import pytest
 import soundfile as sf
 
 from earmark import cli
-from earmark.model import evaluate, train
-from tests.test_train_data import make_prepared, train_args
+from earmark.commands import train
+from earmark.model import evaluate
+from tests.fixtures import make_prepared, train_args
 
 
 def test_metrics_match_hand_computed_values():
@@ -138,3 +139,62 @@ def test_evaluate_raw_clips_runs_the_frontend_itself(tmp_path, capsys):
     assert cli.main(["evaluate", "--model", str(tmp_path / "m"),
                      "--manifest", str(tmp_path / "manifest.csv")]) == 2
     assert "['bird'] are not in the model" in capsys.readouterr().err
+
+
+def _noise(seconds, rate, seed):
+    rng = np.random.default_rng(seed)
+    return (0.1 * rng.normal(size=int(seconds * rate))).astype(np.float32)
+
+
+def test_evaluate_lists_clips_as_prepare_does(trained, tmp_path, capsys):
+    """--input lists every audio format prepare reads (Opus here) and skips what is not
+    audio; a manifest may start with a BOM and carry a group column; a path escaping the
+    manifest's folder is refused."""
+    _, model_dir = trained
+    clips = tmp_path / "clips"
+    (clips / "class_0").mkdir(parents=True)
+    (clips / "class_1").mkdir()
+    sf.write(str(clips / "class_0" / "a.opus"), _noise(1.5, 48000, 0), 48000, format="OGG",
+             subtype="OPUS")
+    sf.write(str(clips / "class_1" / "b.flac"), _noise(1.5, 16000, 1), 16000)
+    (clips / "class_1" / "notes.txt").write_text("not audio")
+    capsys.readouterr()
+    assert cli.main(["evaluate", "--model", model_dir, "--input", str(clips),
+                     "--report", str(tmp_path / "r1")]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["examples"] == 2 and report["failed"] == []
+    assert report["source"] == str(clips)
+    manifest = tmp_path / "clips.csv"
+    manifest.write_bytes("\ufeffpath,label,group\nclips/class_0/a.opus,class_0,night 1\n"
+                         "clips/class_1/b.flac,class_1,night 2\n".encode("utf-8"))
+    assert cli.main(["evaluate", "--model", model_dir, "--manifest", str(manifest),
+                     "--report", str(tmp_path / "r2")]) == 0
+    assert json.loads(capsys.readouterr().out)["examples"] == 2
+    (clips / "escape.csv").write_text("path,label\n../clips/class_0/a.opus,class_0\n")
+    assert cli.main(["evaluate", "--model", model_dir,
+                     "--manifest", str(clips / "escape.csv")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "escapes the manifest's folder" in err and "\n" not in err
+
+
+def test_evaluate_clips_reads_audio_through_the_callable_it_is_given(trained, tmp_path):
+    """model.evaluate knows no file system: any path (gs:// here) is read by `read_bytes`."""
+    from earmark.model.model_files import EVALUATION_FILE
+    _, model_dir = trained
+    local = tmp_path / "a.wav"
+    sf.write(str(local), _noise(1.0, 16000, 2), 16000)
+    read = []
+
+    def read_bytes(path):
+        read.append(path)
+        if path.endswith("broken.wav"):
+            raise OSError("no such object")
+        return local.read_bytes()
+    rows = [("gs://bucket/class_0/a.wav", "class_0"), ("gs://bucket/class_1/broken.wav", "class_1")]
+    report = evaluate.evaluate_clips(model_dir, rows, "gs://bucket", read_bytes=read_bytes,
+                                     report_dir=str(tmp_path / "r"))
+    assert read == [p for p, _ in rows] and report["examples"] == 1
+    assert report["failed"] == [{"path": "gs://bucket/class_1/broken.wav",
+                                 "reason": "no such object"}]
+    with open(tmp_path / "r" / EVALUATION_FILE) as f:
+        assert json.load(f)["source"] == "gs://bucket"

@@ -417,9 +417,8 @@ def test_launcher_runs_a_real_incremental_label_twice(tmp_path, monkeypatch, cap
     """The label template's entry point, given template-style parameters as Cloud Scheduler
     sends them, labels a corpus incrementally: the first night labels every recording
     (the ledger is written by the job's own last step), the second finds nothing new."""
-    from earmark.model import train
-    from tests.test_report import make_corpus
-    from tests.test_train_data import make_prepared, train_args
+    from earmark.commands import train
+    from tests.fixtures import make_corpus, make_prepared, train_args
     prepared = make_prepared(str(tmp_path / "prepared"))
     model_dir = str(tmp_path / "model")
     train.main(train_args(prepared, model_dir, tmp_path / "cache", "--epochs", "2"))

@@ -1,5 +1,6 @@
 """`earmark label` end to end: a real trained model, real recordings, DirectRunner."""
 import csv
+import glob
 import json
 import os
 import signal
@@ -28,7 +29,7 @@ def snore_model(tmp_path_factory):
     weights = shared_path("models", "vgg16_hed_notop.weights.h5")
     root = tmp_path_factory.mktemp("snore_model")
     clips = nights.split_snoring_clips(str(root))
-    from earmark.model import train
+    from earmark.commands import train
     from earmark.pipelines import prepare
     prepare.run(["--manifest", clips["train_csv"], "--output", str(root / "prepared")])
     train.main(["--data", str(root / "prepared"), "--model-dir", str(root / "model"),
@@ -139,10 +140,12 @@ def test_killed_run_resumes_to_the_uninterrupted_result(snore_model, corpus, one
            corpus, "--output", out, "--formats", "csv,raven,audacity,jsonl", "--incremental"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO,
                             start_new_session=True)
-    deadline = time.time() + 120
-    while not os.path.isdir(os.path.join(out, "runs")) and time.time() < deadline:
-        time.sleep(0.2)
-    time.sleep(1.0)  # let it get into the pipeline
+    # killed inside the pipeline: as soon as the first recording's Raven table is written
+    # (a file appearing, not a guess at how long start-up takes)
+    deadline = time.time() + 300
+    while not glob.glob(os.path.join(glob.escape(out), "raven", "*")):
+        assert proc.poll() is None and time.time() < deadline, "no per-recording table appeared"
+        time.sleep(0.02)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert not os.path.exists(os.path.join(out, "ledger.json")), "the run finished before the kill"

@@ -22,6 +22,7 @@ from earmark.model.errors import UserError
 from earmark.pipelines import label, ledger, outputs, prepare
 from tests.audio_fixtures import band_noise, tone, write
 from tests.prepared import load_json
+from tests.fixtures import files_under
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RATE = 16000
@@ -62,17 +63,6 @@ def model(tiny_model):
 def run_label(model_dir, out, *extra, source=None):
     return label.main(["--model", model_dir, *(extra if source is None else ("--input", source, *extra)),
                        "--output", str(out), "--formats", FORMATS])
-
-
-def files_under(folder) -> dict:
-    """{path relative to folder: sha256} of every file under it."""
-    out = {}
-    for d, _, names in os.walk(folder):
-        for n in names:
-            p = os.path.join(d, n)
-            with open(p, "rb") as f:
-                out[os.path.relpath(p, folder)] = hashlib.sha256(f.read()).hexdigest()
-    return out
 
 
 def read(path, mode="rb"):

@@ -109,8 +109,8 @@ def test_a_missing_label_column_everywhere_is_a_one_line_error(annotated, tmp_pa
 
 
 def test_multi_label_windows_train_with_multi_label(annotated, tmp_path, capsys):
-    from earmark.model import train
-    from tests.test_train_data import train_args
+    from earmark.commands import train
+    from tests.fixtures import train_args
     rec, ann = annotated
     out = str(tmp_path / "out")
     prepare.main(["--input", str(rec), "--annotations", str(ann), "--output", out,

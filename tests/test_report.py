@@ -1,6 +1,5 @@
 """`earmark report`: a real labeling run and a real (tiny) model → one self-contained HTML
 page, rendered in headless Chromium through the system chromedriver."""
-import csv
 import json
 import os
 import re
@@ -9,76 +8,17 @@ from html import unescape
 
 import numpy as np
 import pytest
-import soundfile as sf
 
 from earmark import report
 from earmark.model.errors import UserError
-from tests.test_train_data import make_prepared, train_args
-
-RATE = 16000
-ODD_NAME = "<b>&x.wav"   # must come out escaped everywhere
-# the synthetic training classes are bright mel bands: class_0 low (~0.55-1.9 kHz), class_1
-# high (~2-4.9 kHz); band noise there is what this tiny model knows
-BANDS_HZ = {"class_0": (600.0, 1800.0), "class_1": (2200.0, 4600.0)}
-
-
-def band_noise(seconds, band_hz, rng, amplitude=0.3):
-    """White noise band-passed to band_hz by zeroing FFT bins."""
-    n = int(seconds * RATE)
-    spectrum = np.fft.rfft(rng.normal(size=n))
-    freqs = np.fft.rfftfreq(n, 1 / RATE)
-    spectrum[(freqs < band_hz[0]) | (freqs > band_hz[1])] = 0
-    x = np.fft.irfft(spectrum, n)
-    return (amplitude * x / np.abs(x).max()).astype(np.float32)
-
-
-def recording(parts, rng):
-    """[(seconds, label or None)] → a waveform: band noise per label, faint noise between."""
-    return np.concatenate([band_noise(s, BANDS_HZ[l], rng) if l else
-                           (0.001 * rng.normal(size=int(s * RATE))).astype(np.float32)
-                           for s, l in parts])
-
-
-# the corpus' recordings: (seconds, label or None) parts
-CORPUS = {"a.wav": [(2, "class_0"), (1.5, None), (2.5, "class_1"), (2, None)],
-          ODD_NAME: [(1, None), (3, "class_1"), (1, None)],
-          "night/c.flac": [(3, "class_0"), (2, None), (2, "class_1"), (2, "class_0")]}
-
-
-def make_corpus(root):
-    """Three recordings (one with a name that needs escaping, one a stereo FLAC in a
-    sub-folder) and one broken file."""
-    rng = np.random.default_rng(0)
-    os.makedirs(os.path.join(root, "night"), exist_ok=True)
-    for name, parts in CORPUS.items():
-        sf.write(os.path.join(root, name), recording(parts, rng), RATE)
-    flac = os.path.join(root, "night", "c.flac")
-    mono, _ = sf.read(flac, dtype="float32")
-    sf.write(flac, np.stack([mono, mono / 2], axis=1), RATE)                 # stereo
-    with open(os.path.join(root, "broken.wav"), "wb") as f:
-        f.write(b"RIFF not really audio")
-    return root
-
-
-def write_annotations(path):
-    """The corpus' labeled parts as one CSV file,start_s,end_s,label table."""
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(["file", "start_s", "end_s", "label"])
-        for name, parts in CORPUS.items():
-            t = 0.0
-            for seconds, label in parts:
-                if label:
-                    writer.writerow([name, t, t + seconds, label])
-                t += seconds
-    return path
+from tests.fixtures import ODD_NAME, make_corpus, make_prepared, train_args, write_annotations
 
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     """A trained model (with evaluation.json and event_evaluation.json), a corpus and a
     finished `earmark label` run (one post-processing value set by a flag)."""
-    from earmark.model import evaluate, train
+    from earmark.commands import evaluate, train
     from earmark.pipelines import label
     root = tmp_path_factory.mktemp("report")
     prepared = make_prepared(str(root / "prepared"))
@@ -105,8 +45,7 @@ def page(built):
 
 
 def segments(run_dir):
-    with open(os.path.join(run_dir, "segments.csv"), newline="") as f:
-        return list(csv.DictReader(f))
+    return report.read_segments(run_dir)
 
 
 def test_default_output_is_report_html_in_the_run_dir(built, page, capsys):
@@ -168,7 +107,7 @@ def test_report_starts_without_beam_or_tensorflow():
     ([], "give --run LABEL_OUTPUT_DIR and/or --model MODEL_DIR"),
     (["--run", "{tmp}"], "no run.json; point it at the --output of 'earmark label'"),
     (["--run", "{tmp}/absent"], "no such folder"),
-    (["--model", "{tmp}"], "no model.json; point it at the --model-dir of 'earmark train'"),
+    (["--model", "{tmp}"], "no model.json there; point it at the --model-dir of 'earmark train'"),
     (["--run", "gs://bucket/labels"], "local paths only"),
     (["--model", "{model}", "--evaluation", "{tmp}"], "no evaluation.json there"),
     (["--model", "{model}", "--output", "{tmp}/absent/r.html"], "does not exist"),
@@ -264,11 +203,6 @@ EVENT_EVALUATION = {   # the shape of model/evaluate.py's event_evaluation.json
                 "segment": block(0.6333, segment_s=1.0), "macro_f1_iou": 0.8111,
                 "median_onset_error_s": 0.1234, "median_offset_error_s": 0.2345},
     "recordings": 4}
-
-
-def test_event_file_name_is_the_one_evaluate_writes():
-    from earmark.model import evaluate
-    assert report.EVENT_EVALUATION_FILE == evaluate.EVENT_REPORT_FILE
 
 
 def test_event_detection_section_shows_calibration_and_event_scores(built, tmp_path):
@@ -367,6 +301,35 @@ def test_run_summary_names_unwritten_labels_and_old_runs_render(built, tmp_path)
     assert "records no per-label post-processing" in text and "class_0 0.5" in text
 
 
+ODD_LABEL = 'snore, "loud" é'  # a comma, a double quote and non-ASCII
+
+
+def test_a_label_with_a_comma_a_quote_and_non_ascii_reaches_the_page(tmp_path):
+    """A run folder written by label's own writers (`label_formats`): the report reads the
+    label back whole from segments.csv and from the scores CSV's header."""
+    from earmark.model.segments import Segment
+    from earmark.pipelines import label_formats
+    run, key = tmp_path / "run", 'night "1", é.wav'
+    segs = [Segment(0.5, 1.5, ODD_LABEL, 0.9, key, "m1"), Segment(2.0, 3.0, "other", 0.6, key, "m1")]
+    (run / "scores").mkdir(parents=True)
+    (run / label_formats.SEGMENTS_CSV).write_bytes(label_formats.segments_csv(segs).encode())
+    scores = label_formats.scores_csv(np.array([[0.9, 0.1], [0.2, 0.7], [0.1, 0.8]]),
+                                      [ODD_LABEL, "other"], 0.96)
+    (run / "scores" / f"{key}.csv").write_bytes(scores.encode())
+    (run / label_formats.RUN_FILE).write_text(json.dumps(
+        {"labels": [ODD_LABEL, "other"], "model_id": "m1", "files_labeled": 1}))
+
+    assert report.read_segments(str(run)) == segs
+    starts, by_label = report.read_scores(str(run), key)
+    assert starts.tolist() == [0.0, 0.96, 1.92]
+    assert list(by_label) == [ODD_LABEL, "other"] and by_label[ODD_LABEL].tolist() == [0.9, 0.2, 0.1]
+    html = open(report.main(["--run", str(run), "--top", "0"]), encoding="utf-8").read()
+    assert f"{ODD_LABEL} 1 " in section_text(html, "segments-per-label")
+    assert key in section_text(html, "timelines") and f"{ODD_LABEL}: 0.5 s" in unescape(html)
+    assert ODD_LABEL not in html   # escaped wherever it is shown
+    assert html.count("<polyline") == 2   # one score trace per label, the odd one included
+
+
 # --- in the browser -------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -406,7 +369,7 @@ def test_page_renders_in_chromium_with_every_section_and_no_console_errors(built
     assert len(rows) == run["files_labeled"] == 3
     assert "<b>&x.wav" in browser.find_element(By.ID, "timelines").text   # shown as text
     boxes = browser.find_elements(By.CSS_SELECTOR, "#timelines rect.seg")
-    assert len(boxes) >= len({(r["file"], r["label"]) for r in segments(built["run"])})
+    assert len(boxes) >= len({(s.file, s.label) for s in segments(built["run"])})
     images = browser.find_elements(By.CSS_SELECTOR, "#top-segments img")
     assert len(images) == min(4, len(segments(built["run"])))
     for img in images:

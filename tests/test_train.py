@@ -6,9 +6,11 @@ import keras
 import numpy as np
 import pytest
 
-from earmark.model import bases, export, train
+from earmark.commands import train
+from earmark.model import bases, export
+from earmark.model import train as training
 from earmark.model.frontend import Frontend
-from tests.test_train_data import make_prepared, train_args
+from tests.fixtures import make_prepared, train_args
 
 SMALL_PX = {"inception_v3": 75, "mobilenet_v2": 32, "efficientnet_b0": 32, "resnet50": 32,
             "vgg16": 32}
@@ -64,12 +66,12 @@ def test_finetune_changes_only_the_top_blocks_and_scratch_changes_all(prepared, 
 
 
 def test_auto_picks_frozen_for_small_data_and_documents_why():
-    assert train.choose_strategy("auto", 500, False, 2).name == "frozen"
-    assert train.choose_strategy("auto", 5000, False, 2) == train.StrategyChoice(
-        "finetune", 2, train.choose_strategy("auto", 5000, False, 2).reason)
-    assert train.choose_strategy("auto", 50000, False, 2).finetune_blocks == 4
-    assert train.choose_strategy("auto", 5000, True, 2).name == "scratch"
-    assert train.choose_strategy("frozen", 50000, False, 2).name == "frozen"
+    assert training.choose_strategy("auto", 500, False, 2).name == "frozen"
+    assert training.choose_strategy("auto", 5000, False, 2) == training.StrategyChoice(
+        "finetune", 2, training.choose_strategy("auto", 5000, False, 2).reason)
+    assert training.choose_strategy("auto", 50000, False, 2).finetune_blocks == 4
+    assert training.choose_strategy("auto", 5000, True, 2).name == "scratch"
+    assert training.choose_strategy("frozen", 50000, False, 2).name == "frozen"
 
 
 def test_second_run_reuses_the_bottleneck_cache(prepared, tmp_path, capsys):
@@ -159,3 +161,44 @@ def test_model_package_never_imports_beam():
             "assert 'apache_beam' not in sys.modules, 'apache_beam imported'")
     subprocess.run([sys.executable, "-c", code], check=True,
                    cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def test_train_takes_a_frozen_config_and_says_everything_through_its_callables(
+        prepared, tmp_path, capsys):
+    """model.train.train: one TrainConfig, progress to `log`, warnings to `warn`, nothing
+    printed; a missing cache entry goes to `compute_bottlenecks` (the CLI's Beam runner),
+    a complete one does not."""
+    import dataclasses
+    config = training.TrainConfig(
+        data_dir=prepared, model_dir=str(tmp_path / "m"), base="mobilenet_v2", weights="none",
+        strategy="frozen", input_px=32, epochs=2, batch_size=8,
+        cache_dir=str(tmp_path / "cache"), progress_bars=False)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.epochs = 3
+    calls, lines, warnings = [], [], []
+    meta = training.train(config, log=lines.append, warn=warnings.append,
+                          compute_bottlenecks=lambda *a: calls.append(a))
+    (root, entry, spec, splits, feature_dim), = calls
+    assert root == prepared and splits == ["train", "validation"] and feature_dim > 0
+    assert entry.directory == os.path.join(str(tmp_path / "cache"), "bottlenecks", entry.key)
+    assert entry.meta["key"] == entry.key and spec.input_px == 32
+    assert meta["training"]["bottleneck_cache"] is True
+    assert any("not transfer learning" in w for w in warnings)
+    assert any(line.startswith("training summary") for line in lines)
+    assert capsys.readouterr() == ("", "")
+    calls.clear()
+    training.train(dataclasses.replace(config, model_dir=str(tmp_path / "m2")),
+                   log=lines.append, warn=warnings.append,
+                   compute_bottlenecks=lambda *a: calls.append(a))
+    assert calls == [] and f"bottleneck cache hit: {entry.directory}" in lines
+
+
+def test_train_flags_build_the_config_with_the_same_defaults():
+    from earmark.commands.train import build_arg_parser, config_from_args
+    config = config_from_args(build_arg_parser().parse_args(["--data", "d", "--model-dir", "m"]))
+    assert config == training.TrainConfig(data_dir="d", model_dir="m")
+    config = config_from_args(build_arg_parser().parse_args(
+        ["--data", "d", "--model-dir", "m", "--finetune-layers", "3", "--patience", "2",
+         "--dropout", "0.1", "--no-cache", "--quiet", "--augment", "mixup"]))
+    assert (config.finetune_blocks, config.patience_epochs, config.dropout_rate) == (3, 2, 0.1)
+    assert not config.use_cache and not config.progress_bars and config.augment.mixup

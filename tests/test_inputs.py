@@ -13,6 +13,8 @@ import pytest
 
 from tests.audio_fixtures import tone, write
 
+pytestmark = pytest.mark.slow  # Beam pipelines end to end: the full suite, not the quick loop
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LIMIT_S = 240  # a hang fails the test instead of stalling the suite
 

@@ -111,6 +111,7 @@ def test_mel_matrix_equals_librosa():
     np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-7)
 
 
+@pytest.mark.slow
 @needs_musicnn
 def test_reference_restored_every_variable(reference):
     _, logmel, report, _ = reference
@@ -120,6 +121,7 @@ def test_reference_restored_every_variable(reference):
     assert logmel.shape[1:] == (musicnn.PATCH_FRAMES, musicnn.N_MELS) and len(logmel) >= 3
 
 
+@pytest.mark.slow
 @needs_musicnn
 @pytest.mark.parametrize("checkpoint", sorted(musicnn.CHECKPOINTS))
 def test_network_matches_original_graph(reference, checkpoint):
@@ -133,6 +135,7 @@ def test_network_matches_original_graph(reference, checkpoint):
     np.testing.assert_allclose(got, expected[checkpoint], rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.slow
 @needs_musicnn
 def test_frontend_matches_musicnn_batch_data(reference):
     """TF-op frontend vs musicnn's librosa frontend: equal up to musicnn's own float16
@@ -144,6 +147,7 @@ def test_frontend_matches_musicnn_batch_data(reference):
     assert np.mean(diff > 1e-5) < 1e-3              # in at most 0.1 % of the bins
 
 
+@pytest.mark.slow
 @needs_musicnn
 @pytest.mark.parametrize("checkpoint", sorted(musicnn.CHECKPOINTS))
 def test_end_to_end_matches_original(reference, checkpoint):

@@ -24,6 +24,8 @@ from tests.audio_fixtures import band_noise, tone, write
 from tests.prepared import load_json
 from tests.fixtures import files_under
 
+pytestmark = pytest.mark.slow  # Beam pipelines end to end: the full suite, not the quick loop
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RATE = 16000
 FORMATS = "csv,raven,audacity,jsonl"

@@ -25,6 +25,8 @@ from earmark.pipelines import fs
 from tests.audio_fixtures import tone, write
 from tests.fixtures import files_under, make_corpus
 
+pytestmark = pytest.mark.slow  # Beam pipelines end to end: the full suite, not the quick loop
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LIMIT_S = 180  # per command (~15 s when it works): a hung job fails, not stalls, the suite
 POOL_START_S = 60

@@ -31,6 +31,7 @@ def snoring_run(tmp_path_factory):
     return corpus, out, result
 
 
+@pytest.mark.slow
 def test_snoring_tfrecords_hold_exactly_what_stats_reports(snoring_run):
     corpus, out, result = snoring_run
     stats = load_json(out, "stats.json")
@@ -147,6 +148,7 @@ def _example_set(out):
                    r["log_mel"].tobytes()) for s in SPLITS for r in read_examples(out, s))
 
 
+@pytest.mark.slow
 def test_multi_processing_gives_the_same_examples_as_in_process(tmp_path):
     corpus = _small_corpus(str(tmp_path / "corpus"))
     one, two = str(tmp_path / "one"), str(tmp_path / "two")

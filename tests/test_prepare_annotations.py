@@ -108,6 +108,7 @@ def test_a_missing_label_column_everywhere_is_a_one_line_error(annotated, tmp_pa
                       "--output", str(tmp_path / "o"), "--label-column", "Species Name"])
 
 
+@pytest.mark.slow
 def test_multi_label_windows_train_with_multi_label(annotated, tmp_path, capsys):
     from earmark.commands import train
     from tests.fixtures import train_args

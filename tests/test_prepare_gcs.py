@@ -9,6 +9,8 @@ from earmark.pipelines import prepare
 from tests.prepared import load_json, read_dead_letter, read_examples
 from tests.shared import shared_path
 
+pytestmark = pytest.mark.slow  # Beam pipelines end to end: the full suite, not the quick loop
+
 BUCKET = "bucket"
 PER_LABEL = 20
 SPLITS = ("train", "validation", "test")

@@ -26,6 +26,7 @@ def _meta(model_dir):
         return json.load(f)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(bases.BASES))
 def test_frozen_trains_each_base_on_the_cache_and_exports(prepared, tmp_path, name, capsys):
     model_dir = tmp_path / "m"
@@ -42,6 +43,7 @@ def test_frozen_trains_each_base_on_the_cache_and_exports(prepared, tmp_path, na
     assert model.input_shape == (None, 15600)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("strategy", ["finetune", "scratch"])
 def test_finetune_changes_only_the_top_blocks_and_scratch_changes_all(prepared, tmp_path,
                                                                       strategy):
@@ -74,6 +76,7 @@ def test_auto_picks_frozen_for_small_data_and_documents_why():
     assert training.choose_strategy("frozen", 50000, False, 2).name == "frozen"
 
 
+@pytest.mark.slow
 def test_second_run_reuses_the_bottleneck_cache(prepared, tmp_path, capsys):
     args = train_args(prepared, tmp_path / "m1", tmp_path / "cache", "--strategy", "frozen")
     train.main(args)
@@ -93,6 +96,7 @@ def test_second_run_reuses_the_bottleneck_cache(prepared, tmp_path, capsys):
     assert len(os.listdir(tmp_path / "cache" / "bottlenecks")) == 2
 
 
+@pytest.mark.slow
 def test_augmentation_trains_through_the_base_and_multi_label_uses_sigmoid(prepared, tmp_path):
     train.main(train_args(prepared, tmp_path / "m", tmp_path / "cache", "--strategy", "frozen",
                           "--augment", "specaugment,mixup", "--multi-label", "--epochs", "4"))
@@ -104,6 +108,7 @@ def test_augmentation_trains_through_the_base_and_multi_label_uses_sigmoid(prepa
     assert scores.shape == (3, 2) and not np.allclose(scores.sum(axis=1), 1.0)
 
 
+@pytest.mark.slow
 def test_serving_model_runs_the_prepare_frontend_in_graph(prepared, tmp_path):
     """Train/serve parity: the pipeline's log-mel and the model's internal one agree."""
     train.main(train_args(prepared, tmp_path / "m", tmp_path / "cache", "--strategy", "frozen"))
@@ -125,6 +130,7 @@ def test_serving_model_runs_the_prepare_frontend_in_graph(prepared, tmp_path):
                                atol=1e-4)
 
 
+@pytest.mark.slow
 def test_model_json_describes_the_model(prepared, tmp_path):
     train.main(train_args(prepared, tmp_path / "m", tmp_path / "cache"))
     meta = _meta(tmp_path / "m")
@@ -163,6 +169,7 @@ def test_model_package_never_imports_beam():
                    cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
+@pytest.mark.slow
 def test_train_takes_a_frozen_config_and_says_everything_through_its_callables(
         prepared, tmp_path, capsys):
     """model.train.train: one TrainConfig, progress to `log`, warnings to `warn`, nothing

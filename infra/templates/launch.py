@@ -78,7 +78,7 @@ def main(argv=None):
     if name not in PIPELINES:
         raise SystemExit(f"launch: set EARMARK_PIPELINE to one of {', '.join(PIPELINES)} "
                          f"(got {name!r})")
-    pipeline = importlib.import_module(f"pipelines.{name}")
+    pipeline = importlib.import_module(f"earmark.pipelines.{name}")
     cli_argv = to_cli_argv(sys.argv[1:] if argv is None else list(argv), pipeline.build_arg_parser())
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     logging.getLogger("earmark.launch").info("earmark %s %s", name, " ".join(cli_argv))

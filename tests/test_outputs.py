@@ -253,10 +253,15 @@ def test_gcs_output_refused_then_overwritten_keeping_foreign_objects(model, corp
 # --- 3. incremental is transactional ----------------------------------------------------
 
 def change_corpus(root):
-    """What a second night brings: one recording changed, one now broken, one new."""
-    save(os.path.join(root, "room_a", "one.wav"), [(1, None), (2.5, "class_1"), (1.5, "class_0")], 11)
-    with open(os.path.join(root, "room_b", "two.flac"), "wb") as f:
+    """What a second night brings: one recording changed, one now broken, one new. The
+    changed files' modification times move one second on (set, not waited for)."""
+    one, two = os.path.join(root, "room_a", "one.wav"), os.path.join(root, "room_b", "two.flac")
+    before = {p: os.stat(p).st_mtime_ns for p in (one, two)}
+    save(one, [(1, None), (2.5, "class_1"), (1.5, "class_0")], 11)
+    with open(two, "wb") as f:
         f.write(b"fLaC broken now")
+    for path, mtime_ns in before.items():
+        os.utime(path, ns=(mtime_ns + 10**9, mtime_ns + 10**9))
     save(os.path.join(root, "room_c", "three.wav"), [(2, "class_0"), (1, None), (1.5, "class_1")], 12)
 
 
@@ -268,7 +273,6 @@ def nights(model, tmp_path_factory):
     corpus_dir = make_corpus(str(root / "corpus"))
     first = root / "first"
     assert run_label(model, first, "--incremental", source=corpus_dir)["files_labeled"] == 2
-    time.sleep(0.01)  # a changed file gets a later modification time
     change_corpus(corpus_dir)
     reference = root / "reference"
     shutil.copytree(first, reference)

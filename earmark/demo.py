@@ -22,7 +22,7 @@ import numpy as np
 import soundfile as sf
 
 from earmark import report
-from earmark.model import event_metrics
+from earmark.model import event_metrics, model_files
 from earmark.model.events import Event
 from earmark.model.segments import model_post_processing, written_labels
 from earmark.pipelines import flags
@@ -217,7 +217,7 @@ def timeline_rows(truth: list, segments: list) -> list:
 def post_processing_lines(model_dir: str) -> list:
     """What `earmark label` will do by default with this model, per label, from model.json:
     a header line, then one line per label."""
-    meta = report.read_meta(model_dir)
+    meta = model_files.read_local_meta(model_dir)
     written = written_labels(meta)
     calibration = meta.get("calibration", {})
     measured = calibration.get("per_label", {})

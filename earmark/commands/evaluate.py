@@ -47,12 +47,9 @@ def labeled_clips(manifest: str = None, input_path: str = None) -> list:
     from earmark.pipelines import corpus
     if manifest:
         return [(r.path, r.label) for r in corpus.read_manifest(manifest)]
-    source = corpus.input_source(input_path)
-    rows = []
-    for path in corpus.list_clip_paths(source):
-        label = corpus.label_from_key(corpus.relative_key(path, source.root))
-        if label and os.path.splitext(path)[1].lower() in AUDIO_EXTENSIONS:
-            rows.append((path, label))
+    recordings, _ = corpus.list_input(input_path)
+    rows = [(r.path, r.label) for r in recordings
+            if os.path.splitext(r.path)[1].lower() in AUDIO_EXTENSIONS]
     if not rows:
         raise UserError(f"--input {input_path}: no audio files in label folders; a folder of "
                         "clips needs one sub-folder per label (DIR/<label>/<file>)")

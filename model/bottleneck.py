@@ -191,6 +191,19 @@ def read_split_with_dim(directory: str, split: str, dim: int):
     return np.concatenate(feats), np.concatenate(labels), np.concatenate(keys)
 
 
+def concatenate(parts: list) -> dict:
+    """Several bases' {split: (features, labels, keys)} of the same rows → one, features
+    side by side (an ensemble's members); the rows must agree, in the same order."""
+    out = {}
+    for split in parts[0]:
+        rows = [p[split] for p in parts]
+        for other in rows[1:]:
+            if not (np.array_equal(other[1], rows[0][1]) and np.array_equal(other[2], rows[0][2])):
+                raise ValueError(f"cache entries disagree on the {split} rows")
+        out[split] = (np.concatenate([r[0] for r in rows], axis=1), rows[0][1], rows[0][2])
+    return out
+
+
 def load_or_compute(directory: str, embedder, splits: dict, meta: dict, batch_size: int = 64,
                     log=None):
     """`splits`: name → SplitArrays. Returns ({name: (features, labels, keys)}, computed?).

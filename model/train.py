@@ -30,6 +30,10 @@ from earmark.model.head import HeadConfig, build_head, class_weights, loss_for
 logger = logging.getLogger("earmark.train")
 
 STRATEGIES = ("auto", "frozen", "finetune", "scratch")
+# heads on cached embeddings: `model.head_search` (linear | mlp | auto, chosen on
+# validation), or `dropout`: `head.build_head` trained with `_fit`, the head that finetune and
+# scratch train through the base
+HEADS = ("auto", "linear", "mlp", "dropout")
 # auto: training patches below FROZEN_MAX → frozen; below FINETUNE_MAX → finetune top 2
 # blocks; above → finetune top 4 blocks (or scratch when --weights none).
 AUTO_FROZEN_MAX_EXAMPLES = 2000
@@ -72,6 +76,7 @@ class TrainConfig:
     weights: Optional[str] = None      # image: imagenet (None) | none | file; embedding:
     #                                    pretrained (None) | none
     strategy: str = "auto"             # one of STRATEGIES
+    head: str = "auto"                 # one of HEADS (frozen, on the bottleneck cache)
     input_px: int = 0                  # image base input size; 0: the base's default
     pooling: str = "multiscale"        # bases.POOLINGS
     epochs: int = 40                   # head epochs (through the base: all epochs)
@@ -109,7 +114,7 @@ def train(config: TrainConfig, *, log: Log = None, warn: Log = None,
     if config.epochs < 1 or config.batch_size < 1:
         raise UserError("--epochs and --batch-size must be at least 1")
     config = dataclasses.replace(config, base=embedding_bases.canonical(config.base))
-    if config.base in embedding_bases.SPECS:
+    if embedding_bases.is_embedding_base(config.base):
         return train_embedding(config, log=log, warn=warn,
                                compute_bottlenecks=compute_bottlenecks)
     return train_image(config, log=log, warn=warn, compute_bottlenecks=compute_bottlenecks)
@@ -174,6 +179,36 @@ def _best(history: dict) -> dict:
     return {"epoch": i + 1, **{k: round(v[i], 4) for k, v in history.items()}}
 
 
+def _cached_head(config: TrainConfig, feats, train_split, val_split, n_classes, cw,
+                 head_cfg: HeadConfig, log: Log, verbose: int):
+    """The head on cached embeddings `feats` ({split: (features, labels, keys)}, rows in the
+    cache's order): `model.head_search` for auto | linear | mlp, else the dropout head.
+    → (head, history, model.json "head" dict)."""
+    (f_train, l_train, k_train), (f_val, l_val, k_val) = feats["train"], feats["validation"]
+    y_tr = targets(train_split, k_train, l_train, n_classes, config.multi_label)
+    y_va = targets(val_split, k_val, l_val, n_classes, config.multi_label)
+    weights = np.array([cw[i] for i in l_train], np.float32) if cw else None
+    if config.head == "dropout":
+        head = build_head(f_train.shape[1], head_cfg, f_train)
+        history = _fit(head, (f_train, y_tr, config.batch_size), (f_val, y_va), config.epochs,
+                       config.patience_epochs, config.learning_rate, loss_for(head_cfg),
+                       verbose, sample_weight=weights)
+        return head, history, {"kind": "dropout", **dataclasses.asdict(head_cfg)}
+    from earmark.model import head_search
+    result = head_search.search_head(
+        f_train, l_train, f_val, l_val, num_classes=n_classes, head=config.head,
+        multi_hot_train=y_tr if config.multi_label else None,
+        multi_hot_val=y_va if config.multi_label else None, sample_weight=weights,
+        train_keys=k_train, val_keys=k_val, seed=config.seed)
+    chosen = result.report["chosen"]
+    settings = ", ".join(f"{k} {chosen[k]:g}" for k in ("l2", "dropout", "learning_rate")
+                         if k in chosen)
+    log(f"head: {result.report['head']} ({settings}), chosen by "
+        f"{result.report['scored_on']} in {result.report['seconds']:.1f} s")
+    return result.model, {}, {"kind": result.report["head"], "num_classes": n_classes,
+                              "multi_label": config.multi_label, "search": result.report}
+
+
 def _bottlenecks(config: TrainConfig, prepared, spec, embedder, base, splits, log,
                  compute_bottlenecks):
     entry = bottleneck.image_cache_entry(config.cache_dir, prepared, spec, base)
@@ -219,6 +254,11 @@ def train_image(config: TrainConfig, *, log: Log, warn: Log, compute_bottlenecks
         warn(f"--strategy {choice.name} with --weights none: a frozen random base is "
              "not transfer learning (random conv features, only the head learns)")
     log(f"strategy: {choice.name} ({choice.reason})")
+    cached_head = choice.name == "frozen" and config.use_cache and not config.augment.enabled
+    if config.head in ("linear", "mlp") and not cached_head:
+        warn(f"--head {config.head} applies to a head trained on the bottleneck cache "
+             f"(frozen, no --augment, no --no-cache); this run trains the dropout head "
+             "through the base")
 
     stats = InputStats.from_array(train_split.log_mel)
     spec = bottleneck.EmbedderSpec.for_data(
@@ -239,6 +279,7 @@ def train_image(config: TrainConfig, *, log: Log, warn: Log, compute_bottlenecks
     val_xy_mel = (val_split.log_mel, targets(val_split, val_split.recording_key, val_split.label,
                                              n_classes, config.multi_label))
     history, phases = {}, []
+    head_meta = {"kind": "dropout", **dataclasses.asdict(head_cfg)}
     cache_used = False
     use_cache = choice.name in ("frozen", "finetune") and config.use_cache
     timings = {}
@@ -252,23 +293,17 @@ def train_image(config: TrainConfig, *, log: Log, warn: Log, compute_bottlenecks
                                     compute_bottlenecks)
             timings["bottleneck_s"] = round(time.monotonic() - t0, 2)
             cache_used = True
-            f_train, f_val = feats["train"][0], feats["validation"][0]
-            head = build_head(f_train.shape[1], head_cfg, f_train)
+            f_train = feats["train"][0]
             if augment.enabled and choice.name == "frozen":
                 log("augmentation changes the base input: training through the base")
+                head = build_head(f_train.shape[1], head_cfg, f_train)
             else:
                 t0 = time.monotonic()
-                # cache rows come in the cache's order (Beam shuffles): use its labels
-                l_train, l_val = feats["train"][1], feats["validation"][1]
-                y_tr = targets(train_split, feats["train"][2], l_train, n_classes,
-                               config.multi_label)
-                y_va = targets(val_split, feats["validation"][2], l_val, n_classes,
-                               config.multi_label)
-                history = _fit(head, (f_train, y_tr, config.batch_size),
-                               (f_val, y_va), config.epochs, config.patience_epochs,
-                               config.learning_rate, loss, verbose,
-                               sample_weight=np.array([cw[i] for i in l_train], np.float32)
-                               if cw else None)
+                # cache rows come in the cache's order (Beam shuffles): use its labels;
+                # finetune's first phase is the dropout head, then trained through the base
+                head, history, head_meta = _cached_head(
+                    config if cached_head else dataclasses.replace(config, head="dropout"),
+                    feats, train_split, val_split, n_classes, cw, head_cfg, log, verbose)
                 timings["head_fit_s"] = round(time.monotonic() - t0, 2)
                 phases.append("head on bottleneck cache")
         else:
@@ -325,7 +360,7 @@ def train_image(config: TrainConfig, *, log: Log, warn: Log, compute_bottlenecks
             "adapter": {"mean": stats.mean, "std": stats.std}},
         strategy={"used": choice.name, "reason": choice.reason,
                   "finetune_blocks": choice.finetune_blocks, "phases": phases},
-        head_cfg=head_cfg, examples={"train": len(train_split), "validation": len(val_split)},
+        head_meta=head_meta, examples={"train": len(train_split), "validation": len(val_split)},
         augment=augment, cache_used=cache_used, history=history, timings=timings,
         save=lambda meta: export.save(config.model_dir, serving, meta, history),
         log=log, warn=warn)
@@ -340,7 +375,11 @@ def train_embedding(config: TrainConfig, *, log: Log, warn: Log,
     t_start = time.monotonic()
     verbose = 1 if config.progress_bars else 0
     name = config.base
-    spec = embedding_bases.SPECS[name]
+    try:
+        spec = embedding_bases.get_spec(name)
+    except ValueError as e:
+        raise UserError(f"--base {name}: {e}") from None
+    ensemble = spec.family == "ensemble"
     if config.strategy not in ("auto", "frozen"):
         raise UserError(f"--strategy {config.strategy} does not apply to {name}: embedding "
                         "bases are frozen only (use --strategy frozen or auto)")
@@ -360,6 +399,9 @@ def train_embedding(config: TrainConfig, *, log: Log, warn: Log,
                         f"{spec.window_seconds:g}-s waveform windows at {spec.sample_rate_hz} "
                         f"Hz); re-run 'earmark prepare --base {name}'")
     train_split, val_split = _read_splits(prepared, warn)
+    if weights == "random" and ensemble:
+        raise UserError(f"--weights {config.weights}: ensembles take pretrained members only; "
+                        "drop --weights")
     if weights == "random":
         warn(f"--weights none: a frozen random {name} is not transfer learning")
     keras.utils.set_random_seed(config.seed)
@@ -372,31 +414,33 @@ def train_embedding(config: TrainConfig, *, log: Log, warn: Log,
     checksum = base.weights_checksum()
     log(f"strategy: frozen ({name} is an embedding base: frozen only); weights {weights}, "
         f"sha256 {checksum[:12]}")
-    entry = bottleneck.embedding_cache_entry(config.cache_dir, prepared, spec.name, weights,
-                                             checksum)
     t0 = time.monotonic()
-    feats, _ = bottleneck.load_or_compute(
-        entry.directory, base, {"train": train_split, "validation": val_split}, entry.meta,
-        log=log)
+    splits = {"train": train_split, "validation": val_split}
+    # an ensemble keeps one cache entry per member: BirdNET alone on the same data and
+    # BirdNET in an ensemble share theirs
+    embedders = base.member_embedders() if ensemble else [base]
+    parts = [_cached_embeddings(config, prepared, e, weights, splits, log) for e in embedders]
+    feats = bottleneck.concatenate(parts) if ensemble else parts[0]
     timings = {"bottleneck_s": round(time.monotonic() - t0, 2)}
     (f_train, l_train, _), (f_val, l_val, _) = feats["train"], feats["validation"]
     n_classes = len(labels)
     head_cfg = HeadConfig(n_classes, "standardize", config.dropout_rate, config.multi_label)
-    head = build_head(f_train.shape[1], head_cfg, f_train)
     cw = class_weights(l_train, n_classes) if config.class_weight == "balanced" else None
     t0 = time.monotonic()
     _check_multi_label(train_split, config.multi_label, warn)
-    history = _fit(head, (f_train, targets(train_split, feats["train"][2], l_train, n_classes,
-                                           config.multi_label), config.batch_size),
-                   (f_val, targets(val_split, feats["validation"][2], l_val, n_classes,
-                                   config.multi_label)), config.epochs, config.patience_epochs,
-                   config.learning_rate, loss_for(head_cfg), verbose,
-                   sample_weight=np.array([cw[i] for i in l_train], np.float32) if cw else None)
+    head, history, head_meta = _cached_head(config, feats, train_split, val_split, n_classes,
+                                            cw, head_cfg, log, verbose)
     timings["head_fit_s"] = round(time.monotonic() - t0, 2)
     f_eval, l_eval = (f_val, l_val) if len(l_val) else (f_train, l_train)
     probs = head.predict(f_eval, verbose=0) if len(l_eval) else np.zeros((0, n_classes))
     keras_native = spec.keras_native
-    if keras_native:
+    installed = base.installed_members() if ensemble else []
+    if ensemble:
+        serving = base.serving_model(head)
+        save = lambda meta: export.save(config.model_dir, serving, meta, history)  # noqa: E731
+        predict = (lambda w: serving.predict(w, batch_size=128, verbose=0)) if not installed \
+            else (lambda w: head.predict(base.embed(w), verbose=0))  # noqa: E731
+    elif keras_native:
         serving = export.embedding_serving_model(base.keras_model(), head, features)
         predict = lambda w: serving.predict(w, batch_size=128, verbose=0)  # noqa: E731
         save = lambda meta: export.save(config.model_dir, serving, meta, history)  # noqa: E731
@@ -411,22 +455,53 @@ def train_embedding(config: TrainConfig, *, log: Log, warn: Log,
         hops_s=[spec.window_seconds / 2, spec.window_seconds / 4],
         window_samples=spec.window_samples,
         described={
-            "base": {**spec.to_dict(), "kind": "embedding", "feature_dim": spec.embedding_dim},
+            "base": _describe_base(spec, base),
             "licence": spec.licence if spec.commercial_use else f"{spec.licence}, non-commercial",
             "weights": {"source": weights, "checksum": checksum,
                         "seed": config.seed if weights == "random" else None},
-            "serving": ({"format": "keras", "files": [export.MODEL_FILE]} if keras_native else
-                        {"format": "embedder+head", "files": [export.HEAD_FILE],
-                         "embedder": f"{spec.install} (sha256 in weights.checksum)"})},
+            "serving": _describe_serving(spec, installed)},
         strategy={"used": "frozen", "reason": "embedding bases are frozen only",
                   "finetune_blocks": 0, "phases": ["head on bottleneck cache"]},
-        head_cfg=head_cfg, examples={"train": int(len(l_train)), "validation": int(len(l_val))},
+        head_meta=head_meta, examples={"train": int(len(l_train)), "validation": int(len(l_val))},
         augment=data.AugmentConfig(), cache_used=True, history=history, timings=timings,
         save=save, log=log, warn=warn)
 
 
+def _cached_embeddings(config: TrainConfig, prepared, embedder, weights: str, splits, log):
+    """{split: (embeddings, labels, keys)} of an embedding base (or an ensemble member) from
+    its bottleneck cache entry, computed and written on a miss."""
+    entry = bottleneck.embedding_cache_entry(config.cache_dir, prepared, embedder.spec.name,
+                                             weights, embedder.weights_checksum())
+    return bottleneck.load_or_compute(entry.directory, embedder, splits, entry.meta, log=log)[0]
+
+
+def _describe_base(spec, base) -> dict:
+    """model.json `base` of an embedding base, or of an ensemble with each member's weights
+    checksum."""
+    out = {**spec.to_dict(), "kind": "ensemble" if spec.family == "ensemble" else "embedding",
+           "feature_dim": spec.embedding_dim}
+    if spec.family == "ensemble":
+        checksums = base.member_checksums()
+        out["members"] = [{**m, "weights_checksum": checksums[m["name"]]}
+                          for m in out["members"]]
+    return out
+
+
+def _describe_serving(spec, installed) -> dict:
+    """model.json `serving`: one Keras model; or the head alone beside an installed embedder
+    (BirdNET); or (ensembles with BirdNET) a Keras model that also takes the installed
+    members' embeddings."""
+    if spec.family == "ensemble" and installed:
+        return {"format": "keras+embedders", "files": [export.MODEL_FILE],
+                "embedders": {n: embedding_bases.SPECS[n].install for n in installed}}
+    if spec.family == "ensemble" or spec.keras_native:
+        return {"format": "keras", "files": [export.MODEL_FILE]}
+    return {"format": "embedder+head", "files": [export.HEAD_FILE],
+            "embedder": f"{spec.install} (sha256 in weights.checksum)"}
+
+
 def _finish(config: TrainConfig, prepared, *, t_start, probs, eval_labels, predict, hops_s,
-            window_samples, described, strategy, head_cfg, examples, augment, cache_used,
+            window_samples, described, strategy, head_meta, examples, augment, cache_used,
             history, timings, save, log, warn) -> dict:
     """What every base shares after fitting: thresholds and validation metrics from `probs`
     (scores of the evaluation rows, labels `eval_labels`), event post-processing calibrated
@@ -451,7 +526,7 @@ def _finish(config: TrainConfig, prepared, *, t_start, probs, eval_labels, predi
         **events,
         **described,
         "strategy": {"requested": config.strategy, **strategy},
-        "head": dataclasses.asdict(head_cfg),
+        "head": head_meta,
         "training": {"data": os.path.abspath(prepared.root), "data_hash": prepared.data_hash,
                      "examples": examples, "augment": dataclasses.asdict(augment),
                      "class_weight": config.class_weight, "seed": config.seed,

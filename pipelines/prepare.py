@@ -60,7 +60,8 @@ def build_arg_parser() -> argparse.ArgumentParser:
     p.add_argument("--base", default=None,
                    help="the base the data is for: an embedding base (musicnn_msd, musicnn_mtt, "
                         "birdnet) takes raw waveform windows at its own sample rate and window "
-                        "length; an image base or none: log-mel patches (default)")
+                        "length; an ensemble (e.g. birdnet+musicnn) at its highest member rate; "
+                        "an image base or none: log-mel patches (default)")
     p.add_argument("--patch-hop-seconds", type=float, default=None,
                    help="hop between patches (default: 0.96 for log-mel, no overlap; half the "
                         "window for an embedding base)")
@@ -371,13 +372,19 @@ def feature_config_for(base: str, patch_hop_seconds: float = None,
     from earmark.model import bases, embedding_bases
     from earmark.model.features import embedding_base_config
     base = embedding_bases.canonical(base)
-    if base is not None and base not in embedding_bases.SPECS and base not in bases.BASES:
+    if base is not None and not embedding_bases.is_embedding_base(base) \
+            and base not in bases.BASES:
         raise UserError(f"--base {base!r}: choose one of "
-                        f"{', '.join(sorted(bases.BASES) + sorted(embedding_bases.SPECS))}")
+                        f"{', '.join(sorted(bases.BASES) + sorted(embedding_bases.SPECS))}, "
+                        "or embedding bases joined by + (an ensemble)")
     try:
-        if base in embedding_bases.SPECS:
-            return embedding_base_config(embedding_bases.SPECS[base], patch_hop_seconds,
-                                         resample_quality)
+        spec = embedding_bases.get_spec(base) if embedding_bases.is_embedding_base(base) \
+            else None
+    except ValueError as e:   # an ensemble its members cannot form
+        raise UserError(f"--base {base}: {e}") from None
+    try:
+        if spec is not None:
+            return embedding_base_config(spec, patch_hop_seconds, resample_quality)
         return FeatureConfig(patch_hop_seconds=patch_hop_seconds or FeatureConfig.patch_hop_seconds,
                              resample_quality=resample_quality)
     except ValueError as e:

@@ -121,3 +121,20 @@ def files_under(folder) -> dict:
             with open(p, "rb") as f:
                 out[os.path.relpath(p, folder)] = f.read()
     return out
+
+
+def esc10_fold_manifests(esc10_root, out_dir, folds=(("1", "2"), ("3",))) -> list:
+    """Manifests (path,label) of ESC-10 by fold, never split at random: one per tuple of
+    `folds` (default folds 1-2 to train on, fold 3 to test)."""
+    with open(os.path.join(esc10_root, "labels.csv")) as f:
+        rows = list(csv.DictReader(f))
+    paths = []
+    for group in folds:
+        path = os.path.join(out_dir, f"esc10_folds_{'_'.join(group)}.csv")
+        with open(path, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["path", "label"])
+            w.writerows([os.path.join(esc10_root, r["path"]), r["label"]]
+                        for r in rows if r["fold"] in group)
+        paths.append(path)
+    return paths

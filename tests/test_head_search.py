@@ -1,5 +1,7 @@
 """`model.head_search`: linear | mlp | auto heads on cached embeddings, chosen on validation."""
 
+import dataclasses
+
 import keras
 import numpy as np
 import pytest
@@ -133,3 +135,43 @@ def test_linear_matches_sklearn_logistic_regression():
                                              max_iter=5000)
     p_ours = head_search._activate(x.astype(np.float64) @ W + b, False)
     assert np.abs(p_ours - lr.predict_proba(x)).max() < 1e-3
+
+
+def test_small_validation_is_ranked_by_cross_validation_over_whole_recordings():
+    x, y = _blobs(240)
+    xv, yv = _blobs(30, seed=1)
+    keys = np.array([f"train{i // 4}" for i in range(len(y))])     # 4 windows per recording
+    y = y[(np.arange(len(y)) // 4) * 4]
+    vkeys = np.array([f"val{i // 3}" for i in range(len(yv))])
+    yv = yv[(np.arange(len(yv)) // 3) * 3]
+    result = search_head(x, y, xv, yv, num_classes=3, head="linear", train_keys=keys,
+                         val_keys=vkeys, seed=0, config=FAST)
+    assert "5-fold cross-validation over the 70 training and validation recordings" in \
+        result.report["scored_on"]
+    assert result.report["candidates"][0]["validation"]["n"] == 70        # every clip scored
+    assert result.report["final_fit"]["validation"]["n"] == 10            # then fit on train
+    folds = head_search._folds(np.concatenate([keys, vkeys]), 5, seed=0)
+    for key in np.unique(keys):                   # a recording never straddles two folds
+        assert len(set(folds[np.concatenate([keys, vkeys]) == key])) == 1
+    # with enough validation recordings, the validation split itself ranks them
+    big = search_head(x, y, xv, yv, num_classes=3, head="linear", train_keys=keys,
+                      val_keys=vkeys, seed=0,
+                      config=dataclasses.replace(FAST, cv_max_validation_units=5))
+    assert big.report["scored_on"] == "validation"
+
+
+def _row(family, loss, se, l2, **kw):
+    return {"family": family, "l2": l2, **kw, "validation": {"loss": loss, "loss_se": se}}
+
+
+def test_one_standard_error_rule_prefers_linear_and_the_strongest_l2_it_cannot_tell_apart():
+    rows = [_row("linear", 0.30, 0.02, 1e-2), _row("linear", 0.27, 0.02, 1e-3),
+            _row("linear", 0.26, 0.02, 1e-4), _row("mlp", 0.25, 0.02, 1e-4, dropout=0.5)]
+    # best 0.25 + 0.02: linear 1e-3 (0.27) is the strongest L2 within the bar
+    assert head_search.choose(rows) is rows[1]
+    # an MLP clearly better than every linear head is kept
+    rows[3]["validation"]["loss"] = 0.20
+    assert head_search.choose(rows) is rows[3]
+    # zero standard errors: plain lowest loss
+    rows[3]["validation"]["loss"] = 0.25
+    assert head_search.choose(rows, standard_errors=0.0, tie_absolute=0.0) is rows[3]

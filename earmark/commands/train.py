@@ -61,12 +61,13 @@ def build_arg_parser() -> argparse.ArgumentParser:
     p.add_argument("--strategy", default=d.strategy, choices=training.STRATEGIES,
                    help=f"default {d.strategy}")
     p.add_argument("--head", default=d.head, choices=training.HEADS,
-                   help="the head on cached embeddings (frozen): linear (logistic regression, "
-                        "L2 chosen on validation), mlp (one hidden layer; dropout, L2 and "
-                        "learning rate chosen on validation), auto (default: whichever "
-                        "validates better, by cross-validation when validation is small) or "
-                        "dropout (dropout + dense trained with --epochs, --learning-rate, "
-                        "--dropout: the head finetune and scratch train through the base)")
+                   help="the head on cached embeddings (frozen): dropout (default: dropout + "
+                        "dense trained with --epochs, --learning-rate, --dropout; the head "
+                        "finetune and scratch train through the base), linear (logistic "
+                        "regression, L2 chosen on validation), mlp (one hidden layer; dropout, "
+                        "L2 and learning rate chosen on validation) or auto (whichever "
+                        "validates better, by cross-validation when validation is small; best "
+                        "clip accuracy, not yet best events: docs/train.md)")
     p.add_argument("--input-size", type=int, default=d.input_px,
                    help="base input size in pixels (default: the base's, 96)")
     p.add_argument("--pooling", default=d.pooling, choices=bases.POOLINGS,

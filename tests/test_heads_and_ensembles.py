@@ -144,8 +144,13 @@ def _probe_accuracy(splits, test, names) -> float:
 
 
 def _head(model_dir):
+    """The Keras head inside a model dir's serving model."""
     model, _ = export.load(model_dir)
-    return model.head if isinstance(model, export.EmbedderHeadModel) else model.get_layer("head")
+    if isinstance(model, export.EmbedderHeadModel):
+        return model.head
+    if isinstance(model, export.EnsembleModel):   # model.keras behind the installed members
+        return model.model.get_layer("head")
+    return model.get_layer("head")
 
 
 @pytest.mark.parametrize("base", ["musicnn_msd", "vgg16",

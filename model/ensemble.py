@@ -28,7 +28,7 @@ import keras
 import numpy as np
 
 from earmark.model import embedding_bases
-from earmark.model.embedding_bases import EmbeddingBaseSpec
+from earmark.model.embedding_bases import _check_windows
 
 SEPARATOR = "+"
 DECIMATION_TAPS_PER_FACTOR = 64     # FIR length 64 · factor + 1: flat to ~6.5 kHz at 16 kHz
@@ -139,11 +139,6 @@ class Decimate(keras.layers.Layer):
         return {**super().get_config(), "factor": self.factor}
 
 
-def member_checksums(meta_base: dict) -> dict:
-    """model.json `base` of an ensemble → {member name: weights sha256}."""
-    return {m["name"]: m["weights_checksum"] for m in meta_base["members"]}
-
-
 class EnsembleBase:
     """Every member loaded; `embed` concatenates their embeddings of the same windows."""
 
@@ -184,7 +179,7 @@ class EnsembleBase:
         return [m.spec.name for m in self.members if not m.spec.keras_native]
 
     def embed(self, waveforms) -> np.ndarray:
-        waveforms = _check(waveforms, self.spec)
+        waveforms = _check_windows(waveforms, self.spec)
         return np.concatenate([self.embed_member(m, waveforms) for m in self.members], axis=1)
 
     def embed_member(self, member, waveforms) -> np.ndarray:
@@ -228,12 +223,4 @@ class _MemberEmbedder:
         return self._member.weights_checksum()
 
     def embed(self, waveforms) -> np.ndarray:
-        return self._ensemble.embed_member(self._member, _check(waveforms, self._ensemble.spec))
-
-
-def _check(waveforms, spec) -> np.ndarray:
-    waveforms = np.asarray(waveforms, dtype=np.float32)
-    if waveforms.ndim != 2 or waveforms.shape[1] != spec.window_samples:
-        raise ValueError(f"{spec.name} takes [n, {spec.window_samples}] windows "
-                         f"({spec.window_seconds:g} s at {spec.sample_rate_hz} Hz), got {waveforms.shape}")
-    return waveforms
+        return self._ensemble.embed_member(self._member, _check_windows(waveforms, self._ensemble.spec))

@@ -12,22 +12,23 @@ import re
 import sys
 import warnings
 
-# name → (summary, the module whose `main(argv)` runs it and whose `build_arg_parser()`
-# defines its flags). A module is imported only when its command runs: `earmark --help`
-# and `earmark COMMAND --help` load no other command's TensorFlow or Beam.
+# name → (summary, the module whose `main(argv)` runs it, the module whose
+# `build_arg_parser()` defines its flags). A module is imported only when its command runs,
+# and `earmark COMMAND --help` imports only the flags module: `earmark label --help` and
+# `earmark prepare --help` load neither Beam nor TensorFlow (well under a second).
 COMMANDS = {
     "prepare": ("labeled recordings → sharded log-mel TFRecords (Beam)",
-                "earmark.pipelines.prepare"),
+                "earmark.pipelines.prepare", "earmark.pipelines.prepare_flags"),
     "label": ("a trained model over a corpus → labeled time segments (Beam)",
-              "earmark.pipelines.label"),
+              "earmark.pipelines.label", "earmark.pipelines.label_flags"),
     "train": ("prepared patches → transfer-learned classifier (model.keras + model.json)",
-              "earmark.commands.train"),
+              "earmark.commands.train", "earmark.commands.train"),
     "evaluate": ("score a trained model on prepared data or labeled clips (JSON + plots)",
-                 "earmark.commands.evaluate"),
+                 "earmark.commands.evaluate", "earmark.commands.evaluate"),
     "report": ("a self-contained HTML report of a labeling run and/or a trained model",
-               "earmark.report"),
+               "earmark.report", "earmark.report"),
     "demo": ("the whole product offline in ~1 minute: generate, prepare, train, label, report",
-             "earmark.demo"),
+             "earmark.demo", "earmark.demo"),
 }
 
 
@@ -44,14 +45,17 @@ def build_arg_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands",
                                      required=True, parser_class=ArgumentParser)
-    for name, (summary, _) in COMMANDS.items():
+    for name, (summary, _, _) in COMMANDS.items():
         commands.add_parser(name, help=summary, add_help=False)
     return parser
 
 
 def run_command(command: str, argv) -> None:
-    """The command's module's `main(argv)`."""
-    importlib.import_module(COMMANDS[command][1]).main(argv)
+    """The command's module's `main(argv)`; with -h/--help, its flags module's help alone."""
+    _, module, flags_module = COMMANDS[command]
+    if "-h" in argv or "--help" in argv:
+        importlib.import_module(flags_module).build_arg_parser().parse_known_args(argv)
+    importlib.import_module(module).main(argv)
 
 
 def _quiet_beam_root_records(record) -> bool:

@@ -17,8 +17,9 @@ import numpy as np
 
 from earmark.model import audio, event_metrics
 from earmark.model.events import Event
-from earmark.model.segments import PostProcessing, WindowGrid, runs_to_segments, smooth, window_bounds
-from earmark.model.windowing import frame_windows
+from earmark.model.segments import (PostProcessing, WindowGrid, merge_runs, smooth, threshold_runs,
+                                    window_bounds)
+from earmark.model.windowing import count_windows, frame_windows
 
 THRESHOLDS = tuple(np.round(np.arange(0.05, 0.951, 0.05), 2))
 SMOOTHING_WINDOWS = (1, 3, 5)
@@ -125,10 +126,26 @@ def clip_sequence(clips, rate_hz: int, quality: str, read_bytes, background_labe
     return Sequence(f"validation clips, concatenated (order {seed})", waveform, tuple(events))
 
 
-def score_sequences(sequences, predict, window_samples: int, hop_samples: int) -> list:
-    """→ [windows, labels] scores per sequence, on the labeling windows."""
-    return [np.asarray(predict(frame_windows(s.waveform, window_samples, hop_samples)))
-            for s in sequences]
+def score_sequences(sequences, predict, window_samples: int, hop_samples: list) -> dict:
+    """→ {hop: [windows, labels] scores per sequence} on the labeling windows of each hop
+    (samples). A hop that is a multiple of the finest one reuses the finest hop's scores of
+    the windows it shares (every r-th; only a zero-padded last window may be new): the model
+    runs once over the audio, not once per hop."""
+    finest = min(hop_samples)
+    out = {h: [] for h in hop_samples}
+    for s in sequences:
+        fine = np.asarray(predict(frame_windows(s.waveform, window_samples, finest)))
+        for h in hop_samples:
+            if h % finest:
+                out[h].append(np.asarray(predict(frame_windows(s.waveform, window_samples, h))))
+                continue
+            n = count_windows(len(s.waveform), window_samples, h)
+            shared = fine[::h // finest][:n]
+            if len(shared) < n:
+                tail = frame_windows(s.waveform, window_samples, h)[len(shared):]
+                shared = np.concatenate([shared, np.asarray(predict(tail))])
+            out[h].append(shared)
+    return out
 
 
 def choose(scores, sequences, labels, skip_labels, grid: WindowGrid, rate_hz: int,
@@ -152,19 +169,32 @@ def choose(scores, sequences, labels, skip_labels, grid: WindowGrid, rate_hz: in
 
 def _best_for_label(label, columns, truth, bounds, extends, slack) -> Choice:
     n_truth = sum(len(t) for t in truth)
+    truth_times = [(np.array([e.start_s for e in t]), np.array([e.end_s for e in t]))
+                   for t in truth]
+    matched = [{} for _ in truth]   # per sequence: segment times → matched events
+
+    def true_positives(k, starts, ends):
+        key = starts.tobytes() + ends.tobytes()   # settings often give the same segments
+        if key not in matched[k]:
+            # the times `runs_to_segments` writes (rounded to the millisecond)
+            matched[k][key] = event_metrics.matched_count(
+                *truth_times[k], np.array([round(float(x), 3) for x in starts]),
+                np.array([round(float(x), 3) for x in ends]), MIN_IOU)
+        return matched[k][key]
+
     tried = []
     for width in SMOOTHING_WINDOWS:
         smoothed = [smooth(col.astype(np.float64), width) for col in columns]
         for threshold in THRESHOLDS:
+            runs = [threshold_runs(sm, threshold) for sm in smoothed]
             for min_duration, max_gap, extend in itertools.product(
                     MIN_DURATIONS_S, MAX_GAPS_S, extends):
                 pp = PostProcessing(float(threshold), width, min_duration, max_gap, extend)
                 tp = n_pred = 0
-                for sm, t, (lo, hi) in zip(smoothed, truth, bounds):
-                    found = [Event(s.start_s, s.end_s, label)
-                             for s in runs_to_segments(sm, label, pp, lo, hi)]
-                    tp += event_metrics.event_f1(t, found, MIN_IOU)[0]
-                    n_pred += len(found)
+                for k, ((firsts, lasts), (lo, hi)) in enumerate(zip(runs, bounds)):
+                    starts, ends, _, _ = merge_runs(firsts, lasts, pp, lo, hi)
+                    tp += true_positives(k, starts, ends)
+                    n_pred += len(starts)
                 tried.append((pp, tp, n_pred))
     scored = [(event_metrics.f1(tp, n_truth, n_pred), pp, n_pred) for pp, tp, n_pred in tried]
     best = max(f for (_, _, f), _, _ in scored)
@@ -204,10 +234,11 @@ def calibrate(prepared, split_recordings, predict, hops_s, read_bytes, log=print
     audio_s = sum(len(s.waveform) for s in sequences) / rate
     log(f"calibrating event post-processing on {what} ({audio_s:.0f} s of audio)")
     by_hop = []
+    scored = score_sequences(sequences, predict, config.patch_samples,
+                             [config.with_patch_hop(h).patch_hop_samples for h in hops_s])
     for hop_s in hops_s:
         label_config = config.with_patch_hop(hop_s)
-        scores = score_sequences(sequences, predict, label_config.patch_samples,
-                                 label_config.patch_hop_samples)
+        scores = scored[label_config.patch_hop_samples]
         grid = WindowGrid(label_config.patch_hop_seconds, label_config.patch_samples / rate)
         chosen = choose(scores, sequences, labels, background, grid, rate, repeats)
         mean_f1 = float(np.mean([c.f1 for c in chosen.values()])) if chosen else 0.0

@@ -15,6 +15,7 @@ import os
 import numpy as np
 
 from earmark.model import audio
+from earmark.model import precision as precisions
 from earmark.model.errors import UserError
 from earmark.model.model_files import EVALUATION_FILE, EVENT_EVALUATION_FILE, HISTORY_FILE
 
@@ -165,8 +166,10 @@ def recording_segments(predictor, path: str, post, batch_size: int = 128,
 
 def evaluate_events(model_dir: str, recordings, *, source: str, annotations: str,
                     unannotated=(), problems=(), report_dir: str = None,
-                    batch_size: int = 64, read_bytes=read_local_file) -> dict:
-    """Event metrics of the model's default labeling on annotated long recordings.
+                    batch_size: int = 64, read_bytes=read_local_file,
+                    precision: str = "float32") -> dict:
+    """Event metrics of the model's default labeling on annotated long recordings, the
+    model's image base computing in `precision` (`model.precision`).
 
     `recordings`: (key, path, annotation rows) for every annotated recording (`key`: its
     path relative to the corpus root, as in the report); `unannotated`: the keys of the
@@ -177,7 +180,7 @@ def evaluate_events(model_dir: str, recordings, *, source: str, annotations: str
     from earmark.model.annotations import to_events
     from earmark.model.events import Event
     from earmark.model.segments import PostProcessing, model_post_processing, written_labels
-    predictor = export.predictor(model_dir)
+    predictor = export.predictor(model_dir, precision)
     meta = predictor.meta
     written = written_labels(meta)
     resolved = model_post_processing(meta)
@@ -203,6 +206,7 @@ def evaluate_events(model_dir: str, recordings, *, source: str, annotations: str
     unknown = sorted({e.label for ev in truth.values() for e in ev} - set(meta["labels"]))
     report = {
         "model": os.path.abspath(model_dir), "unit": "events",
+        "numeric_precision": precisions.effective(precision, meta),
         "source": source, "annotations": annotations,
         "labels_scored": written,
         "post_processing": {l: resolved[l][0] for l in written},
@@ -272,12 +276,13 @@ def _save(fig, d, name, plt):
 # --- clip-level evaluation ------------------------------------------------------------------
 
 def evaluate_prepared(model_dir: str, prepared_dir: str, split: str = "test", *,
-                      report_dir: str = None, batch_size: int = 64) -> dict:
+                      report_dir: str = None, batch_size: int = 64,
+                      precision: str = "float32") -> dict:
     """The model on a split of prepared data (`earmark prepare`'s output, with the model's
     FeatureConfig): clip scores are the mean of their patches'. Writes EVALUATION_FILE and
     plots to `report_dir` (default `model_dir`)."""
     from earmark.model import data, export
-    model, meta = export.load(model_dir)
+    model, meta = export.load(model_dir, precision)
     names = meta["labels"]
     config = export.feature_config(meta)
     prepared = data.open_prepared(prepared_dir)
@@ -301,19 +306,21 @@ def evaluate_prepared(model_dir: str, prepared_dir: str, split: str = "test", *,
     probs, labels, _ = aggregate(patch_probs, arrays.label, arrays.recording_key)
     report = {"model": os.path.abspath(model_dir), "unit": "clip (mean of patch scores)",
               "source": os.path.abspath(prepared_dir), "split": split,
+              "numeric_precision": precisions.effective(precision, meta),
               "patches": int(len(arrays)),
               "patch_accuracy": round(float((patch_probs.argmax(1) == arrays.label).mean()), 4)}
     return _clip_report(model_dir, meta, report, probs, labels, report_dir)
 
 
 def evaluate_clips(model_dir: str, rows, source: str, *, report_dir: str = None,
-                   batch_size: int = 64, read_bytes=read_local_file) -> dict:
+                   batch_size: int = 64, read_bytes=read_local_file,
+                   precision: str = "float32") -> dict:
     """The serving model on raw labeled clips, `rows` of (path, label) read with
     `read_bytes(path)`; `source` names them in the report. Clips that cannot be decoded are
     listed under `failed`. Writes EVALUATION_FILE and plots to `report_dir` (default
     `model_dir`)."""
     from earmark.model import export
-    model, meta = export.load(model_dir)
+    model, meta = export.load(model_dir, precision)
     names = meta["labels"]
     rows = list(rows)
     if not rows:
@@ -331,7 +338,8 @@ def evaluate_clips(model_dir: str, rows, source: str, *, report_dir: str = None,
     probs = np.stack([clip_probs[i] for i in keep])
     labels = np.array([names.index(rows[i][1]) for i in keep])
     report = {"model": os.path.abspath(model_dir), "unit": "clip (mean of patch scores)",
-              "source": source, "failed": failed}
+              "source": source, "numeric_precision": precisions.effective(precision, meta),
+              "failed": failed}
     return _clip_report(model_dir, meta, report, probs, labels, report_dir)
 
 

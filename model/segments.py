@@ -80,34 +80,46 @@ def window_bounds(num_windows: int, grid: WindowGrid, duration_s: float):
     return lo, hi
 
 
+def threshold_runs(smoothed: np.ndarray, threshold: float):
+    """(first, last) window indices of each run of windows at or above `threshold`."""
+    positive = np.flatnonzero(smoothed >= threshold)
+    breaks = np.flatnonzero(np.diff(positive) > 1)
+    return (np.concatenate((positive[:1], positive[breaks + 1])),
+            np.concatenate((positive[breaks], positive[-1:])))
+
+
+def merge_runs(firsts, lasts, pp: PostProcessing, lo: np.ndarray, hi: np.ndarray):
+    """Runs (`threshold_runs`) → (starts_s, ends_s, first, last) arrays of the segments they
+    make: each run widened by `extend_s` on both sides, runs closer than `max_gap_s` merged,
+    segments shorter than `min_duration_s` dropped (times unrounded)."""
+    if len(firsts) == 0:
+        empty = np.zeros(0)
+        return empty, empty, firsts, lasts
+    starts = np.maximum(lo[firsts] - pp.extend_s, 0.0)
+    ends = np.minimum(hi[lasts] + pp.extend_s, float(hi[-1]))
+    # the window bounds rise with the index, so a merged segment ends where its last run does
+    opens = np.concatenate(([True], starts[1:] - ends[:-1] > pp.max_gap_s))
+    head = np.flatnonzero(opens)
+    tail = np.concatenate((head[1:] - 1, [len(starts) - 1]))
+    starts, ends, firsts, lasts = starts[head], ends[tail], firsts[head], lasts[tail]
+    keep = (ends > starts) & (ends - starts + 1e-9 >= pp.min_duration_s)
+    return starts[keep], ends[keep], firsts[keep], lasts[keep]
+
+
 def runs_to_segments(smoothed: np.ndarray, label: str, pp: PostProcessing, lo: np.ndarray,
                      hi: np.ndarray) -> list:
     """One label's already-smoothed scores [windows] → its segments: runs of windows at or
     above the threshold, each widened by `extend_s` on both sides (a window longer than
     the hop is positive only once an event fills much of it, so runs sit inside their
     events), runs closer than `max_gap_s` merged, segments shorter than `min_duration_s`
-    dropped. Split out so calibration can smooth once and try many settings."""
-    positive = np.flatnonzero(smoothed >= pp.threshold)
-    if len(positive) == 0:
-        return []
-    breaks = np.flatnonzero(np.diff(positive) > 1)
-    firsts = np.concatenate(([positive[0]], positive[breaks + 1]))
-    lasts = np.concatenate((positive[breaks], [positive[-1]]))
-    end_of_audio = float(hi[-1])
-    starts = np.maximum(lo[firsts] - pp.extend_s, 0.0)
-    ends = np.minimum(hi[lasts] + pp.extend_s, end_of_audio)
-    merged = []  # [start, end, first window, last window]
-    for start, end, first, last in zip(starts, ends, firsts, lasts):
-        if merged and start - merged[-1][1] <= pp.max_gap_s:
-            merged[-1][1], merged[-1][3] = max(merged[-1][1], end), last
-        else:
-            merged.append([start, end, first, last])
+    dropped. Split out (`threshold_runs`, `merge_runs`) so calibration can smooth and
+    threshold once and try many settings."""
+    starts, ends, firsts, lasts = merge_runs(*threshold_runs(smoothed, pp.threshold), pp, lo, hi)
     out = []
-    for start, end, first, last in merged:
-        if end > start and end - start + 1e-9 >= pp.min_duration_s:
-            span = smoothed[first:last + 1]
-            conf = float(span[span >= pp.threshold].max())
-            out.append(Segment(round(float(start), 3), round(float(end), 3), label, round(conf, 4)))
+    for start, end, first, last in zip(starts, ends, firsts, lasts):
+        span = smoothed[first:last + 1]
+        conf = float(span[span >= pp.threshold].max())
+        out.append(Segment(round(float(start), 3), round(float(end), 3), label, round(conf, 4)))
     return out
 
 

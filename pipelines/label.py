@@ -9,7 +9,6 @@ whatever the worker count), per-recording Raven selection tables (`raven/`) and 
 label tracks (`audacity/`), `segments.jsonl`, optional per-window `scores/`, `run.json`
 and `dead_letter.jsonl`.
 """
-import argparse
 import dataclasses
 import hashlib
 import json
@@ -23,12 +22,13 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.ml.inference.base import KeyedModelHandler, ModelHandler, PredictionResult, RunInference
 
-from earmark.model import data_files, model_files, progress
+from earmark.model import data_files, model_files, precision, progress
 from earmark.model.errors import UserError
 from earmark.model.features import FeatureConfig
 from earmark.model.segments import (PostProcessing, WindowGrid, model_post_processing, to_segments,
                                     written_labels)
-from earmark.pipelines import corpus, flags, fs, label_formats, ledger, outputs
+from earmark.pipelines import corpus, fs, label_formats, ledger, outputs
+from earmark.pipelines.label_flags import build_arg_parser
 from earmark.pipelines.chunks import FileInfo, file_info, plan_chunks, read_chunk_windows
 from earmark.pipelines.label_formats import (DEAD_LETTER_FILE, PER_RECORDING, RUN_FILE, SEGMENTS_CSV,
                                              SEGMENTS_JSONL)
@@ -36,53 +36,6 @@ from earmark.pipelines.label_formats import (DEAD_LETTER_FILE, PER_RECORDING, RU
 log = logging.getLogger("earmark.label")
 
 DEAD_LETTER = "dead_letter"  # the pipeline's tag of failed files
-
-
-def build_arg_parser() -> argparse.ArgumentParser:
-    p = flags.ArgumentParser(
-        prog="earmark label",
-        description="Label every recording of a corpus with time segments, using a trained model.",
-        epilog="examples:\n"
-               "  earmark label --model model/ --input recordings/ --output labels/\n"
-               "  earmark label --model gs://b/model --input 'gs://b/nights/*.flac' \\\n"
-               "      --output gs://b/labels --formats csv,raven,audacity,jsonl --runner DataflowRunner ...\n"
-               "Any Apache Beam option passes through.",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", required=True, help="the --model-dir of 'earmark train' (local or gs://)")
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--input", help="folder (searched recursively) or glob; local or gs://")
-    src.add_argument("--manifest", help="CSV with a path column; local or gs://")
-    p.add_argument("--output", required=True, help="output folder, local or gs://")
-    p.add_argument("--formats", default="csv,raven",
-                   help=f"comma-separated, from {','.join(label_formats.FORMATS)} (default csv,raven)")
-    p.add_argument("--scores", action="store_true", help="also write per-window scores")
-    p.add_argument("--hop-seconds", type=float, default=None,
-                   help="window hop (default: the model's, 0.48 for image-base models, half the "
-                        "window for embedding bases)")
-    p.add_argument("--chunk-seconds", type=float, default=60.0,
-                   help="audio per work item; long files are split into chunks (default 60)")
-    p.add_argument("--threshold", action="append", default=[],
-                   help="override the model's calibrated thresholds: 0.7 for all labels, or "
-                        "LABEL=0.7 (repeatable)")
-    p.add_argument("--smoothing", action="append", default=[],
-                   help="override: moving average over N windows, N or LABEL=N (1: none)")
-    p.add_argument("--min-duration", action="append", default=[],
-                   help="override: drop shorter segments, seconds or LABEL=seconds")
-    p.add_argument("--max-gap", action="append", default=[],
-                   help="override: merge same-label segments this close, seconds or LABEL=seconds")
-    p.add_argument("--extend", action="append", default=[],
-                   help="override: widen segments by this on both sides, seconds or LABEL=seconds")
-    p.add_argument("--emit-background", action="store_true",
-                   help="also write segments of the model's background labels (e.g. "
-                        "background, not_snore), which are left out by default")
-    p.add_argument("--batch-size", type=int, default=128, help="windows per model call (default 128)")
-    p.add_argument("--incremental", action="store_true",
-                   help="label only recordings that are new or changed since the last run "
-                        "(ledger.json under --output); each run gets runs/RUN_ID/")
-    p.add_argument("--overwrite", action="store_true",
-                   help="--output is not empty: remove what earmark wrote there before (listed "
-                        "in its earmark_outputs.json) and nothing else, then run")
-    return p
 
 
 def local_model_dir(model_dir: str) -> str:
@@ -113,14 +66,19 @@ class WaveformModelHandler(ModelHandler):
     """Runs an exported earmark model (`model.export.Predictor`: image CNN, musicnn or
     BirdNET alike) on batches of waveform windows; one model per process."""
 
-    def __init__(self, model_dir: str, batch_size: int, run_id: str = ""):
+    def __init__(self, model_dir: str, batch_size: int, run_id: str = "",
+                 precision_name: str = precision.DEFAULT_PRECISION):
         self._model_dir = model_dir
         self._batch_size = batch_size
         self._run_id = run_id or uuid.uuid4().hex
+        self._precision = precision_name   # resolved where the model runs: a worker's hardware
 
     def load_model(self):
         from earmark.model import export
-        return export.predictor(local_model_dir(self._model_dir))
+        predictor = export.predictor(local_model_dir(self._model_dir), self._precision)
+        ran = precision.effective(self._precision, predictor.meta)
+        beam.metrics.Metrics.counter("label", f"models_in_{ran}").inc()
+        return predictor
 
     def run_inference(self, batch, model, inference_args=None):
         scores = model.predict(np.stack(batch))
@@ -343,7 +301,8 @@ def _count_run(_, results, dead) -> dict:
 
 
 def build_pipeline(p, source, output, model_dir, meta, config, grid, post, formats,
-                   keep_scores, chunk_seconds, batch_size, tables_dir, finish):
+                   keep_scores, chunk_seconds, batch_size, tables_dir, finish,
+                   precision_name=precision.DEFAULT_PRECISION):
     """Wire the label transforms onto `p`. Per-recording files go under `output`; the
     tables, sources.csv and dead letter under `tables_dir` (a run partition `runs/RUN_ID/`
     holds segments.csv whatever the formats: the combined view is rebuilt from it).
@@ -369,7 +328,7 @@ def build_pipeline(p, source, output, model_dir, meta, config, grid, post, forma
             | "ReadWindows" >> beam.ParDo(ReadWindows(config.to_json()))
             .with_outputs("chunk_failed", main="windows"))
     inferred, other = (read.windows | "RunInference" >> RunInference(
-        KeyedModelHandler(WaveformModelHandler(model_dir, batch_size, run_id))).with_exception_handling())
+        KeyedModelHandler(WaveformModelHandler(model_dir, batch_size, run_id, precision_name))).with_exception_handling())
     scores = inferred | "FileKey" >> beam.MapTuple(
         lambda key, result: (key[0], (key[1], np.asarray(result.inference, np.float32))))
     failed_inference = other.failed_inferences | "FailedBatchFiles" >> beam.FlatMap(
@@ -463,6 +422,10 @@ def run(argv=None, save_main_session=True, test_pipeline=None):
     _, _, default_hop_s = export.window_spec(meta)
     config = FeatureConfig.from_dict(meta["feature_config"]).with_patch_hop(
         args.hop_seconds or default_hop_s)
+    try:
+        ran_here = precision.effective(args.precision, meta)
+    except ValueError as e:
+        raise UserError(f"--precision {args.precision}: {e}; use --precision auto or float32") from None
     labels = meta["labels"]
     post, post_summary = post_processing(meta, args)
     grid = WindowGrid(hop_s=config.patch_hop_seconds, window_s=config.patch_samples / config.sample_rate_hz)
@@ -501,6 +464,9 @@ def run(argv=None, save_main_session=True, test_pipeline=None):
         "thresholds": {l: v["settings"]["threshold"] for l, v in post_summary.items()},
         "post_processing": post_summary,
         "hop_s": config.patch_hop_seconds, "formats": formats,
+        # where the pipeline runs in this process (DirectRunner): what the model ran in;
+        # remote workers resolve `auto` on their own hardware (counter models_in_*)
+        "numeric_precision": {"requested": args.precision, "here": ran_here},
         "input": fs.absolute(args.input) if args.input else None,
         "manifest": fs.absolute(args.manifest) if args.manifest else None,
         "files_matched": files_matched,
@@ -513,7 +479,8 @@ def run(argv=None, save_main_session=True, test_pipeline=None):
     finish = FinishRun(output, tables_dir, summary, time.time(), incremental, run_id, files)
     p = test_pipeline or beam.Pipeline(options=options)
     build_pipeline(p, source, output, model_dir, meta, config, grid, post, formats,
-                   args.scores, args.chunk_seconds, args.batch_size, tables_dir, finish)
+                   args.scores, args.chunk_seconds, args.batch_size, tables_dir, finish,
+                   args.precision)
     return outputs.run_pipeline(p, options, {output, tables_dir})
 
 

@@ -8,6 +8,7 @@ import sys
 
 from earmark.model.data_files import SPLITS
 from earmark.model.errors import UserError
+from earmark.model.precision import DEFAULT_PRECISION, PRECISIONS
 from earmark.pipelines.flags import ArgumentParser
 
 
@@ -37,6 +38,9 @@ def build_arg_parser() -> argparse.ArgumentParser:
                    help="with --data: which split (default test)")
     p.add_argument("--report", help="where to write evaluation.json and plots (default: --model)")
     p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--precision", default=DEFAULT_PRECISION, choices=PRECISIONS,
+                   help="arithmetic of the image base, as for 'earmark label' (default auto: "
+                        "bfloat16 where the hardware computes it natively, else float32)")
     return p
 
 
@@ -67,7 +71,8 @@ def evaluate_events(args) -> dict:
         args.model, [(r.key, r.path, list(r.events)) for r in found.recordings],
         source=fs.absolute(args.input), annotations=fs.absolute(args.annotations),
         unannotated=[r.key for r in found.unannotated], problems=found.bad,
-        report_dir=args.report, batch_size=args.batch_size, read_bytes=fs.read_bytes)
+        report_dir=args.report, batch_size=args.batch_size, read_bytes=fs.read_bytes,
+        precision=args.precision)
 
 
 def main(argv=None) -> dict:
@@ -81,14 +86,15 @@ def main(argv=None) -> dict:
         report = evaluate_events(args)
     elif args.data:
         report = evaluate.evaluate_prepared(args.model, args.data, args.split,
-                                            report_dir=args.report, batch_size=args.batch_size)
+                                            report_dir=args.report, batch_size=args.batch_size,
+                                            precision=args.precision)
     else:
         from earmark.pipelines import fs
         rows = labeled_clips(args.manifest, args.input)
         report = evaluate.evaluate_clips(args.model, rows,
                                          fs.absolute(args.manifest or args.input),
                                          report_dir=args.report, batch_size=args.batch_size,
-                                         read_bytes=fs.read_bytes)
+                                         read_bytes=fs.read_bytes, precision=args.precision)
     json.dump(report, sys.stdout, indent=2)
     print()
     return report

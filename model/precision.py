@@ -1,0 +1,114 @@
+"""`--precision auto|float32|bfloat16`: the arithmetic a model's pretrained CNN runs in at
+inference (`earmark label`, `earmark evaluate`, `earmark train`'s bottleneck pass).
+
+The model file always stays float32. `bfloat16` sets the Keras `mixed_bfloat16` policy on the
+layers of the image base (the CNN inside the serving model's `embedder`): weights stay
+float32, each layer computes in bfloat16. The log-mel frontend, the adapter that turns it into
+an image and the head stay float32, so the thresholds see float32 probabilities.
+
+`auto` is bfloat16 only where the hardware computes it natively, float32 elsewhere (emulated
+bfloat16 on a CPU without it is slower than float32, `benchmarks/label_speed.py --precision`):
+- a CPU with AVX512_BF16 or AMX-BF16 (`/proc/cpuinfo` flags; AMD Zen 4+, Intel Cooper Lake,
+  Sapphire Rapids and later);
+- a GPU of compute capability 8.0 or higher (A100, H100, ...).
+
+Image bases only: musicnn's and BirdNET's own frontends and weights are left as they ship
+(BirdNET runs in TFLite), so `auto` is float32 for them and `bfloat16` is refused.
+"""
+import functools
+import os
+
+PRECISIONS = ("auto", "float32", "bfloat16")
+DEFAULT_PRECISION = "auto"
+BFLOAT16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
+BFLOAT16_GPU_MIN_CAPABILITY = (8, 0)
+BASE_LAYER = "embedder"     # the serving model's image base (`export.serving_model`)
+
+
+def cpu_flags(cpuinfo: str = "/proc/cpuinfo") -> set:
+    """The CPU's feature flags (Linux); empty where unknown."""
+    try:
+        with open(cpuinfo) as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+@functools.lru_cache(maxsize=1)
+def native_bfloat16() -> str:
+    """Why this machine computes bfloat16 natively (a short reason), or "" where it does not."""
+    found = sorted(set(BFLOAT16_CPU_FLAGS) & cpu_flags())
+    if found:
+        return f"CPU has {', '.join(found)}"
+    if os.environ.get("CUDA_VISIBLE_DEVICES", None) == "":
+        return ""
+    import tensorflow as tf
+    for gpu in tf.config.list_physical_devices("GPU"):
+        capability = tf.config.experimental.get_device_details(gpu).get("compute_capability")
+        if capability and tuple(capability) >= BFLOAT16_GPU_MIN_CAPABILITY:
+            return f"GPU of compute capability {capability[0]}.{capability[1]}"
+    return ""
+
+
+def resolve(precision: str) -> str:
+    """`auto` → bfloat16 where native, else float32; float32 / bfloat16 as given."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
+    if precision == "auto":
+        return "bfloat16" if native_bfloat16() else "float32"
+    return precision
+
+
+def runs_image_base(meta: dict) -> bool:
+    """True for a model.json whose base is an image CNN (not an embedding base/ensemble)."""
+    return meta.get("base", {}).get("kind") != "embedding"
+
+
+def check(precision: str, meta: dict) -> None:
+    """ValueError for a precision this model cannot run in (bfloat16 without an image base)."""
+    resolve(precision)
+    if precision == "bfloat16" and not runs_image_base(meta):
+        raise ValueError(f"bfloat16 runs image-base models only; this model's base is "
+                         f"{meta.get('base', {}).get('name')} (runs as it ships: float32)")
+
+
+def supports_bfloat16(model) -> bool:
+    """True for a Keras serving model with an image base (`embedder`) inside."""
+    import keras
+    return isinstance(model, keras.Model) and any(l.name == BASE_LAYER for l in model.layers)
+
+
+def effective(precision: str, meta: dict) -> str:
+    """The precision a model (its model.json) runs in here when `precision` is asked for."""
+    check(precision, meta)
+    return resolve(precision) if runs_image_base(meta) else "float32"
+
+
+def apply(model, precision: str) -> str:
+    """Run `model`'s image base in `precision` (resolved; see `resolve`), in place, before
+    its first call is traced. → the precision it runs in. A bfloat16 request on a model
+    without an image base raises ValueError, `auto` stays float32 there."""
+    chosen = resolve(precision)
+    if chosen == "float32":
+        return chosen
+    if not supports_bfloat16(model):
+        if precision == "auto":
+            return "float32"
+        raise ValueError("bfloat16 runs image-base models only (musicnn and BirdNET run as "
+                         "they ship)")
+    embedder = model.get_layer(BASE_LAYER)
+    for layer in embedder.layers:
+        if layer.name != "to_image" and layer.__class__.__name__ != "InputLayer":
+            for sub in _layers(layer):
+                sub.dtype_policy = "mixed_bfloat16"
+    return chosen
+
+
+def _layers(layer):
+    """`layer` and every layer nested in it (a Functional base holds its blocks)."""
+    yield layer
+    for sub in getattr(layer, "layers", []) or []:
+        yield from _layers(sub)

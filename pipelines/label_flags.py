@@ -1,0 +1,58 @@
+"""`earmark label`'s flags, apart from the pipeline so that `earmark label --help` imports
+neither Beam nor TensorFlow (under a second).
+"""
+import argparse
+
+from earmark.model.precision import DEFAULT_PRECISION, PRECISIONS
+from earmark.pipelines import flags, label_formats
+
+
+def build_arg_parser() -> argparse.ArgumentParser:
+    p = flags.ArgumentParser(
+        prog="earmark label",
+        description="Label every recording of a corpus with time segments, using a trained model.",
+        epilog="examples:\n"
+               "  earmark label --model model/ --input recordings/ --output labels/\n"
+               "  earmark label --model gs://b/model --input 'gs://b/nights/*.flac' \\\n"
+               "      --output gs://b/labels --formats csv,raven,audacity,jsonl --runner DataflowRunner ...\n"
+               "Any Apache Beam option passes through.",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", required=True, help="the --model-dir of 'earmark train' (local or gs://)")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--input", help="folder (searched recursively) or glob; local or gs://")
+    src.add_argument("--manifest", help="CSV with a path column; local or gs://")
+    p.add_argument("--output", required=True, help="output folder, local or gs://")
+    p.add_argument("--formats", default="csv,raven",
+                   help=f"comma-separated, from {','.join(label_formats.FORMATS)} (default csv,raven)")
+    p.add_argument("--scores", action="store_true", help="also write per-window scores")
+    p.add_argument("--hop-seconds", type=float, default=None,
+                   help="window hop (default: the model's, 0.48 for image-base models, half the "
+                        "window for embedding bases)")
+    p.add_argument("--chunk-seconds", type=float, default=60.0,
+                   help="audio per work item; long files are split into chunks (default 60)")
+    p.add_argument("--threshold", action="append", default=[],
+                   help="override the model's calibrated thresholds: 0.7 for all labels, or "
+                        "LABEL=0.7 (repeatable)")
+    p.add_argument("--smoothing", action="append", default=[],
+                   help="override: moving average over N windows, N or LABEL=N (1: none)")
+    p.add_argument("--min-duration", action="append", default=[],
+                   help="override: drop shorter segments, seconds or LABEL=seconds")
+    p.add_argument("--max-gap", action="append", default=[],
+                   help="override: merge same-label segments this close, seconds or LABEL=seconds")
+    p.add_argument("--extend", action="append", default=[],
+                   help="override: widen segments by this on both sides, seconds or LABEL=seconds")
+    p.add_argument("--emit-background", action="store_true",
+                   help="also write segments of the model's background labels (e.g. "
+                        "background, not_snore), which are left out by default")
+    p.add_argument("--precision", default=DEFAULT_PRECISION, choices=PRECISIONS,
+                   help="arithmetic of the image base: auto (default) is bfloat16 where the "
+                        "CPU (AVX512_BF16, AMX) or GPU computes it natively, else float32; "
+                        "the model file stays float32")
+    p.add_argument("--batch-size", type=int, default=128, help="windows per model call (default 128)")
+    p.add_argument("--incremental", action="store_true",
+                   help="label only recordings that are new or changed since the last run "
+                        "(ledger.json under --output); each run gets runs/RUN_ID/")
+    p.add_argument("--overwrite", action="store_true",
+                   help="--output is not empty: remove what earmark wrote there before (listed "
+                        "in its earmark_outputs.json) and nothing else, then run")
+    return p

@@ -1,5 +1,7 @@
 """`--precision auto|float32|bfloat16`: the arithmetic a model's pretrained CNN runs in at
-inference (`earmark label`, `earmark evaluate`, `earmark train`'s bottleneck pass).
+inference (`earmark label`, `earmark evaluate`). `earmark train` computes its bottleneck
+cache in float32 always: the cache is shared across runs and machines and must not depend
+on which CPU made it.
 
 The model file always stays float32. `bfloat16` sets the Keras `mixed_bfloat16` policy on the
 layers of the image base (the CNN inside the serving model's `embedder`): weights stay

@@ -9,13 +9,15 @@ float32, each layer computes in bfloat16. The log-mel frontend, the adapter that
 an image and the head stay float32, so the thresholds see float32 probabilities.
 
 `auto` is bfloat16 only where the hardware computes it natively, float32 elsewhere (emulated
-bfloat16 on a CPU without it is slower than float32, `benchmarks/label_speed.py --precision`):
+bfloat16 on a CPU without it labeled 10 % slower than float32 here; parity and speed:
+`benchmarks/precision_parity.py`, figures in README):
 - a CPU with AVX512_BF16 or AMX-BF16 (`/proc/cpuinfo` flags; AMD Zen 4+, Intel Cooper Lake,
   Sapphire Rapids and later);
 - a GPU of compute capability 8.0 or higher (A100, H100, ...).
 
-Image bases only: musicnn's and BirdNET's own frontends and weights are left as they ship
-(BirdNET runs in TFLite), so `auto` is float32 for them and `bfloat16` is refused.
+Image bases only: musicnn's and BirdNET's own frontends and weights, and ensembles of them,
+are left as they ship (BirdNET runs in TFLite), so `auto` is float32 for them and
+`bfloat16` is refused.
 """
 import functools
 import os
@@ -25,6 +27,8 @@ DEFAULT_PRECISION = "auto"
 BFLOAT16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 BFLOAT16_GPU_MIN_CAPABILITY = (8, 0)
 BASE_LAYER = "embedder"     # the serving model's image base (`export.serving_model`)
+ADAPTER_LAYER = "to_image"  # inside it, the log-mel → image adapter (stays float32)
+AUDIO_BASE_KINDS = ("embedding", "ensemble")   # model.json base kinds that run as they ship
 
 
 def cpu_flags(cpuinfo: str = "/proc/cpuinfo") -> set:
@@ -66,7 +70,7 @@ def resolve(precision: str) -> str:
 
 def runs_image_base(meta: dict) -> bool:
     """True for a model.json whose base is an image CNN (not an embedding base/ensemble)."""
-    return meta.get("base", {}).get("kind") != "embedding"
+    return meta.get("base", {}).get("kind") not in AUDIO_BASE_KINDS
 
 
 def check(precision: str, meta: dict) -> None:
@@ -77,12 +81,6 @@ def check(precision: str, meta: dict) -> None:
                          f"{meta.get('base', {}).get('name')} (runs as it ships: float32)")
 
 
-def supports_bfloat16(model) -> bool:
-    """True for a Keras serving model with an image base (`embedder`) inside."""
-    import keras
-    return isinstance(model, keras.Model) and any(l.name == BASE_LAYER for l in model.layers)
-
-
 def effective(precision: str, meta: dict) -> str:
     """The precision a model (its model.json) runs in here when `precision` is asked for."""
     check(precision, meta)
@@ -91,19 +89,15 @@ def effective(precision: str, meta: dict) -> str:
 
 def apply(model, precision: str) -> str:
     """Run `model`'s image base in `precision` (resolved; see `resolve`), in place, before
-    its first call is traced. → the precision it runs in. A bfloat16 request on a model
-    without an image base raises ValueError, `auto` stays float32 there."""
+    its first call is traced. → the precision it runs in: float32 for a model without an
+    image base (`check` refuses an explicit bfloat16 for those before loading)."""
+    import keras
     chosen = resolve(precision)
-    if chosen == "float32":
-        return chosen
-    if not supports_bfloat16(model):
-        if precision == "auto":
-            return "float32"
-        raise ValueError("bfloat16 runs image-base models only (musicnn and BirdNET run as "
-                         "they ship)")
-    embedder = model.get_layer(BASE_LAYER)
-    for layer in embedder.layers:
-        if layer.name != "to_image" and layer.__class__.__name__ != "InputLayer":
+    if chosen == "float32" or not isinstance(model, keras.Model) or \
+            BASE_LAYER not in [l.name for l in model.layers]:
+        return "float32"
+    for layer in model.get_layer(BASE_LAYER).layers:
+        if layer.name != ADAPTER_LAYER and not isinstance(layer, keras.layers.InputLayer):
             for sub in _layers(layer):
                 sub.dtype_policy = "mixed_bfloat16"
     return chosen

@@ -64,9 +64,13 @@ def test_bfloat16_on_a_model_without_an_image_base_is_a_one_line_error(tiny_mode
     model_dir = tmp_path / "model"
     shutil.copytree(tiny_model, model_dir)
     meta = json.loads((model_dir / "model.json").read_text())
+    ensemble = {**meta, "base": {**meta["base"], "kind": "ensemble", "name": "birdnet+musicnn_msd"}}
     meta["base"] = {**meta["base"], "kind": "embedding", "name": "musicnn_msd"}
     (model_dir / "model.json").write_text(json.dumps(meta))
-    assert precision.effective("auto", meta) == "float32"
+    for audio_base in (meta, ensemble):
+        assert precision.effective("auto", audio_base) == "float32"
+        with pytest.raises(ValueError, match="image-base models only"):
+            precision.check("bfloat16", audio_base)
     (tmp_path / "in").mkdir()
     r = subprocess.run([sys.executable, "-m", "earmark", "label", "--model", str(model_dir),
                         "--input", str(tmp_path / "in"), "--output", str(tmp_path / "out"),

@@ -175,3 +175,32 @@ def test_one_standard_error_rule_prefers_linear_and_the_strongest_l2_it_cannot_t
     # zero standard errors: plain lowest loss
     rows[3]["validation"]["loss"] = 0.25
     assert head_search.choose(rows, standard_errors=0.0, tie_absolute=0.0) is rows[3]
+
+
+def test_cross_validated_mlp_stops_early_on_other_recordings_never_on_the_scored_fold(
+        monkeypatch):
+    """Stopping on the fold it is scored on would pick each fit's best epoch on those very
+    rows and flatter the MLP against the linear head, which has no such choice."""
+    x, y = _blobs(240)
+    keys = np.array([f"rec{i // 4}" for i in range(len(y))])      # 4 windows per recording
+    y = y[(np.arange(len(y)) // 4) * 4]
+    x[:, 0] = np.arange(len(x))                                     # a row id to read back
+    calls = []
+    fit_mlp = head_search.fit_mlp
+
+    def spy(model, x_fit, y_fit, x_stop, y_stop, **kw):
+        calls.append((x_fit[:, 0].astype(int), x_stop[:, 0].astype(int)))
+        return fit_mlp(model, x_fit, y_fit, x_stop, y_stop, **kw)
+
+    monkeypatch.setattr(head_search, "fit_mlp", spy)
+    config = dataclasses.replace(FAST, mlp_grid=FAST.mlp_grid[:1], mlp_max_epochs=3)
+    search_head(x[:200], y[:200], x[200:], y[200:], num_classes=3, head="mlp",
+                train_keys=keys[:200], val_keys=keys[200:], seed=0, config=config)
+    folds = head_search._folds(keys, 5, seed=0)
+    assert len(calls) == 5 + 1                          # one fit per fold, then the final fit
+    for f, (fitted, stopped) in enumerate(calls[:5]):
+        scored = np.flatnonzero(folds == f)
+        assert len(stopped) and not set(stopped) & set(fitted)
+        assert sorted(np.concatenate([fitted, stopped, scored])) == list(range(240))
+        assert not set(keys[stopped]) & set(keys[fitted])           # whole recordings
+    assert list(calls[5][1]) == list(range(200, 240))   # the final fit stops on validation

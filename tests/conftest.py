@@ -40,3 +40,30 @@ def tiny_model(tmp_path_factory):
     prepared = make_prepared(str(root / "prepared"))
     train.main(train_args(prepared, root / "model", root / "cache", "--epochs", "4"))
     return str(root / "model")
+
+
+@pytest.fixture(scope="session")
+def snore_vgg16(tmp_path_factory):
+    """A VGG16 model (stand-in weights, frozen, default head) of 7/8 of the shared snore
+    clips, prepared (80/10/10 by prepare's stable hash) and trained, built once per run for
+    every worker; the other 1/8 is never trained on. test_train_snore scores it on its test
+    split, test_label labels nights made of the held-out eighth.
+    → {"prepared", "model", "held_out" (a make_night clip folder)}."""
+    from tests import nights
+    from tests.fixtures import built_once
+    from tests.shared import shared_path
+    weights = shared_path("models", "vgg16_hed_notop.weights.h5")
+
+    def build(root):
+        from earmark import cli
+        root.mkdir()
+        clips = nights.split_snoring_clips(str(root))
+        assert cli.main(["prepare", "--manifest", clips["train_csv"], "--output",
+                         str(root / "prepared")]) == 0
+        assert cli.main(["train", "--data", str(root / "prepared"), "--model-dir",
+                         str(root / "model"), "--base", "vgg16", "--weights", weights,
+                         "--cache-dir", str(root / "cache"), "--quiet"]) == 0
+
+    root = built_once(tmp_path_factory, "snore_vgg16", build)
+    return {"prepared": str(root / "prepared"), "model": str(root / "model"),
+            "held_out": str(root / "held_out")}

@@ -7,11 +7,14 @@ band of mel bins at its own height over noise, so any working model separates th
 recordings of band noise the tiny model knows (class_0 low, class_1 high), one with a name
 that needs escaping, one a stereo FLAC in a sub-folder, and one broken file;
 `write_annotations` their labeled parts as one CSV table. `files_under` reads a folder's
-files for byte-for-byte comparisons.
+files for byte-for-byte comparisons. `built_once` builds a folder once per test run for
+every xdist worker (the expensive trained models that several test files read).
 """
 import csv
+import fcntl
 import json
 import os
+import shutil
 
 import numpy as np
 import soundfile as sf
@@ -138,3 +141,20 @@ def esc10_fold_manifests(esc10_root, out_dir, folds=(("1", "2"), ("3",))) -> lis
                         for r in rows if r["fold"] in group)
         paths.append(path)
     return paths
+
+
+def built_once(tmp_path_factory, name, build):
+    """`build(folder)` once per test run, by whichever xdist worker asks first, under a file
+    lock; the others wait for it and get the same folder (pytest-xdist's recipe for session
+    fixtures shared by workers). Its users only read it. → the folder (pathlib.Path)."""
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent                  # the run's folder, above each worker's own
+    folder, done = base / name, base / f"{name}.done"
+    with open(base / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)    # released when the file closes
+        if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            build(folder)
+            done.touch()
+    return folder

@@ -16,37 +16,21 @@ from tests.audio_fixtures import encode, tone, write
 from earmark.model import event_metrics
 from earmark.model.segments import PostProcessing, written_labels
 from tests import nights
-from tests.shared import shared_path
 
-pytestmark = pytest.mark.slow  # trains a VGG16-based model on the shared snore clips
+pytestmark = pytest.mark.slow  # the VGG16 snore model (conftest.snore_vgg16) labels nights
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(scope="module")
-def snore_model(tmp_path_factory):
-    """Train on 7/8 of the snoring clips (stand-in weights, frozen); hold out the rest."""
-    weights = shared_path("models", "vgg16_hed_notop.weights.h5")
-    root = tmp_path_factory.mktemp("snore_model")
-    clips = nights.split_snoring_clips(str(root))
-    from earmark.commands import train
-    from earmark.pipelines import prepare
-    prepare.run(["--manifest", clips["train_csv"], "--output", str(root / "prepared")])
-    train.main(["--data", str(root / "prepared"), "--model-dir", str(root / "model"),
-                "--base", "vgg16", "--weights", weights, "--quiet",
-                "--cache-dir", str(root / "cache")])
-    return {"model": str(root / "model"), "held_out": clips["held_out"], "root": root}
-
-
-@pytest.fixture(scope="module")
-def corpus(snore_model, tmp_path_factory):
+def corpus(snore_vgg16, tmp_path_factory):
     """Two short nights of held-out clips plus broken files, in nested folders."""
     root = tmp_path_factory.mktemp("label_corpus")
     (root / "room_a").mkdir()
     (root / "room_b").mkdir()
     truth = tmp_path_factory.mktemp("label_truth")
-    nights.make_night(snore_model["held_out"], str(root / "room_a" / "n1.wav"), str(truth / "n1.csv"), 0.75, 11)
-    nights.make_night(snore_model["held_out"], str(root / "room_b" / "n2.wav"), str(truth / "n2.csv"), 0.5, 12)
+    nights.make_night(snore_vgg16["held_out"], str(root / "room_a" / "n1.wav"), str(truth / "n1.csv"), 0.75, 11)
+    nights.make_night(snore_vgg16["held_out"], str(root / "room_b" / "n2.wav"), str(truth / "n2.csv"), 0.5, 12)
     write(str(root / "room_b" / "tone_48k_stereo.flac"), tone(7.0, 48000, 2), 48000, "FLAC", "PCM_24")
     (root / "room_b" / "empty.wav").write_bytes(b"")
     (root / "room_b" / "junk.mp3").write_bytes(np.random.default_rng(0).bytes(5000))
@@ -60,9 +44,9 @@ def run_label(model, source, out, *extra):
 
 
 @pytest.fixture(scope="module")
-def one_worker(snore_model, corpus, tmp_path_factory):
+def one_worker(snore_vgg16, corpus, tmp_path_factory):
     out = str(tmp_path_factory.mktemp("one_worker"))
-    stats = run_label(snore_model["model"], corpus, out)
+    stats = run_label(snore_vgg16["model"], corpus, out)
     return out, stats
 
 
@@ -103,27 +87,27 @@ def test_segments_csv_is_sorted_and_matches_jsonl_and_per_file_tables(one_worker
         (float(r["start_s"]), float(r["end_s"]), r["label"]) for r in n1]
 
 
-def test_two_workers_and_small_chunks_give_byte_identical_segments(snore_model, corpus, one_worker, tmp_path):
+def test_two_workers_and_small_chunks_give_byte_identical_segments(snore_vgg16, corpus, one_worker, tmp_path):
     out1, _ = one_worker
     two = str(tmp_path / "two")
-    run_label(snore_model["model"], corpus, two, "--direct_num_workers=2",
+    run_label(snore_vgg16["model"], corpus, two, "--direct_num_workers=2",
               "--direct_running_mode=multi_processing", "--chunk-seconds", "7")
     assert read(os.path.join(two, "segments.csv"), "rb") == read(os.path.join(out1, "segments.csv"), "rb")
     assert read(os.path.join(two, "segments.jsonl"), "rb") == read(os.path.join(out1, "segments.jsonl"), "rb")
 
 
-def test_incremental_labels_only_new_files_and_a_rerun_does_nothing(snore_model, corpus, one_worker, tmp_path):
+def test_incremental_labels_only_new_files_and_a_rerun_does_nothing(snore_vgg16, corpus, one_worker, tmp_path):
     out1, _ = one_worker
     inc = str(tmp_path / "inc")
-    first = run_label(snore_model["model"], corpus, inc, "--incremental")
+    first = run_label(snore_vgg16["model"], corpus, inc, "--incremental")
     assert first["files_new_or_changed"] == 6
     assert read(os.path.join(inc, "segments.csv"), "rb") == read(os.path.join(out1, "segments.csv"), "rb")
-    assert run_label(snore_model["model"], corpus, inc, "--incremental") == {}  # nothing new
+    assert run_label(snore_vgg16["model"], corpus, inc, "--incremental") == {}  # nothing new
     # a new recording: only it is labeled; the combined view now holds it too
     extra = os.path.join(corpus, "room_a", "late.wav")
     write(extra, tone(3.0, 16000), 16000)
     try:
-        third = run_label(snore_model["model"], corpus, inc, "--incremental")
+        third = run_label(snore_vgg16["model"], corpus, inc, "--incremental")
     finally:
         os.remove(extra)
     assert third["files_new_or_changed"] == 1 and third["files_labeled"] == 1
@@ -133,10 +117,10 @@ def test_incremental_labels_only_new_files_and_a_rerun_does_nothing(snore_model,
     assert ledger["room_a/late.wav"]["run_id"] == runs[-1] and len(ledger) == 7
 
 
-def test_killed_run_resumes_to_the_uninterrupted_result(snore_model, corpus, one_worker, tmp_path):
+def test_killed_run_resumes_to_the_uninterrupted_result(snore_vgg16, corpus, one_worker, tmp_path):
     out1, _ = one_worker
     out = str(tmp_path / "killed")
-    cmd = [sys.executable, "-m", "earmark", "label", "--model", snore_model["model"], "--input",
+    cmd = [sys.executable, "-m", "earmark", "label", "--model", snore_vgg16["model"], "--input",
            corpus, "--output", out, "--formats", "csv,raven,audacity,jsonl", "--incremental"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO,
                             start_new_session=True)
@@ -149,22 +133,22 @@ def test_killed_run_resumes_to_the_uninterrupted_result(snore_model, corpus, one
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert not os.path.exists(os.path.join(out, "ledger.json")), "the run finished before the kill"
-    resumed = run_label(snore_model["model"], corpus, out, "--incremental")
+    resumed = run_label(snore_vgg16["model"], corpus, out, "--incremental")
     assert resumed["files_new_or_changed"] == 6
     assert read(os.path.join(out, "segments.csv"), "rb") == read(os.path.join(out1, "segments.csv"), "rb")
-    assert run_label(snore_model["model"], corpus, out, "--incremental") == {}
+    assert run_label(snore_vgg16["model"], corpus, out, "--incremental") == {}
 
 
-def test_night_recording_event_f1_at_the_defaults(snore_model, tmp_path):
+def test_night_recording_event_f1_at_the_defaults(snore_vgg16, tmp_path):
     """Held-out snores placed in a 10-minute night, labeled with no post-processing flags
     (the model's calibrated settings): event F1 >= 0.9 at IoU 0.5, and the negative class
     (not_snore) is not written as segments."""
     night_dir = tmp_path / "nights"
     night_dir.mkdir()
-    truth = nights.make_night(snore_model["held_out"], str(night_dir / "night.wav"),
+    truth = nights.make_night(snore_vgg16["held_out"], str(night_dir / "night.wav"),
                               str(tmp_path / "truth.csv"), 10, 3)
     out = str(tmp_path / "out")
-    stats = label.main(["--model", snore_model["model"], "--input", str(night_dir), "--output", out])
+    stats = label.main(["--model", snore_vgg16["model"], "--input", str(night_dir), "--output", out])
     found = nights.read_segments(os.path.join(out, "segments.csv"))
     assert {e.label for e in found} <= {"snore"} and set(stats["segments_per_label"]) <= {"snore"}
     tp, n_truth, n_found = event_metrics.event_f1(truth, found)
@@ -173,22 +157,22 @@ def test_night_recording_event_f1_at_the_defaults(snore_model, tmp_path):
     run = json.loads(read(os.path.join(out, "run.json")))
     assert run["post_processing"]["snore"]["from"] == dict.fromkeys(PostProcessing.FIELDS, "model")
     assert run["post_processing"]["not_snore"]["written"] is False
-    with open(os.path.join(snore_model["model"], "model.json")) as f:
+    with open(os.path.join(snore_vgg16["model"], "model.json")) as f:
         assert written_labels(json.load(f)) == ["snore"]
 
 
-def test_bfloat16_finds_the_events_float32_finds(snore_model, tmp_path):
+def test_bfloat16_finds_the_events_float32_finds(snore_vgg16, tmp_path):
     """`--precision bfloat16` (issue 14; emulated where the CPU lacks it, as here): event F1
     on a night of held-out snores within 0.01 of float32's, per-window scores within 0.05,
     and run.json says what ran."""
     night_dir = tmp_path / "night"
     night_dir.mkdir()
-    truth = nights.make_night(snore_model["held_out"], str(night_dir / "night.wav"),
+    truth = nights.make_night(snore_vgg16["held_out"], str(night_dir / "night.wav"),
                               str(tmp_path / "truth.csv"), 2, 5)
     f1, scores = {}, {}
     for precision in ("float32", "bfloat16"):
         out = str(tmp_path / precision)
-        label.main(["--model", snore_model["model"], "--input", str(night_dir), "--output", out,
+        label.main(["--model", snore_vgg16["model"], "--input", str(night_dir), "--output", out,
                     "--scores", "--precision", precision])
         found = nights.read_segments(os.path.join(out, "segments.csv"))
         f1[precision] = event_metrics.f1(*event_metrics.event_f1(truth, found))[2]
@@ -201,9 +185,9 @@ def test_bfloat16_finds_the_events_float32_finds(snore_model, tmp_path):
     assert 0 < difference <= 0.05, difference
 
 
-def test_flags_override_the_model_post_processing_and_emit_background(snore_model, corpus, tmp_path):
+def test_flags_override_the_model_post_processing_and_emit_background(snore_vgg16, corpus, tmp_path):
     out = str(tmp_path / "out")
-    stats = label.main(["--model", snore_model["model"], "--input", corpus, "--output", out,
+    stats = label.main(["--model", snore_vgg16["model"], "--input", corpus, "--output", out,
                         "--threshold", "snore=0.9", "--min-duration", "0", "--smoothing", "1",
                         "--max-gap", "snore=0", "--extend", "0.1", "--emit-background"])
     run = json.loads(read(os.path.join(out, "run.json")))
@@ -215,20 +199,20 @@ def test_flags_override_the_model_post_processing_and_emit_background(snore_mode
     assert "not_snore" in stats["segments_per_label"]
 
 
-def test_bad_override_is_a_one_line_error(snore_model, corpus, tmp_path):
+def test_bad_override_is_a_one_line_error(snore_vgg16, corpus, tmp_path):
     from earmark.model.errors import UserError
     for flag, value in (("--smoothing", "cough=3"), ("--min-duration", "soon")):
         with pytest.raises(UserError, match=flag):
-            label.main(["--model", snore_model["model"], "--input", corpus, "--output",
+            label.main(["--model", snore_vgg16["model"], "--input", corpus, "--output",
                         str(tmp_path / "o"), flag, value])
 
 
-def test_gcs_corpus_and_output_give_the_same_segments(snore_model, corpus, one_worker, gcs_emulator, tmp_path):
+def test_gcs_corpus_and_output_give_the_same_segments(snore_vgg16, corpus, one_worker, gcs_emulator, tmp_path):
     """gs:// in and out (GCS emulator) == local run, byte for byte; the model dir too is on gs://."""
     out1, _ = one_worker
     client = gcs_emulator.client()
     bucket = client.create_bucket("label-bucket")
-    for folder, prefix in ((corpus, "corpus"), (snore_model["model"], "model")):
+    for folder, prefix in ((corpus, "corpus"), (snore_vgg16["model"], "model")):
         for dirpath, _, names in os.walk(folder):
             for name in names:
                 rel = os.path.relpath(os.path.join(dirpath, name), folder).replace(os.sep, "/")

@@ -1,6 +1,7 @@
-"""Real data end to end: prepare the snore clips, train VGG16 with the stand-in weights,
-evaluate on the held-out test split (done when accuracy >= 0.96), and train/serve parity
-on real recordings."""
+"""Real data end to end: 7/8 of the snore clips prepared and a VGG16 model (stand-in
+weights) trained on them (conftest.snore_vgg16, shared with test_label), evaluated on the
+held-out test split (done when accuracy >= 0.96), and train/serve parity on real
+recordings."""
 import json
 import os
 
@@ -10,25 +11,12 @@ import pytest
 
 from earmark import cli
 from earmark.model import audio, data, export
-from tests.shared import shared_path
 
-pytestmark = pytest.mark.slow  # trains on the 800 shared snore clips
-
-
-@pytest.fixture(scope="module")
-def snore_model(tmp_path_factory):
-    corpus = shared_path("data", "snoring")
-    weights = shared_path("models", "vgg16_hed_notop.weights.h5")
-    root = tmp_path_factory.mktemp("snore")
-    prepared, model_dir = str(root / "prepared"), str(root / "model")
-    assert cli.main(["prepare", "--input", corpus, "--output", prepared]) == 0
-    assert cli.main(["train", "--data", prepared, "--model-dir", model_dir, "--base", "vgg16",
-                     "--weights", weights, "--cache-dir", str(root / "cache"), "--quiet"]) == 0
-    return prepared, model_dir
+pytestmark = pytest.mark.slow  # trains on 700 of the shared snore clips
 
 
-def test_snore_test_split_accuracy_reaches_published_results(snore_model, capsys):
-    prepared, model_dir = snore_model
+def test_snore_test_split_accuracy_reaches_published_results(snore_vgg16, capsys):
+    prepared, model_dir = snore_vgg16["prepared"], snore_vgg16["model"]
     capsys.readouterr()
     assert cli.main(["evaluate", "--model", model_dir, "--data", prepared]) == 0
     report = json.loads(capsys.readouterr().out)
@@ -40,10 +28,10 @@ def test_snore_test_split_accuracy_reaches_published_results(snore_model, capsys
     assert meta["weights"]["file_sha256"] and meta["base"]["name"] == "vgg16"
 
 
-def test_model_log_mel_equals_the_prepared_patches_on_real_clips(snore_model):
+def test_model_log_mel_equals_the_prepared_patches_on_real_clips(snore_vgg16):
     """Parity: prepare's log-mel (from the TFRecords) vs the model's in-graph log-mel on the
     same decoded audio differ by < 1e-4."""
-    prepared, model_dir = snore_model
+    prepared, model_dir = snore_vgg16["prepared"], snore_vgg16["model"]
     model, meta = export.load(model_dir)
     config = export.feature_config(meta)
     split = data.read_split(data.open_prepared(prepared), "test")
@@ -59,8 +47,8 @@ def test_model_log_mel_equals_the_prepared_patches_on_real_clips(snore_model):
     assert worst < 1e-4, worst
 
 
-def test_raw_clip_route_agrees_with_the_prepared_route(snore_model, tmp_path, capsys):
-    prepared, model_dir = snore_model
+def test_raw_clip_route_agrees_with_the_prepared_route(snore_vgg16, tmp_path, capsys):
+    prepared, model_dir = snore_vgg16["prepared"], snore_vgg16["model"]
     split = data.read_split(data.open_prepared(prepared), "test")
     labels = data.open_prepared(prepared).labels
     manifest = tmp_path / "test.csv"

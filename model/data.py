@@ -17,6 +17,7 @@ from earmark.model.data_files import (FEATURES_FILE, RECORDINGS_FILE, SHARD_SUFF
 from earmark.model.errors import UserError
 from earmark.model.examples import parse_example, utf8_strings
 from earmark.model.features import FeatureConfig
+from earmark.model.train_config import AugmentConfig
 
 
 @dataclasses.dataclass(frozen=True)
@@ -159,20 +160,6 @@ def read_split(prepared: Prepared, split: str, required: bool = True) -> SplitAr
 
 
 # --- augmentation (training only, on log-mel patches) -------------------------------------
-
-@dataclasses.dataclass(frozen=True)
-class AugmentConfig:
-    """SpecAugment masks (widths in frames / mel bins) and mixup (Beta(alpha, alpha))."""
-    spec_augment: bool = False
-    time_mask_frames: int = 16
-    freq_mask_bins: int = 8
-    mixup: bool = False
-    mixup_alpha: float = 0.2
-
-    @property
-    def enabled(self) -> bool:
-        return self.spec_augment or self.mixup
-
 
 def spec_augment(x: tf.Tensor, fill: float, cfg: AugmentConfig) -> tf.Tensor:
     """One random time mask and one frequency mask per patch, filled with `fill`."""

@@ -42,7 +42,8 @@ class EmbeddingBaseSpec:
 
 
 def _specs():
-    from earmark.model import birdnet, musicnn
+    from earmark.model import birdnet   # its numbers import no TensorFlow
+    from earmark.model import musicnn_spec as musicnn
     specs = {
         f"musicnn_{key.lower()}": EmbeddingBaseSpec(
             name=f"musicnn_{key.lower()}", family="musicnn", sample_rate_hz=musicnn.SAMPLE_RATE_HZ,

@@ -33,16 +33,15 @@ import numpy as np
 import tensorflow as tf
 import keras
 
-SAMPLE_RATE_HZ = 16000
+from earmark.model.musicnn_spec import (CHECKPOINTS, EMBEDDING_DIM,  # noqa: F401
+                                        SAMPLE_RATE_HZ, WINDOW_SAMPLES)
+
 N_FFT = 512
 HOP = 256
 N_MELS = 96
 PATCH_FRAMES = 187              # librosa.time_to_frames(3, sr=16000, n_fft=512, hop_length=256) + 1
-WINDOW_SAMPLES = 48000          # 3 s: what musicnn was trained on
 USED_SAMPLES = (PATCH_FRAMES - 1) * HOP + N_FFT // 2   # 47872: the last frame's right edge
-EMBEDDING_DIM = 753
 LICENCE = "ISC (musicnn 0.1.0, Pons & Serra; weights from the musicnn wheel)"
-CHECKPOINTS = {"MSD": "MSD_musicnn", "MTT": "MTT_musicnn"}
 
 # Keras-layer name == TF1 variable scope in the checkpoint. Order = creation order in
 # musicnn/models.py:build_musicnn (tf.compat.v1.layers auto-numbering).

@@ -26,23 +26,16 @@ from earmark.model import bases, bottleneck, data, embedding_bases, export
 from earmark.model.adapter import InputStats
 from earmark.model.errors import UserError
 from earmark.model.head import HeadConfig, build_head, class_weights, loss_for
+from earmark.model.train_config import (HEADS, STRATEGIES, TrainConfig,  # noqa: F401
+                                        parse_augment)
 
 logger = logging.getLogger("earmark.train")
 
-STRATEGIES = ("auto", "frozen", "finetune", "scratch")
 # auto: training patches below FROZEN_MAX → frozen; below FINETUNE_MAX → finetune top 2
 # blocks; above → finetune top 4 blocks (or scratch when --weights none).
 AUTO_FROZEN_MAX_EXAMPLES = 2000
 AUTO_FINETUNE_MAX_EXAMPLES = 20000
 AUTO_LARGE_FINETUNE_BLOCKS = 4
-# heads on cached embeddings: `model.head_search` (linear | mlp | auto, chosen on
-# validation), or `dropout`: `head.build_head` trained with `_fit`, the head that finetune and
-# scratch train through the base
-HEADS = ("auto", "linear", "mlp", "dropout")
-# Why the default stays `dropout` (docs/train.md, heads): `auto` is at or above a linear
-# probe on clip accuracy, but the head it picked for the snore model (an MLP; a linear head
-# alike) detected snores in a held-out night at event F1 0.51 (linear 0.83) against 0.92 for
-# the dropout head: clip-level validation loss does not rank heads by events.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,36 +64,6 @@ def choose_strategy(requested: str, n_train: int, random_weights: bool,
                           "large data, fine-tune much of the base")
 
 
-@dataclasses.dataclass(frozen=True)
-class TrainConfig:
-    """Everything one training run needs; the defaults are the `earmark train` flags'."""
-    data_dir: str                      # folder written by `earmark prepare`
-    model_dir: str                     # where model.keras (or head.keras) + model.json go
-    base: str = bases.DEFAULT_BASE     # image base or embedding base (`embedding_bases.SPECS`)
-    weights: Optional[str] = None      # image: imagenet (None) | none | file; embedding:
-    #                                    pretrained (None) | none
-    strategy: str = "auto"             # one of STRATEGIES
-    head: str = "dropout"              # one of HEADS (frozen, on the bottleneck cache); why
-    #                                    dropout: the comment on HEADS
-    input_px: int = 0                  # image base input size; 0: the base's default
-    pooling: str = "multiscale"        # bases.POOLINGS
-    epochs: int = 40                   # head epochs (through the base: all epochs)
-    finetune_epochs: int = 10          # epochs with the top blocks unfrozen
-    finetune_blocks: int = 2           # top blocks of the base unfrozen in finetune
-    batch_size: int = 32
-    learning_rate: float = 1e-3
-    finetune_learning_rate: float = 1e-4
-    dropout_rate: float = 0.3
-    patience_epochs: int = 8           # early stopping: epochs without improvement
-    class_weight: str = "balanced"     # balanced | none
-    augment: data.AugmentConfig = data.AugmentConfig()
-    multi_label: bool = False          # sigmoid outputs, one per label
-    seed: int = 0
-    cache_dir: str = bases.CACHE_ROOT  # bottleneck and weights cache
-    use_cache: bool = True             # frozen: train the head on the bottleneck cache
-    progress_bars: bool = True         # Keras' per-epoch progress bars
-
-
 Log = Callable[[str], None]
 
 
@@ -123,15 +86,6 @@ def train(config: TrainConfig, *, log: Log = None, warn: Log = None,
         return train_embedding(config, log=log, warn=warn,
                                compute_bottlenecks=compute_bottlenecks)
     return train_image(config, log=log, warn=warn, compute_bottlenecks=compute_bottlenecks)
-
-
-def parse_augment(text: str) -> data.AugmentConfig:
-    parts = {p.strip() for p in text.lower().split(",") if p.strip()} - {"none"}
-    unknown = parts - {"specaugment", "mixup"}
-    if unknown:
-        raise UserError(f"--augment: unknown {sorted(unknown)}; use none, specaugment, mixup "
-                        "or specaugment,mixup")
-    return data.AugmentConfig(spec_augment="specaugment" in parts, mixup="mixup" in parts)
 
 
 def one_hot(labels: np.ndarray, n: int) -> np.ndarray:

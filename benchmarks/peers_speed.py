@@ -61,7 +61,7 @@ for name in sorted(n for n in os.listdir(folder) if n.endswith(".wav")):
 print(n)
 """
 
-# runs a command, then prints its wall seconds and the peak RSS (KB) of its processes
+# runs a command, then prints its wall seconds and the peak RSS (KB) of its largest process
 WRAPPER = ("import resource, subprocess, sys, time; t = time.time(); "
            "subprocess.run(sys.argv[1:], check=True, capture_output=True); "
            "print(time.time() - t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")

@@ -16,7 +16,7 @@ def _bytes(v):
 def _floats(v):
     """A FloatList feature parsed from its packed wire form (field 1: a length, then
     little-endian float32s): the bytes FloatList(value=v) serializes to, without converting
-    each value through Python (a 3-s window at 48 kHz: 0.2 ms instead of 55 ms)."""
+    each value through Python (20-32x faster per example: benchmarks/example_encoding.py)."""
     data = np.asarray(v, dtype="<f4").tobytes()
     return tf.train.Feature(float_list=tf.train.FloatList.FromString(
         b"\x0a" + _varint(len(data)) + data))

@@ -1,0 +1,105 @@
+"""Event quality at the defaults, per head, on several held-out nights, side by side in one run.
+
+    .venv/bin/python benchmarks/night_heads.py [--heads dropout,linear,auto]
+        [--seeds 3,4,5,6,7] [--minutes 10] [--workdir DIR]
+
+The snore recipe of `tests/conftest.snore_vgg16`: 7/8 of ../shared/data/snoring prepared
+(`earmark prepare --manifest`), the other eighth held out; one model per `--head` (VGG16
+with the stand-in weights, frozen, sharing one bottleneck cache); nights of `--minutes`
+built from the held-out clips by ../shared/tools/make_night.py, one per seed; each model
+labels the folder of nights with `earmark label` and no post-processing flags. Printed per
+head and night: event F1 at IoU 0.5 (`model.event_metrics`, as tools/score_events.py
+scores), precision, recall, and the kinds of error: snores split into several segments,
+snores no segment touches, and segments that touch no snore. `--workdir` keeps everything,
+and a rerun reuses what is there (prepared data, cache, models, nights).
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from earmark.model import event_metrics  # noqa: E402
+from earmark.pipelines import label_formats  # noqa: E402
+from tests import nights  # noqa: E402  (the night builders the tests use)
+from tests.shared import shared_path  # noqa: E402
+
+
+def earmark(*args):
+    subprocess.run([sys.executable, "-m", "earmark", *args], check=True, cwd=ROOT,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def overlaps(a, b) -> bool:
+    return min(a.end_s, b.end_s) > max(a.start_s, b.start_s)
+
+
+def night_scores(truth, found) -> dict:
+    p, r, f1 = event_metrics.f1(*event_metrics.event_f1(truth, found))
+    touching = [sum(overlaps(t, s) for s in found) for t in truth]
+    return {"f1": f1, "precision": p, "recall": r,
+            "split": sum(n > 1 for n in touching), "missed": sum(n == 0 for n in touching),
+            "false_alarms": sum(not any(overlaps(t, s) for t in truth) for s in found)}
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--heads", default="dropout,linear,auto")
+    p.add_argument("--seeds", default="3,4,5,6,7")
+    p.add_argument("--minutes", type=float, default=10.0)
+    p.add_argument("--workdir", default=None)
+    args = p.parse_args(argv)
+    work = args.workdir or tempfile.mkdtemp(prefix="earmark_night_heads_")
+    os.makedirs(work, exist_ok=True)
+    clips = nights.split_snoring_clips(work)
+    prepared = os.path.join(work, "prepared")
+    if not os.path.isdir(prepared):
+        earmark("prepare", "--manifest", clips["train_csv"], "--output", prepared)
+    night_dir, truths = os.path.join(work, "nights"), {}
+    os.makedirs(night_dir, exist_ok=True)
+    for seed in [int(s) for s in args.seeds.split(",")]:
+        name = f"night_{seed}.wav"
+        truth_csv = os.path.join(work, f"night_{seed}.truth.csv")
+        if os.path.exists(truth_csv):
+            truths[name] = nights.read_truth(truth_csv)
+        else:
+            truths[name] = nights.make_night(clips["held_out"], os.path.join(night_dir, name),
+                                             truth_csv, args.minutes, seed)
+    weights = shared_path("models", "vgg16_hed_notop.weights.h5")
+    results = {}
+    for head in args.heads.split(","):
+        model, out = os.path.join(work, f"model_{head}"), os.path.join(work, f"labels_{head}")
+        if not os.path.exists(os.path.join(model, "model.json")):
+            earmark("train", "--data", prepared, "--model-dir", model, "--base", "vgg16",
+                    "--weights", weights, "--cache-dir", os.path.join(work, "cache"),
+                    "--head", head, "--quiet")
+        if not os.path.exists(os.path.join(out, "segments.csv")):
+            earmark("label", "--model", model, "--input", night_dir, "--output", out)
+        with open(os.path.join(out, "segments.csv"), "rb") as f:
+            segments = label_formats.read_segments_csv(f.read().decode())
+        with open(os.path.join(model, "model.json")) as f:
+            meta = json.load(f)
+        results[head] = (meta, {n: night_scores(t, [s for s in segments if s.file == n])
+                                for n, t in sorted(truths.items())})
+    print(f"snore nights of {args.minutes:g} min from held-out clips, seeds {args.seeds}; "
+          f"event F1 at IoU 0.5 at the defaults ({work})")
+    print("per night: event F1 (precision/recall) [snores split / missed / segments touching no "
+          "snore]")
+    print(f"{'head':<9}{'kept':<8}{'calib F1':>9}  {'mean F1':>7}  nights")
+    for head, (meta, per_night) in results.items():
+        calibration = meta["calibration"]["per_label"]["snore"]["event_f1_iou_0.5"]
+        cells = "  ".join(f"{s['f1']:.3f} ({s['precision']:.2f}/{s['recall']:.2f}) "
+                          f"[{s['split']}/{s['missed']}/{s['false_alarms']}]"
+                          for s in per_night.values())
+        mean = np.mean([s["f1"] for s in per_night.values()])
+        print(f"{head:<9}{meta['head']['kind']:<8}{calibration:>9.3f}  {mean:>7.3f}  {cells}")
+
+
+if __name__ == "__main__":
+    main()

@@ -6,14 +6,26 @@ run: windows per second at batches of `--batch` on `--threads` threads, in alter
 (median of `--rounds`), the largest score difference to TensorFlow's, and the file size.
 
     .venv/bin/python benchmarks/tflite_forward.py [--batch 128] [--rounds 5] [--seconds 3]
+    .venv/bin/python benchmarks/tflite_forward.py --nights DIR [--model MODEL_DIR]
 
 The log-mel frontend is left out (0.12 ms of the ~3-6 ms per window, README): it is the
 base that costs.
+
+`--nights DIR` (a `--workdir` of night_heads.py: nights/NAME.wav, NAME.truth.csv) measures
+a trained model instead (default DIR/model_dropout): its embedder + head with INT8 weights
+in TFLite, the log-mel frontend left in TensorFlow (with it, 8-bit weights scored nonsense),
+against the whole model in TensorFlow, on every window of every night at the model's hop:
+the largest score difference, event F1 per night at the model's calibrated
+post-processing, and the time of each.
 """
 import argparse
+import os
+import sys
 import time
 
 import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def build_model(input_px: int, classes: int = 2):
@@ -44,6 +56,62 @@ def tflite_runner(model, batch: np.ndarray, threads: int, int8: bool):
     return run, len(blob)
 
 
+def night_parity(nights_dir: str, model_dir: str, batch: int, threads: int) -> None:
+    import glob
+    import keras
+    import tensorflow as tf
+    from earmark.model import calibrate, event_metrics, export
+    from earmark.model.segments import PostProcessing, WindowGrid, to_segments
+    from earmark.model.windowing import frame_windows
+    from tests import nights
+    predictor = export.predictor(model_dir)
+    model, meta = predictor.model, predictor.meta
+    inner = keras.Model(model.get_layer("embedder").input,
+                        model.get_layer("head")(model.get_layer("embedder").output))
+    converter = tf.lite.TFLiteConverter.from_keras_model(inner)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    interpreter = tf.lite.Interpreter(model_content=converter.convert(), num_threads=threads)
+    inp = interpreter.get_input_details()[0]["index"]
+    out = interpreter.get_output_details()[0]["index"]
+    frontend = tf.function(lambda w: model.get_layer("log_mel")(w))
+
+    def int8(windows):
+        interpreter.resize_tensor_input(inp, [len(windows), *inner.input_shape[1:]])
+        interpreter.allocate_tensors()
+        interpreter.set_tensor(inp, frontend(windows).numpy())
+        interpreter.invoke()
+        return interpreter.get_tensor(out)
+
+    rate, window = predictor.sample_rate_hz, predictor.window_samples
+    hop = int(round(predictor.default_hop_seconds * rate))
+    labels = meta["labels"]
+    pps = [PostProcessing(**meta["post_processing"][l]) if l in meta["post_processing"] else None
+           for l in labels]
+    grid = WindowGrid(hop / rate, window / rate)
+    runners = {"TensorFlow float32": predictor.predict, "TFLite INT8 embedder": int8}
+    f1, seconds, worst = {k: [] for k in runners}, dict.fromkeys(runners, 0.0), 0.0
+    for wav in sorted(glob.glob(os.path.join(nights_dir, "nights", "*.wav"))):
+        stem = os.path.splitext(os.path.basename(wav))[0]
+        truth = nights.read_truth(os.path.join(nights_dir, stem + ".truth.csv"))
+        waveform = calibrate.read_audio(wav, rate, "HQ", lambda path: open(path, "rb").read())
+        windows = frame_windows(waveform, window, hop)
+        scores = {}
+        for name, run in runners.items():
+            t0 = time.perf_counter()
+            scores[name] = np.concatenate([run(windows[i:i + batch])
+                                           for i in range(0, len(windows), batch)])
+            seconds[name] += time.perf_counter() - t0
+            found = to_segments(scores[name], labels, pps, grid, len(waveform) / rate)
+            f1[name].append(event_metrics.f1(*event_metrics.event_f1(truth, found))[2])
+        worst = max(worst, float(np.abs(scores["TFLite INT8 embedder"]
+                                        - scores["TensorFlow float32"]).max()))
+    print(f"{model_dir} on {len(f1['TensorFlow float32'])} nights: max |score diff| {worst:.4f}")
+    for name in runners:
+        print(f"{name:<22} event F1 {' / '.join(f'{x:.3f}' for x in f1[name])}, mean "
+              f"{np.mean(f1[name]):.3f}; {seconds[name]:.1f} s "
+              f"({seconds['TensorFlow float32'] / seconds[name]:.2f}x)")
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--batch", type=int, default=128)
@@ -51,7 +119,12 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--seconds", type=float, default=3.0, help="per runner per round")
+    p.add_argument("--nights", help="a night_heads.py --workdir: measure a trained model there")
+    p.add_argument("--model", help="default: NIGHTS/model_dropout")
     args = p.parse_args(argv)
+    if args.nights:
+        return night_parity(args.nights, args.model or os.path.join(args.nights, "model_dropout"),
+                            args.batch, args.threads)
     import tensorflow as tf
     model = build_model(args.input_px)
     batch = np.random.default_rng(0).normal(

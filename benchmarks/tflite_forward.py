@@ -1,5 +1,6 @@
 """Would a TFLite export label faster? The default base's forward pass (InceptionV3 at 96 px +
-a 2-class head, random weights: speed does not depend on them) through TensorFlow (one
+a 2-class head, random weights: speed does not depend on them; the product pools three depths
+of the same network, the same convolutions) through TensorFlow (one
 `tf.function`, as `earmark label` calls its model) against the same Keras model converted to
 TFLite (XNNPACK, float32) and to TFLite with dynamic-range INT8 weights, side by side in one
 run: windows per second at batches of `--batch` on `--threads` threads, in alternating rounds

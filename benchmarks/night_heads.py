@@ -8,9 +8,10 @@ The snore recipe of `tests/conftest.snore_vgg16`: 7/8 of ../shared/data/snoring 
 with the stand-in weights, frozen, sharing one bottleneck cache); nights of `--minutes`
 built from the held-out clips by ../shared/tools/make_night.py, one per seed; each model
 labels the folder of nights with `earmark label` and no post-processing flags. Printed per
-head and night: event F1 at IoU 0.5 (`model.event_metrics`), precision, recall, and the kinds of error: snores split into several segments,
-snores no segment touches, and segments that touch no snore. `--workdir` keeps everything,
-and a rerun reuses what is there (prepared data, cache, models, nights).
+head and night: event F1 at IoU 0.5 (`model.event_metrics`), precision, recall, and the
+kinds of error: snores split into several segments, snores no segment touches, and segments
+that touch no snore. `--workdir` keeps everything, and a rerun reuses what is there
+(prepared data, cache, models, nights).
 """
 import argparse
 import json

@@ -8,10 +8,10 @@ The snore recipe of `tests/conftest.snore_vgg16`: 7/8 of ../shared/data/snoring 
 with the stand-in weights, frozen, sharing one bottleneck cache); nights of `--minutes`
 built from the held-out clips by ../shared/tools/make_night.py, one per seed; each model
 labels the folder of nights with `earmark label` and no post-processing flags. Printed per
-head and night: event F1 at IoU 0.5 (`model.event_metrics`), precision, recall, and the
-kinds of error: snores split into several segments, snores no segment touches, and segments
-that touch no snore. `--workdir` keeps everything, and a rerun reuses what is there
-(prepared data, cache, models, nights).
+head and night: event F1 at IoU 0.5 (`model.event_metrics`), precision, recall, the median
+onset error of the matched snores (all nights), and the kinds of error: snores split into
+several segments, snores no segment touches, and segments that touch no snore. `--workdir`
+keeps everything, and a rerun reuses what is there (prepared data, cache, models, nights).
 """
 import argparse
 import json
@@ -43,7 +43,9 @@ def overlaps(a, b) -> bool:
 def night_scores(truth, found) -> dict:
     p, r, f1 = event_metrics.f1(*event_metrics.event_f1(truth, found))
     touching = [sum(overlaps(t, s) for s in found) for t in truth]
+    pairs = event_metrics.match_iou(truth, found)
     return {"f1": f1, "precision": p, "recall": r,
+            "onset_errors_s": [abs(truth[i].start_s - found[j].start_s) for i, j in pairs],
             "split": sum(n > 1 for n in touching), "missed": sum(n == 0 for n in touching),
             "false_alarms": sum(not any(overlaps(t, s) for t in truth) for s in found)}
 
@@ -91,14 +93,16 @@ def main(argv=None):
           f"event F1 at IoU 0.5 at the defaults ({work})")
     print("per night: event F1 (precision/recall) [snores split / missed / segments touching no "
           "snore]")
-    print(f"{'head':<9}{'kept':<8}{'calib F1':>9}  {'mean F1':>7}  nights")
+    print(f"{'head':<9}{'kept':<8}{'calib F1':>9}  {'mean F1':>7}  {'onset err':>9}  nights")
     for head, (meta, per_night) in results.items():
         calibration = meta["calibration"]["per_label"]["snore"]["event_f1_iou_0.5"]
         cells = "  ".join(f"{s['f1']:.3f} ({s['precision']:.2f}/{s['recall']:.2f}) "
                           f"[{s['split']}/{s['missed']}/{s['false_alarms']}]"
                           for s in per_night.values())
         mean = np.mean([s["f1"] for s in per_night.values()])
-        print(f"{head:<9}{meta['head']['kind']:<8}{calibration:>9.3f}  {mean:>7.3f}  {cells}")
+        onset = np.median([e for s in per_night.values() for e in s["onset_errors_s"]])
+        print(f"{head:<9}{meta['head']['kind']:<8}{calibration:>9.3f}  {mean:>7.3f}  "
+              f"{onset:>7.3f} s  {cells}")
 
 
 if __name__ == "__main__":

@@ -61,7 +61,7 @@ def night_parity(nights_dir: str, model_dir: str, batch: int, threads: int) -> N
     import glob
     import keras
     import tensorflow as tf
-    from earmark.model import calibrate, event_metrics, export
+    from earmark.model import calibrate, data, event_metrics, export
     from earmark.model.segments import PostProcessing, WindowGrid, to_segments
     from earmark.model.windowing import frame_windows
     from tests import nights
@@ -84,6 +84,7 @@ def night_parity(nights_dir: str, model_dir: str, batch: int, threads: int) -> N
         return interpreter.get_tensor(out)
 
     rate, window = predictor.sample_rate_hz, predictor.window_samples
+    quality = export.feature_config(meta).resample_quality   # as `earmark label` reads
     hop = int(round(predictor.default_hop_seconds * rate))
     labels = meta["labels"]
     pps = [PostProcessing(**meta["post_processing"][l]) if l in meta["post_processing"] else None
@@ -94,7 +95,7 @@ def night_parity(nights_dir: str, model_dir: str, batch: int, threads: int) -> N
     for wav in sorted(glob.glob(os.path.join(nights_dir, "nights", "*.wav"))):
         stem = os.path.splitext(os.path.basename(wav))[0]
         truth = nights.read_truth(os.path.join(nights_dir, stem + ".truth.csv"))
-        waveform = calibrate.read_audio(wav, rate, "HQ", lambda path: open(path, "rb").read())
+        waveform = calibrate.read_audio(wav, rate, quality, data.read_source_bytes)
         windows = frame_windows(waveform, window, hop)
         scores = {}
         for name, run in runners.items():

@@ -15,8 +15,9 @@ STRATEGIES = ("auto", "frozen", "finetune", "scratch")   # auto: `model.train.ch
 HEADS = ("auto", "linear", "mlp", "dropout")
 # Why the default stays `dropout` (docs/train.md, heads): `auto` is at or above a linear
 # probe on clip accuracy, but the head it keeps for the snore model (linear, L2 0.1)
-# detected snores in a held-out night at event F1 0.835 against 0.918 for the dropout head:
-# clip-level validation loss does not rank heads by events.
+# detected snores in five held-out nights at mean event F1 0.825 against 0.867 for the
+# dropout head (benchmarks/night_heads.py): clip-level validation loss does not rank heads
+# by events.
 
 
 @dataclasses.dataclass(frozen=True)

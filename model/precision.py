@@ -1,4 +1,4 @@
-"""`--precision auto|float32|bfloat16`: the arithmetic a model's pretrained CNN runs in at
+"""`--precision auto|float32|bfloat16|int8`: the arithmetic a model's pretrained CNN runs in at
 inference (`earmark label`, `earmark evaluate`). `earmark train` computes its bottleneck
 cache in float32 always: the cache is shared across runs and machines and must not depend
 on which CPU made it.
@@ -15,14 +15,20 @@ bfloat16 on a CPU without it labeled 10 % slower than float32 here; parity and s
   Sapphire Rapids and later);
 - a GPU of compute capability 8.0 or higher (A100, H100, ...).
 
+`int8` (asked for only, never chosen by `auto`): the image base and head run in TFLite with
+8-bit weights, from the `model_int8.tflite` that `earmark train --int8` ships beside the
+float32 model (`model.int8`); faster on CPUs, with scores that move more than bfloat16's
+(parity in README).
+
 Image bases only: musicnn's and BirdNET's own frontends and weights, and ensembles of them,
 are left as they ship (BirdNET runs in TFLite), so `auto` is float32 for them and
-`bfloat16` is refused.
+`bfloat16` and `int8` are refused.
 """
 import functools
 import os
 
-PRECISIONS = ("auto", "float32", "bfloat16")
+PRECISIONS = ("auto", "float32", "bfloat16", "int8")
+IMAGE_BASE_ONLY = ("bfloat16", "int8")
 DEFAULT_PRECISION = "auto"
 BFLOAT16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 BFLOAT16_GPU_MIN_CAPABILITY = (8, 0)
@@ -60,7 +66,7 @@ def native_bfloat16() -> str:
 
 
 def resolve(precision: str) -> str:
-    """`auto` → bfloat16 where native, else float32; float32 / bfloat16 as given."""
+    """`auto` → bfloat16 where native, else float32; the others as given."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
     if precision == "auto":
@@ -74,11 +80,15 @@ def runs_image_base(meta: dict) -> bool:
 
 
 def check(precision: str, meta: dict) -> None:
-    """ValueError for a precision this model cannot run in (bfloat16 without an image base)."""
+    """ValueError for a precision this model cannot run in (bfloat16 or int8 without an
+    image base; int8 for a model trained without `--int8`)."""
     resolve(precision)
-    if precision == "bfloat16" and not runs_image_base(meta):
-        raise ValueError(f"bfloat16 runs image-base models only; this model's base is "
+    if precision in IMAGE_BASE_ONLY and not runs_image_base(meta):
+        raise ValueError(f"{precision} runs image-base models only; this model's base is "
                          f"{meta.get('base', {}).get('name')} (runs as it ships: float32)")
+    if precision == "int8" and not meta.get("int8"):
+        raise ValueError("this model has no 8-bit file (trained without --int8); re-run "
+                         "'earmark train' with --int8 to ship one")
 
 
 def effective(precision: str, meta: dict) -> str:
@@ -90,7 +100,8 @@ def effective(precision: str, meta: dict) -> str:
 def apply(model, precision: str) -> str:
     """Run `model`'s image base in `precision` (resolved; see `resolve`), in place, before
     its first call is traced. → the precision it runs in: float32 for a model without an
-    image base (`check` refuses an explicit bfloat16 for those before loading)."""
+    image base (`check` refuses an explicit bfloat16 for those before loading). Not for
+    int8: `export.load` serves the model's 8-bit file instead."""
     import keras
     chosen = resolve(precision)
     if chosen == "float32" or not isinstance(model, keras.Model) or \

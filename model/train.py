@@ -83,6 +83,9 @@ def train(config: TrainConfig, *, log: Log = None, warn: Log = None,
         raise UserError("--epochs and --batch-size must be at least 1")
     config = dataclasses.replace(config, base=embedding_bases.canonical(config.base))
     if embedding_bases.is_embedding_base(config.base):
+        if config.int8:
+            raise UserError(f"--int8: image bases only; {config.base} runs as it ships "
+                            "(float32); leave --int8 out")
         return train_embedding(config, log=log, warn=warn,
                                compute_bottlenecks=compute_bottlenecks)
     return train_image(config, log=log, warn=warn, compute_bottlenecks=compute_bottlenecks)
@@ -307,6 +310,7 @@ def train_image(config: TrainConfig, *, log: Log, warn: Log, compute_bottlenecks
         probs = bottleneck.embed(full, eval_split.log_mel) if len(eval_split) \
             else np.zeros((0, n_classes))
     serving = export.serving_model(embedder, head, features)
+    int8_tflite = _int8(serving, timings, log) if config.int8 else None
     return _finish(
         config, prepared, t_start=t_start, probs=probs, eval_labels=eval_labels,
         predict=lambda w: serving.predict(w, batch_size=128, verbose=0),
@@ -321,8 +325,20 @@ def train_image(config: TrainConfig, *, log: Log, warn: Log, compute_bottlenecks
                   "finetune_blocks": choice.finetune_blocks, "phases": phases},
         head_meta=head_meta, examples={"train": len(train_split), "validation": len(val_split)},
         augment=augment, cache_used=cache_used, history=history, timings=timings,
-        save=lambda meta: export.save(config.model_dir, serving, meta, history),
+        save=lambda meta: export.save(config.model_dir, serving, meta, history,
+                                      int8_tflite=int8_tflite),
         log=log, warn=warn)
+
+
+def _int8(serving, timings: dict, log: Log) -> bytes:
+    """`--int8`: the serving model's log-mel → probabilities path with 8-bit weights."""
+    from earmark.model import int8
+    t = time.monotonic()
+    tflite = int8.convert(export.log_mel_model(serving))
+    timings["int8_convert_s"] = round(time.monotonic() - t, 2)
+    log(f"8-bit weights: model_int8.tflite, {len(tflite) / 1e6:.1f} MB, converted in "
+        f"{timings['int8_convert_s']:.1f} s")
+    return tflite
 
 
 def train_embedding(config: TrainConfig, *, log: Log, warn: Log,

@@ -1,5 +1,6 @@
-"""`--precision auto|float32|bfloat16` (issue 14): what `auto` picks on which hardware, the
-bfloat16 model computing in bfloat16 with float32 in and out, and the one-line refusal."""
+"""`--precision auto|float32|bfloat16|int8` (issue 14): what `auto` picks on which hardware,
+the bfloat16 model computing in bfloat16 with float32 in and out, the int8 model's 8-bit
+TFLite path, and the one-line refusal."""
 import json
 import os
 import shutil
@@ -60,6 +61,60 @@ def test_bfloat16_runs_the_image_base_only_and_scores_stay_float32(tiny_model):
     assert 0 < np.abs(ours - theirs).max() < 0.05
 
 
+@pytest.fixture(scope="module")
+def tiny_int8_model(tmp_path_factory):
+    """`earmark train --int8` on the tiny synthetic data: model.keras + model_int8.tflite."""
+    from earmark.commands import train
+    from tests.fixtures import make_prepared, train_args
+    root = tmp_path_factory.mktemp("tiny_int8")
+    prepared = make_prepared(str(root / "prepared"))
+    train.main(train_args(prepared, root / "model", root / "cache", "--epochs", "4", "--int8"))
+    return str(root / "model")
+
+
+def test_int8_runs_the_embedder_and_head_in_8_bit_tflite_and_the_frontend_in_float32(
+        tiny_int8_model):
+    from earmark.model.int8 import Int8Model
+    reference, meta = export.load(tiny_int8_model, "float32")
+    model, _ = export.load(tiny_int8_model, "int8")
+    assert isinstance(model, Int8Model) and precision.effective("int8", meta) == "int8"
+    shipped = os.path.join(tiny_int8_model, "model_int8.tflite")
+    float32_bytes = sum(int(np.prod(w.shape)) * 4 for w in
+                        export.log_mel_model(reference).weights)
+    assert meta["int8"]["bytes"] == os.path.getsize(shipped) < 0.4 * float32_bytes  # 8-bit
+    assert "model_int8.tflite" in export.model_files(meta)   # copied from gs:// with the rest
+    windows = np.random.default_rng(0).normal(0, 0.1, (40, 15600)).astype(np.float32)
+    ours, theirs = model.predict(windows, batch_size=16), np.asarray(reference(windows))
+    assert ours.dtype == np.float32 and ours.shape == theirs.shape
+    assert np.allclose(ours.sum(axis=1), 1, atol=1e-5)    # the head's softmax, float32 out
+    assert 0 < np.abs(ours - theirs).max() < 0.05         # 8-bit weights: close, not equal
+    # any batch size, in any order (smaller ones padded to the largest seen), and the
+    # log-mel path `evaluate` runs on prepared data gives the same scores
+    for n in (7, 40, 1, 0):
+        assert np.allclose(model.predict_on_batch(windows[:n]), ours[:n], atol=1e-6)
+    log_mels = np.asarray(reference.get_layer("log_mel")(windows))
+    assert np.allclose(export.log_mel_model(model).predict(log_mels, batch_size=8), ours,
+                       atol=1e-5)
+
+
+def test_int8_needs_the_shipped_file_intact(tiny_int8_model, tiny_model, tmp_path):
+    from earmark.model.errors import UserError
+    _, float32_only = export.load(tiny_model)
+    assert "int8" not in float32_only and not os.path.exists(
+        os.path.join(tiny_model, "model_int8.tflite"))
+    with pytest.raises(ValueError, match="no 8-bit file .* with --int8"):
+        precision.check("int8", float32_only)
+    model_dir = tmp_path / "model"
+    shutil.copytree(tiny_int8_model, model_dir)
+    with open(model_dir / "model_int8.tflite", "r+b") as f:   # one byte changed
+        first = f.read(1)
+        f.seek(0)
+        f.write(bytes([first[0] ^ 1]))
+    with pytest.raises(UserError, match="model_int8.tflite is not the one model.json names"):
+        export.load(str(model_dir), "int8")
+    assert export.load(str(model_dir), "float32")[0] is not None   # float32 never reads it
+
+
 def test_bfloat16_on_a_model_without_an_image_base_is_a_one_line_error(tiny_model, tmp_path):
     model_dir = tmp_path / "model"
     shutil.copytree(tiny_model, model_dir)
@@ -69,8 +124,9 @@ def test_bfloat16_on_a_model_without_an_image_base_is_a_one_line_error(tiny_mode
     (model_dir / "model.json").write_text(json.dumps(meta))
     for audio_base in (meta, ensemble):
         assert precision.effective("auto", audio_base) == "float32"
-        with pytest.raises(ValueError, match="image-base models only"):
-            precision.check("bfloat16", audio_base)
+        for asked in ("bfloat16", "int8"):
+            with pytest.raises(ValueError, match=f"{asked} runs image-base models only"):
+                precision.check(asked, audio_base)
     (tmp_path / "in").mkdir()
     r = subprocess.run([sys.executable, "-m", "earmark", "label", "--model", str(model_dir),
                         "--input", str(tmp_path / "in"), "--output", str(tmp_path / "out"),

@@ -40,7 +40,8 @@ def build_arg_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--precision", default=DEFAULT_PRECISION, choices=PRECISIONS,
                    help="arithmetic of the image base, as for 'earmark label' (default auto: "
-                        "bfloat16 where the hardware computes it natively, else float32)")
+                        "bfloat16 where the hardware computes it natively, else float32; int8 to "
+                        "measure 8-bit weights on your data)")
     return p
 
 

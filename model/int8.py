@@ -1,0 +1,140 @@
+"""`--precision int8`: an image-base model's embedder and head run in TFLite with 8-bit
+weights (dynamic-range quantization: weights stored as int8, activations quantized per
+batch). `earmark train --int8` converts them once and ships model_int8.tflite beside the
+float32 model.keras (converting takes 4 s for the VGG16 stand-in, 19 s for InceptionV3 at
+96 px: too long to repeat in every `label` process).
+
+The log-mel frontend stays in TensorFlow, float32: quantized, its mel and DFT matrices
+lose the quiet end of the spectrum (8-bit weights on the whole serving model scored
+nonsense, event F1 0.04 on a night). Parity and speed: `benchmarks/tflite_forward.py`,
+figures in README.
+"""
+import contextlib
+import io
+import os
+import threading
+
+import numpy as np
+
+DEFAULT_BATCH = 128
+
+
+def convert(log_mel_model) -> bytes:
+    """A Keras log-mel → probabilities model (`export.log_mel_model`) → TFLite bytes with
+    dynamic-range INT8 weights."""
+    import tensorflow as tf
+    # from_keras_model (from_concrete_functions aborts the process on MobileNetV2), with
+    # the listing Keras prints of the SavedModel it exports on the way kept off stdout
+    converter = tf.lite.TFLiteConverter.from_keras_model(log_mel_model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    with contextlib.redirect_stdout(io.StringIO()), _native_stderr_filtered():
+        return converter.convert()
+
+
+class Int8Model:
+    """A serving model (waveform windows → probabilities, `export.serving_model`) with its
+    log-mel → probabilities path (`export.log_mel_model`) in an 8-bit TFLite interpreter.
+    `predict` / `predict_on_batch` as a Keras model; `log_mel_path()` for log-mel inputs."""
+
+    def __init__(self, model, tflite: bytes, threads: int = None):
+        import tensorflow as tf
+        frontend = model.get_layer("log_mel")
+        self._frontend = tf.function(lambda w: frontend(w), input_signature=[
+            tf.TensorSpec([None, model.input_shape[-1]], tf.float32)])
+        self._tflite, self._threads = tflite, threads or os.cpu_count()
+        self._interpreter, self._planned = None, 0   # planned: the batch size it takes
+        self._lock = threading.Lock()   # one interpreter: one call at a time
+        self.input_shape = model.input_shape
+        self.output_shape = model.output_shape
+
+    def predict_log_mel(self, log_mels) -> np.ndarray:
+        """[b, frames, mel_bins] log-mel → [b, labels] probabilities. The interpreter takes
+        the largest batch size seen so far: smaller batches are zero-padded to it rather
+        than re-planning every tensor for each new size."""
+        log_mels = np.asarray(log_mels, np.float32)
+        n = len(log_mels)
+        if not n:
+            return np.zeros((0, self.output_shape[-1]), np.float32)
+        with self._lock:
+            if self._planned < n:
+                self._plan(n, log_mels.shape[1:])
+            if n < self._planned:
+                log_mels = np.concatenate([log_mels, np.zeros(
+                    (self._planned - n, *log_mels.shape[1:]), np.float32)])
+            self._interpreter.set_tensor(self._input, np.ascontiguousarray(log_mels))
+            self._interpreter.invoke()
+            return self._interpreter.get_tensor(self._output)[:n].copy()
+
+    def _plan(self, batch: int, shape) -> None:
+        """A new interpreter for batches of `batch`: TFLite 2.17 crashes when freeing an
+        interpreter whose tensors were re-planned for a larger batch, so each is planned
+        once."""
+        import tensorflow as tf
+        self._interpreter = None
+        with _native_stderr_filtered():
+            self._interpreter = tf.lite.Interpreter(model_content=self._tflite,
+                                                    num_threads=self._threads)
+            self._input = self._interpreter.get_input_details()[0]["index"]
+            self._output = self._interpreter.get_output_details()[0]["index"]
+            self._interpreter.resize_tensor_input(self._input, [batch, *shape])
+            self._interpreter.allocate_tensors()
+        self._planned = batch
+
+    def predict_on_batch(self, windows) -> np.ndarray:
+        return self.predict_log_mel(self._frontend(np.asarray(windows, np.float32)).numpy())
+
+    def predict(self, windows, batch_size=None, verbose=0) -> np.ndarray:
+        return _in_batches(self.predict_on_batch, windows, batch_size, self.output_shape[-1])
+
+    def log_mel_path(self) -> "LogMelPath":
+        return LogMelPath(self)
+
+
+class LogMelPath:
+    """`Int8Model`'s log-mel → probabilities path, `predict` as a Keras model (what
+    `bottleneck.embed` calls)."""
+
+    def __init__(self, model: Int8Model):
+        self._model = model
+        self.output_shape = model.output_shape
+
+    def predict(self, log_mels, batch_size=None, verbose=0) -> np.ndarray:
+        return _in_batches(self._model.predict_log_mel, log_mels, batch_size,
+                           self.output_shape[-1])
+
+
+def _in_batches(fn, inputs, batch_size, width: int) -> np.ndarray:
+    inputs = np.asarray(inputs, np.float32)
+    step = batch_size or DEFAULT_BATCH
+    parts = [fn(inputs[i:i + step]) for i in range(0, len(inputs), step)]
+    return np.concatenate(parts) if parts else np.zeros((0, width), np.float32)
+
+
+NATIVE_NOISE = ("WARNING: All log messages before absl::InitializeLog()", "W0000 ", "I0000 ",
+                "INFO: Created TensorFlow Lite XNNPACK delegate")
+
+
+@contextlib.contextmanager
+def _native_stderr_filtered():
+    """TFLite's converter and interpreter log from C++ straight to file descriptor 2 (no
+    TF_CPP_MIN_LOG_LEVEL applies): catch it for the block, then pass on every line that is
+    not one of their `NATIVE_NOISE` notices (all of it when the block raises)."""
+    import sys
+    import tempfile
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as caught:
+        os.dup2(caught.fileno(), 2)
+        failed = True
+        try:
+            yield
+            failed = False
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            caught.seek(0)
+            lines = caught.read().decode(errors="replace").splitlines(keepends=True)
+            kept = [l for l in lines if failed or not l.startswith(NATIVE_NOISE)]
+            if kept:
+                sys.stderr.write("".join(kept))

@@ -15,7 +15,8 @@ differs (the non-commercial model file is never copied into a model dir).
 and checksum, strategy, training-data hash and metrics.
 
 `load(dir)` → (model, meta): a Keras model, or for BirdNET an `EmbedderHeadModel` (for
-`--precision int8` an `Int8Model`) with the same `predict` / `predict_on_batch`. `predictor(dir)` wraps either for serving (label).
+`--precision int8` an `Int8Model`) with the same `predict` / `predict_on_batch`.
+`predictor(dir)` wraps any of them for serving (label).
 """
 import dataclasses
 import hashlib
@@ -127,8 +128,9 @@ def _int8_file(model_dir: str, meta: dict) -> bytes:
     path = os.path.join(model_dir, INT8_FILE)
     blob = open(path, "rb").read() if os.path.isfile(path) else b""
     if hashlib.sha256(blob).hexdigest() != meta["int8"]["sha256"]:
-        raise UserError(f"--model {model_dir}: {INT8_FILE} is {'not the one model.json names' if blob else 'missing'}; "
-                        "re-run 'earmark train' with --int8 (or use --precision auto)")
+        what = "not the one model.json names" if blob else "missing"
+        raise UserError(f"--model {model_dir}: {INT8_FILE} is {what}; re-run 'earmark train' "
+                        "with --int8 (or use --precision auto)")
     return blob
 
 

@@ -104,6 +104,9 @@ def apply(model, precision: str) -> str:
     int8: `export.load` serves the model's 8-bit file instead."""
     import keras
     chosen = resolve(precision)
+    if chosen == "int8":
+        raise ValueError("int8 is not set on a Keras model: export.load serves its "
+                         "model_int8.tflite")
     if chosen == "float32" or not isinstance(model, keras.Model) or \
             BASE_LAYER not in [l.name for l in model.layers]:
         return "float32"

@@ -1,7 +1,7 @@
 """`--precision int8`: an image-base model's embedder and head run in TFLite with 8-bit
 weights (dynamic-range quantization: weights stored as int8, activations quantized per
 batch). `earmark train --int8` converts them once and ships model_int8.tflite beside the
-float32 model.keras (converting takes 4 s for the VGG16 stand-in, 19 s for InceptionV3 at
+float32 model.keras (converting takes 4.5 s for the VGG16 stand-in, 18 s for InceptionV3 at
 96 px: too long to repeat in every `label` process).
 
 The log-mel frontend stays in TensorFlow, float32: quantized, its mel and DFT matrices

@@ -14,9 +14,10 @@ base that costs.
 
 `--nights DIR` (a `--workdir` of night_heads.py: nights/NAME.wav, NAME.truth.csv) measures
 a trained model instead (default DIR/model_dropout): `--precision int8` as `earmark label`
-loads it (`model.int8`: its embedder + head with INT8 weights in TFLite, the log-mel frontend
-left in TensorFlow) against float32 in TensorFlow, on every window of every night at the model's hop:
-the largest score difference, event F1 per night at the model's calibrated
+loads it (`model.int8`: its embedder + head with INT8 weights in TFLite, the log-mel
+frontend left in TensorFlow; converted here when the model was trained without `--int8`)
+against float32 in TensorFlow, on every window of every night at the model's hop: the
+largest score difference, event F1 per night at the model's calibrated
 post-processing, and the time of each.
 """
 import argparse

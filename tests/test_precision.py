@@ -115,6 +115,17 @@ def test_int8_needs_the_shipped_file_intact(tiny_int8_model, tiny_model, tmp_pat
     assert export.load(str(model_dir), "float32")[0] is not None   # float32 never reads it
 
 
+def test_train_int8_is_refused_for_embedding_bases(tmp_path):
+    from earmark.model import train
+    from earmark.model.errors import UserError
+    from earmark.model.train_config import TrainConfig
+    config = TrainConfig(data_dir=str(tmp_path), model_dir=str(tmp_path / "model"),
+                         base="musicnn", int8=True)
+    with pytest.raises(UserError, match="--int8: image bases only; musicnn_msd runs as it ships"):
+        train.train(config)
+    assert not os.path.exists(tmp_path / "model")
+
+
 def test_bfloat16_on_a_model_without_an_image_base_is_a_one_line_error(tiny_model, tmp_path):
     model_dir = tmp_path / "model"
     shutil.copytree(tiny_model, model_dir)

@@ -39,12 +39,11 @@ def build_model(input_px: int, classes: int = 2):
 
 
 def tflite_runner(model, batch: np.ndarray, threads: int, int8: bool):
-    """(run() → scores, size in bytes) of `model` converted to TFLite."""
+    """(run() → scores, size in bytes) of `model` converted to TFLite as `train --int8`
+    converts (`model.int8.convert`), with INT8 or float32 weights."""
     import tensorflow as tf
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    if int8:
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]   # dynamic-range INT8 weights
-    blob = converter.convert()
+    from earmark.model.int8 import convert
+    blob = convert(model, weights_8bit=int8)
     interpreter = tf.lite.Interpreter(model_content=blob, num_threads=threads)
     inp = interpreter.get_input_details()[0]["index"]
     out = interpreter.get_output_details()[0]["index"]

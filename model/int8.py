@@ -12,6 +12,8 @@ figures in README.
 import contextlib
 import io
 import os
+import sys
+import tempfile
 import threading
 
 import numpy as np
@@ -19,14 +21,15 @@ import numpy as np
 DEFAULT_BATCH = 128
 
 
-def convert(log_mel_model) -> bytes:
+def convert(log_mel_model, weights_8bit: bool = True) -> bytes:
     """A Keras log-mel → probabilities model (`export.log_mel_model`) → TFLite bytes with
-    dynamic-range INT8 weights."""
+    dynamic-range INT8 weights (float32 ones with `weights_8bit=False`, for comparison)."""
     import tensorflow as tf
     # from_keras_model (from_concrete_functions aborts the process on MobileNetV2), with
     # the listing Keras prints of the SavedModel it exports on the way kept off stdout
     converter = tf.lite.TFLiteConverter.from_keras_model(log_mel_model)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if weights_8bit:
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
     with contextlib.redirect_stdout(io.StringIO()), _native_stderr_filtered():
         return converter.convert()
 
@@ -119,8 +122,6 @@ def _native_stderr_filtered():
     """TFLite's converter and interpreter log from C++ straight to file descriptor 2 (no
     TF_CPP_MIN_LOG_LEVEL applies): catch it for the block, then pass on every line that is
     not one of their `NATIVE_NOISE` notices (all of it when the block raises)."""
-    import sys
-    import tempfile
     sys.stderr.flush()
     saved = os.dup(2)
     with tempfile.TemporaryFile() as caught:

@@ -47,8 +47,9 @@ def build_arg_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", default=DEFAULT_PRECISION, choices=PRECISIONS,
                    help="arithmetic of the image base: auto (default) is bfloat16 where the "
                         "CPU (AVX512_BF16, AMX) or GPU computes it natively, else float32; "
-                        "int8: 8-bit weights in TFLite, about 1.2x faster on a CPU, scores "
-                        "less exact (README); the model file stays float32")
+                        "int8 (a model trained with --int8): 8-bit weights in TFLite, about "
+                        "1.2x faster on a CPU, scores within ~0.1 (README); the model file "
+                        "stays float32")
     p.add_argument("--batch-size", type=int, default=128, help="windows per model call (default 128)")
     p.add_argument("--incremental", action="store_true",
                    help="label only recordings that are new or changed since the last run "

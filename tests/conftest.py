@@ -45,8 +45,8 @@ def tiny_model(tmp_path_factory):
 @pytest.fixture(scope="session")
 def snore_vgg16(tmp_path_factory):
     """A VGG16 model (stand-in weights, frozen, default head, `--int8`: with its 8-bit file)
-    of 7/8 of the shared snore clips, prepared (80/10/10 by prepare's stable hash) and trained, built once per run for
-    every worker; the other 1/8 is never trained on. test_train_snore scores it on its test
+    of 7/8 of the shared snore clips, prepared (80/10/10 by prepare's stable hash) and
+    trained, built once per run for every worker; the other 1/8 is never trained on. test_train_snore scores it on its test
     split, test_label labels nights made of the held-out eighth.
     → {"prepared", "model", "held_out" (a make_night clip folder)}."""
     from tests import nights

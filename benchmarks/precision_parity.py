@@ -1,18 +1,23 @@
-"""`earmark label --precision float32` against `--precision bfloat16`, side by side in one run:
-the largest per-window score difference, event F1 of each on an annotated night, and the
-speed of each (whole `earmark label` processes, start-up included).
+"""`earmark label --precision float32` against `--precision bfloat16` (and `int8`), side by
+side in one run: the largest per-window score difference, event F1 of each on annotated
+nights, and the speed of each (whole `earmark label` processes, start-up included).
 
     .venv/bin/python benchmarks/precision_parity.py --model MODEL_DIR --night NIGHT.wav \
         --truth TRUTH.csv [--precisions float32,bfloat16]
+    .venv/bin/python benchmarks/precision_parity.py --nights DIR [--model MODEL_DIR] \
+        [--precisions float32,bfloat16,int8]
 
 MODEL_DIR: a trained image-base model (`earmark train`); NIGHT.wav with TRUTH.csv
 (start_s,end_s,label, as ../shared/tools/make_night.py writes) built from clips the model
-did not train on. The night is labeled at the model's calibrated defaults.
+did not train on. `--nights DIR`: a `--workdir` of night_heads.py (nights/NAME.wav beside
+DIR/NAME.truth.csv, the model default DIR/model_dropout). Each precision labels the folder
+of nights in one `earmark label --scores` process at the model's calibrated defaults; event
+F1 is printed per night and as the mean over nights.
 """
 import argparse
-import csv
+import collections
+import glob
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -26,54 +31,73 @@ sys.path.insert(0, ROOT)
 from earmark.model import event_metrics  # noqa: E402
 from earmark.model.events import Event  # noqa: E402
 from earmark.pipelines import label_formats  # noqa: E402
+from tests import nights  # noqa: E402  (the night builders and truth reader the tests use)
 
 
 def label(model, folder, out, precision):
-    """One `earmark label --scores` process → (wall seconds, segments, {label: scores})."""
+    """One `earmark label --scores` process over `folder` → (wall seconds,
+    {file: [Event]}, {scores file: {label: scores}})."""
     t = time.perf_counter()
     subprocess.run([sys.executable, "-m", "earmark", "label", "--model", model, "--input", folder,
                     "--output", out, "--scores", "--precision", precision],
                    check=True, capture_output=True, cwd=ROOT)
     wall = time.perf_counter() - t
     with open(os.path.join(out, "segments.csv"), "rb") as f:
-        segments = [Event(s.start_s, s.end_s, s.label)
-                    for s in label_formats.read_segments_csv(f.read().decode())]
+        segments = collections.defaultdict(list)
+        for s in label_formats.read_segments_csv(f.read().decode()):
+            segments[s.file].append(Event(s.start_s, s.end_s, s.label))
     scores_dir = os.path.join(out, label_formats.PER_RECORDING["scores"][0])
-    (name,) = os.listdir(scores_dir)
-    with open(os.path.join(scores_dir, name)) as f:
-        _, scores = label_formats.read_scores_csv(f.read())
+    scores = {}
+    for name in sorted(os.listdir(scores_dir)):
+        with open(os.path.join(scores_dir, name)) as f:
+            scores[name] = label_formats.read_scores_csv(f.read())[1]
     return wall, segments, scores
+
+
+def annotated_nights(args) -> dict:
+    """{night WAV path: truth events} from `--night/--truth` or `--nights`."""
+    if not args.nights:
+        return {args.night: nights.read_truth(args.truth)}
+    wavs = sorted(glob.glob(os.path.join(glob.escape(args.nights), "nights", "*.wav")))
+    return {w: nights.read_truth(os.path.join(
+        args.nights, os.path.splitext(os.path.basename(w))[0] + ".truth.csv")) for w in wavs}
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", required=True)
-    ap.add_argument("--night", required=True)
-    ap.add_argument("--truth", required=True)
+    ap.add_argument("--model", help="required with --night; default DIR/model_dropout")
+    ap.add_argument("--night")
+    ap.add_argument("--truth")
+    ap.add_argument("--nights", metavar="DIR", help="a night_heads.py --workdir")
     ap.add_argument("--precisions", default="float32,bfloat16")
     args = ap.parse_args()
-    with open(args.truth) as f:
-        truth = [Event(float(r["start_s"]), float(r["end_s"]), r["label"]) for r in csv.DictReader(f)]
+    if bool(args.nights) == bool(args.night and args.truth and args.model):
+        ap.error("give --model, --night and --truth, or --nights")
+    model = args.model or os.path.join(args.nights, "model_dropout")
+    truths = annotated_nights(args)
     import soundfile
-    audio_s = soundfile.info(args.night).duration
+    audio_s = sum(soundfile.info(w).duration for w in truths)
     rows = {}
     with tempfile.TemporaryDirectory(prefix="earmark-precision-") as work:
-        folder = os.path.join(work, "night")
+        folder = os.path.join(work, "nights")
         os.makedirs(folder)
-        shutil.copy(args.night, folder)
+        for wav in truths:
+            os.symlink(os.path.abspath(wav), os.path.join(folder, os.path.basename(wav)))
         for precision in args.precisions.split(","):
-            rows[precision] = label(args.model, folder, os.path.join(work, precision), precision)
+            rows[precision] = label(model, folder, os.path.join(work, precision), precision)
     reference = next(iter(rows))
-    print(f"{os.path.basename(args.night)}: {audio_s / 60:.1f} min, {len(truth)} events; "
-          f"model {args.model}; {os.cpu_count()} cores")
-    print("| precision | x real time | event F1 (IoU 0.5) | precision / recall | "
+    print(f"{len(truths)} night(s), {audio_s / 60:.1f} min, "
+          f"{sum(map(len, truths.values()))} events; model {model}; {os.cpu_count()} cores")
+    print("| precision | x real time | mean event F1 (IoU 0.5) | per night | "
           f"max per-window score difference vs {reference} |")
     print("|---|---|---|---|---|")
     for name, (wall, segments, scores) in rows.items():
-        tp, n_truth, n_found = event_metrics.event_f1(truth, segments)
-        p, r, f1 = event_metrics.f1(tp, n_truth, n_found)
-        diff = max(float(np.abs(scores[k] - rows[reference][2][k]).max()) for k in scores)
-        print(f"| {name} | {audio_s / wall:.1f} | {f1:.3f} | {p:.3f} / {r:.3f} | {diff:.4f} |")
+        f1s = [event_metrics.f1(*event_metrics.event_f1(
+            truth, segments[os.path.basename(wav)]))[2] for wav, truth in truths.items()]
+        diff = max(float(np.abs(s[k] - rows[reference][2][n][k]).max())
+                   for n, s in scores.items() for k in s)
+        print(f"| {name} | {audio_s / wall:.1f} | {np.mean(f1s):.3f} | "
+              f"{' / '.join(f'{f:.3f}' for f in f1s)} | {diff:.4f} |")
 
 
 if __name__ == "__main__":

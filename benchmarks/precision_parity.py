@@ -71,7 +71,8 @@ def main():
     ap.add_argument("--nights", metavar="DIR", help="a night_heads.py --workdir")
     ap.add_argument("--precisions", default="float32,bfloat16")
     args = ap.parse_args()
-    if bool(args.nights) == bool(args.night and args.truth and args.model):
+    one_night = args.night or args.truth
+    if (args.nights and one_night) or not (args.nights or args.night and args.truth and args.model):
         ap.error("give --model, --night and --truth, or --nights")
     model = args.model or os.path.join(args.nights, "model_dropout")
     truths = annotated_nights(args)
@@ -88,6 +89,7 @@ def main():
     reference = next(iter(rows))
     print(f"{len(truths)} night(s), {audio_s / 60:.1f} min, "
           f"{sum(map(len, truths.values()))} events; model {model}; {os.cpu_count()} cores")
+    print(f"per night, in this order: {', '.join(os.path.basename(w) for w in truths)}")
     print("| precision | x real time | mean event F1 (IoU 0.5) | per night | "
           f"max per-window score difference vs {reference} |")
     print("|---|---|---|---|---|")

@@ -31,6 +31,26 @@ from tests import nights  # noqa: E402  (the night builders the tests use)
 from tests.shared import shared_path  # noqa: E402
 
 
+NIGHTS_FOLDER = "nights"     # in a --workdir: nights/NAME.wav, each beside NAME.truth.csv
+
+
+def truth_csv(work: str, wav_name: str) -> str:
+    """Where a --workdir keeps the truth CSV of nights/`wav_name`."""
+    return os.path.join(work, os.path.splitext(wav_name)[0] + ".truth.csv")
+
+
+def model_dir(work: str, head: str = "dropout") -> str:
+    """Where a --workdir keeps the model trained with `--head head`."""
+    return os.path.join(work, f"model_{head}")
+
+
+def workdir_nights(work: str) -> dict:
+    """{night WAV path: truth events} of a --workdir, in name order."""
+    folder = os.path.join(work, NIGHTS_FOLDER)
+    return {os.path.join(folder, n): nights.read_truth(truth_csv(work, n))
+            for n in sorted(os.listdir(folder)) if n.endswith(".wav")}
+
+
 def earmark(*args):
     subprocess.run([sys.executable, "-m", "earmark", *args], check=True, cwd=ROOT,
                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -63,20 +83,20 @@ def main(argv=None):
     prepared = os.path.join(work, "prepared")
     if not os.path.isdir(prepared):
         earmark("prepare", "--manifest", clips["train_csv"], "--output", prepared)
-    night_dir, truths = os.path.join(work, "nights"), {}
+    night_dir, truths = os.path.join(work, NIGHTS_FOLDER), {}
     os.makedirs(night_dir, exist_ok=True)
     for seed in [int(s) for s in args.seeds.split(",")]:
         name = f"night_{seed}.wav"
-        truth_csv = os.path.join(work, f"night_{seed}.truth.csv")
-        if os.path.exists(truth_csv):
-            truths[name] = nights.read_truth(truth_csv)
+        truth = truth_csv(work, name)
+        if os.path.exists(truth):
+            truths[name] = nights.read_truth(truth)
         else:
             truths[name] = nights.make_night(clips["held_out"], os.path.join(night_dir, name),
-                                             truth_csv, args.minutes, seed)
+                                             truth, args.minutes, seed)
     weights = shared_path("models", "vgg16_hed_notop.weights.h5")
     results = {}
     for head in args.heads.split(","):
-        model, out = os.path.join(work, f"model_{head}"), os.path.join(work, f"labels_{head}")
+        model, out = model_dir(work, head), os.path.join(work, f"labels_{head}")
         if not os.path.exists(os.path.join(model, "model.json")):
             earmark("train", "--data", prepared, "--model-dir", model, "--base", "vgg16",
                     "--weights", weights, "--cache-dir", os.path.join(work, "cache"),

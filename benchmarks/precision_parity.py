@@ -16,7 +16,6 @@ F1 is printed per night and as the mean over nights.
 """
 import argparse
 import collections
-import glob
 import os
 import subprocess
 import sys
@@ -31,7 +30,10 @@ sys.path.insert(0, ROOT)
 from earmark.model import event_metrics  # noqa: E402
 from earmark.model.events import Event  # noqa: E402
 from earmark.pipelines import label_formats  # noqa: E402
-from tests import nights  # noqa: E402  (the night builders and truth reader the tests use)
+from tests import nights  # noqa: E402  (the truth reader the tests use)
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import night_heads  # noqa: E402  (its --workdir layout)
 
 
 def label(model, folder, out, precision):
@@ -58,9 +60,7 @@ def annotated_nights(args) -> dict:
     """{night WAV path: truth events} from `--night/--truth` or `--nights`."""
     if not args.nights:
         return {args.night: nights.read_truth(args.truth)}
-    wavs = sorted(glob.glob(os.path.join(glob.escape(args.nights), "nights", "*.wav")))
-    return {w: nights.read_truth(os.path.join(
-        args.nights, os.path.splitext(os.path.basename(w))[0] + ".truth.csv")) for w in wavs}
+    return night_heads.workdir_nights(args.nights)
 
 
 def main():
@@ -74,7 +74,7 @@ def main():
     one_night = args.night or args.truth
     if (args.nights and one_night) or not (args.nights or args.night and args.truth and args.model):
         ap.error("give --model, --night and --truth, or --nights")
-    model = args.model or os.path.join(args.nights, "model_dropout")
+    model = args.model or night_heads.model_dir(args.nights)
     truths = annotated_nights(args)
     import soundfile
     audio_s = sum(soundfile.info(w).duration for w in truths)

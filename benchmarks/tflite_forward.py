@@ -57,13 +57,13 @@ def tflite_runner(model, batch: np.ndarray, threads: int, int8: bool):
     return run, len(blob)
 
 
-def night_parity(nights_dir: str, model_dir: str, batch: int) -> None:
-    import glob
+def night_parity(nights_dir: str, model_dir, batch: int) -> None:
     from earmark.model import calibrate, data, event_metrics, export
     from earmark.model.int8 import Int8Model, convert
     from earmark.model.segments import PostProcessing, WindowGrid, to_segments
     from earmark.model.windowing import frame_windows
-    from tests import nights
+    import night_heads   # its --workdir layout
+    model_dir = model_dir or night_heads.model_dir(nights_dir)
     predictor = export.predictor(model_dir, "float32")
     meta = predictor.meta
     if meta.get("int8"):        # trained with --int8: what `label --precision int8` loads
@@ -81,9 +81,7 @@ def night_parity(nights_dir: str, model_dir: str, batch: int) -> None:
     grid = WindowGrid(hop / rate, window / rate)
     runners = {"TensorFlow float32": predictor.predict, "TFLite INT8 embedder": int8.predict}
     f1, seconds, worst = {k: [] for k in runners}, dict.fromkeys(runners, 0.0), 0.0
-    for wav in sorted(glob.glob(os.path.join(nights_dir, "nights", "*.wav"))):
-        stem = os.path.splitext(os.path.basename(wav))[0]
-        truth = nights.read_truth(os.path.join(nights_dir, stem + ".truth.csv"))
+    for wav, truth in night_heads.workdir_nights(nights_dir).items():
         waveform = calibrate.read_audio(wav, rate, quality, data.read_source_bytes)
         windows = frame_windows(waveform, window, hop)
         scores = {}
@@ -114,8 +112,7 @@ def main(argv=None):
     p.add_argument("--model", help="default: NIGHTS/model_dropout")
     args = p.parse_args(argv)
     if args.nights:
-        return night_parity(args.nights, args.model or os.path.join(args.nights, "model_dropout"),
-                            args.batch)
+        return night_parity(args.nights, args.model, args.batch)   # model: None → DIR's
     import tensorflow as tf
     model = build_model(args.input_px)
     batch = np.random.default_rng(0).normal(

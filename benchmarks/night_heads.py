@@ -14,7 +14,6 @@ several segments, snores no segment touches, and segments that touch no snore. `
 keeps everything, and a rerun reuses what is there (prepared data, cache, models, nights).
 """
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -25,7 +24,7 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from earmark.model import event_metrics  # noqa: E402
+from earmark.model import event_metrics, model_files  # noqa: E402
 from earmark.pipelines import label_formats  # noqa: E402
 from tests import nights  # noqa: E402  (the night builders the tests use)
 from tests.shared import shared_path  # noqa: E402
@@ -105,8 +104,7 @@ def main(argv=None):
             earmark("label", "--model", model, "--input", night_dir, "--output", out)
         with open(os.path.join(out, "segments.csv"), "rb") as f:
             segments = label_formats.read_segments_csv(f.read().decode())
-        with open(os.path.join(model, "model.json")) as f:
-            meta = json.load(f)
+        meta = model_files.read_local_meta(model)
         results[head] = (meta, {n: night_scores(t, [s for s in segments if s.file == n])
                                 for n, t in sorted(truths.items())})
     print(f"snore nights of {args.minutes:g} min from held-out clips, seeds {args.seeds}; "

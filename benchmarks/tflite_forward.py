@@ -60,7 +60,7 @@ def tflite_runner(model, batch: np.ndarray, threads: int, int8: bool):
 def night_parity(nights_dir: str, model_dir, batch: int) -> None:
     from earmark.model import calibrate, data, event_metrics, export
     from earmark.model.int8 import Int8Model, convert
-    from earmark.model.segments import PostProcessing, WindowGrid, to_segments
+    from earmark.model.segments import PostProcessing, WindowGrid, to_segments, written_labels
     from earmark.model.windowing import frame_windows
     import night_heads   # its --workdir layout
     model_dir = model_dir or night_heads.model_dir(nights_dir)
@@ -76,7 +76,8 @@ def night_parity(nights_dir: str, model_dir, batch: int) -> None:
     quality = export.feature_config(meta).resample_quality   # as `earmark label` reads
     hop = int(round(predictor.default_hop_seconds * rate))
     labels = meta["labels"]
-    pps = [PostProcessing(**meta["post_processing"][l]) if l in meta["post_processing"] else None
+    written = written_labels(meta)   # as `earmark label` writes by default
+    pps = [PostProcessing.from_dict(meta["post_processing"][l]) if l in written else None
            for l in labels]
     grid = WindowGrid(hop / rate, window / rate)
     runners = {"TensorFlow float32": predictor.predict, "TFLite INT8 embedder": int8.predict}

@@ -6,7 +6,6 @@ one run each. Prints wall times and the ratio (target >= 10x). Usage:
     .venv/bin/python benchmarks/train_cache_speed.py [--epochs 15] [--work /tmp/earmark_bench]
 """
 import argparse
-import json
 import os
 import shutil
 import time
@@ -14,6 +13,7 @@ import time
 from train_common import prepare_snore, shared
 
 from earmark.commands import train
+from earmark.model import model_files
 
 
 def run(data, model_dir, cache, epochs, *extra):
@@ -23,9 +23,7 @@ def run(data, model_dir, cache, epochs, *extra):
                 "--strategy", "frozen", "--epochs", str(epochs), "--patience", str(epochs),
                 "--cache-dir", cache, "--quiet", *extra])
     wall = time.monotonic() - t0
-    with open(os.path.join(model_dir, "model.json")) as f:
-        meta = json.load(f)
-    return wall, meta
+    return wall, model_files.read_local_meta(model_dir)
 
 
 def main():

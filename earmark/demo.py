@@ -230,7 +230,7 @@ def post_processing_lines(model_dir: str) -> list:
         line = (f"  {label:<11} threshold {pp['threshold']:g}, smoothing "
                 f"{pp['smoothing_windows']} window{'s' if pp['smoothing_windows'] != 1 else ''}, "
                 f"min duration {pp['min_duration_s']:g} s, max gap {pp['max_gap_s']:g} s, "
-                f"widened {pp.get('extend_s', 0.0):g} s")
+                f"widened {pp['extend_s']:g} s")
         if label in measured:
             m = measured[label]
             line += (f" (validation event F1 {m['event_f1_iou_0.5']:.3f}, "

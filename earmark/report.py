@@ -27,7 +27,7 @@ from earmark.model import model_files
 from earmark.model.errors import UserError
 from earmark.model.features import FeatureConfig
 from earmark.model.model_files import EVALUATION_FILE, EVENT_EVALUATION_FILE, HISTORY_FILE, META_FILE
-from earmark.model.segments import PostProcessing, Segment
+from earmark.model.segments import PostProcessing, Segment, model_post_processing
 from earmark.pipelines import flags
 from earmark.pipelines import label_formats  # Beam-free: the label outputs' names and readers
 from earmark.pipelines.label_formats import DEAD_LETTER_FILE, RUN_FILE, SEGMENTS_CSV, SEGMENTS_JSONL
@@ -610,11 +610,11 @@ def metrics_body(model) -> str:
     pairs += [(f"validation {k}", v) for k, v in validation.items()]
     body = h.key_values(pairs)
     report = model["evaluation"]
-    thresholds = meta.get("thresholds", {})
+    thresholds = {l: pp["threshold"] for l, pp in meta["post_processing"].items()}
     if report:
         body += _evaluation_table(report, thresholds)
     else:
-        body += h.table(["label", "threshold"], [[h.esc(l), f"{thresholds.get(l, 0.5):g}"]
+        body += h.table(["label", "threshold"], [[h.esc(l), f"{thresholds[l]:g}"]
                                                   for l in meta.get("labels", [])], {1})
         body += h.note("no evaluation.json: run 'earmark evaluate --model MODEL_DIR --data "
                        "PREPARED' for per-class metrics, the confusion matrix and PR curves")
@@ -708,31 +708,22 @@ def event_detection_body(model) -> str:
 
 def shipped_post_processing_body(meta) -> str:
     """Per label: the settings 'earmark label' uses by default (model.json
-    `post_processing`, else its threshold and the defaults) and the calibration figures."""
-    labels = [l for l in meta.get("labels") or [] if isinstance(l, str)]
-    shipped = _dict(meta.get("post_processing"))
-    thresholds = _dict(meta.get("thresholds"))
-    background = set(meta.get("background_labels") or ())
+    `post_processing`, `segments.model_post_processing`) and the calibration figures."""
     calibration = meta.get("calibration")
     measured = _dict(_dict(calibration).get("per_label"))
-    defaults = PostProcessing().to_dict()
+    background = set(meta["background_labels"])
     rows = []
-    for l in labels + sorted(set(shipped) - set(labels)):
+    for l, (settings, sources) in model_post_processing(meta).items():
         m = _dict(measured.get(l))
         f1 = next((v for k, v in m.items() if k.startswith("event_f1")), None)
         scores = [_fmt(f1), _fmt(m.get("precision")), _fmt(m.get("recall")),
                   _fmt(m.get("truth_events"), "d"), _fmt(m.get("predicted_events"), "d")]
-        if l in background and l not in shipped:
+        if l in background:
             rows.append([h.esc(l), *["–"] * len(PP_COLUMNS), "background: not written",
                          *scores])
             continue
-        if l in shipped:
-            settings, source = {**defaults, **_dict(shipped[l])}, "calibrated"
-        elif l in thresholds:
-            settings = {**defaults, "threshold": thresholds[l]}
-            source = "model threshold, other settings default"
-        else:
-            settings, source = defaults, "default"
+        source = "calibrated" if set(sources.values()) == {"model"} \
+            else "model threshold, other settings default"
         rows.append([h.esc(l), *(_fmt(settings.get(f), "g") for f, _ in PP_COLUMNS),
                      h.esc(source), *scores])
     iou = _dict(calibration).get("min_iou", 0.5)
@@ -844,7 +835,7 @@ def _post_processing_drift(report, meta) -> str:
     used = _dict(report.get("post_processing"))
 
     def same(a, b):
-        try:  # from_dict: settings written before a field existed take its default
+        try:  # settings an older evaluate wrote without a field differ from every card
             return PostProcessing.from_dict(a) == PostProcessing.from_dict(b)
         except (KeyError, TypeError, ValueError):
             return False

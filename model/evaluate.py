@@ -348,7 +348,7 @@ def _clip_report(model_dir, meta, report, probs, labels, report_dir) -> dict:
     `report_dir` (default `model_dir`)."""
     names = meta["labels"]
     report.update(metrics(probs, labels, names))
-    t = meta.get("thresholds", {})
+    t = {l: meta["post_processing"][l]["threshold"] for l in names}
     if t:
         th = np.array([t[n] for n in names])
         report["at_thresholds"] = {n: {"threshold": t[n], "recall": round(float(

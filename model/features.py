@@ -30,6 +30,8 @@ REPRESENTATIONS = ("log_mel", "waveform")
 # (tests/test_resample_tolerance.py); LQ and QQ move it by up to 6 and are not offered.
 RESAMPLE_QUALITIES = ("HQ", "VHQ", "MQ")
 
+LOG_MEL_LABELING_HOP_SECONDS = 0.48  # labeling hop of log-mel models (half of 0.96 s)
+
 
 @dataclasses.dataclass(frozen=True)
 class FeatureConfig:
@@ -127,6 +129,12 @@ class FeatureConfig:
             fields["representation"] = self.representation
         canon = json.dumps(fields, sort_keys=True)
         return hashlib.sha256(canon.encode()).hexdigest()[:16]
+
+
+def default_labeling_hop_seconds(config: FeatureConfig) -> float:
+    """The labeling hop of a model trained on `config` when its model card names none (format-1
+    files): half a waveform window, or `LOG_MEL_LABELING_HOP_SECONDS`."""
+    return config.patch_seconds / 2 if config.is_waveform else LOG_MEL_LABELING_HOP_SECONDS
 
 
 def embedding_base_config(spec, patch_hop_seconds: float = None,

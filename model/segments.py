@@ -9,8 +9,18 @@ gap): `earmark train` chooses them on validation recordings and ships them in
 `model.json`; `earmark label` uses them unless a flag overrides.
 """
 import dataclasses
+import math
 
 import numpy as np
+
+
+def is_number(v) -> bool:
+    """A finite JSON number (not a boolean)."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def is_whole(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -22,16 +32,38 @@ class PostProcessing:
     max_gap_s: float = 0.0       # merge same-label segments closer than this
     extend_s: float = 0.0        # widen each run of positive windows by this on both sides
 
-    FIELDS = ("threshold", "smoothing_windows", "min_duration_s", "max_gap_s", "extend_s")
+    # field → (is the value good, what a good value is): the one copy of the range rules
+    RULES = {"threshold": (lambda v: is_number(v) and 0 <= v <= 1, "a number in [0, 1]"),
+             "smoothing_windows": (lambda v: is_whole(v) and v >= 1, "a whole number >= 1"),
+             "min_duration_s": (lambda v: is_number(v) and v >= 0, "a number >= 0"),
+             "max_gap_s": (lambda v: is_number(v) and v >= 0, "a number >= 0"),
+             "extend_s": (lambda v: is_number(v) and v >= 0, "a number >= 0")}
+    FIELDS = tuple(RULES)
+
+    @classmethod
+    def problem(cls, d) -> tuple:
+        """(field, what is wrong) of the first missing or out-of-range field of the settings
+        dict `d`, else None."""
+        for field, (ok, what) in cls.RULES.items():
+            if field not in d:
+                return field, "is missing"
+            if not ok(d[field]):
+                return field, f"is {d[field]!r}; it must be {what}"
+        return None
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> "PostProcessing":
-        return cls(float(d["threshold"]), int(d["smoothing_windows"]),
-                   float(d["min_duration_s"]), float(d["max_gap_s"]),
-                   float(d.get("extend_s", 0.0)))  # models from before extend_s: none
+        """Every field, in range (`problem`), else ValueError."""
+        wrong = cls.problem(d)
+        if wrong:
+            raise ValueError(" ".join(wrong))
+        return cls(**{f: (int if f == "smoothing_windows" else float)(d[f]) for f in cls.FIELDS})
+
+
+assert PostProcessing.FIELDS == tuple(f.name for f in dataclasses.fields(PostProcessing))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -137,22 +169,18 @@ def to_segments(scores: np.ndarray, labels, post_processing, grid: WindowGrid,
 
 
 def model_post_processing(meta: dict) -> dict:
-    """label → (settings dict, where they came from) as a model dir's model.json holds
-    them: `model` (calibrated at train time; for a background label or a model trained
-    before calibration, its threshold only) or `default`."""
-    calibrated = meta.get("post_processing", {})
-    thresholds = meta.get("thresholds", {})
+    """label → (settings dict, where they came from) as a model card (`model.model_card`,
+    as a dict) holds them: `model` (calibrated at train time), or for a background label or
+    a model trained before calibration, `model` for the threshold and `default` for the rest."""
+    calibrated = isinstance(meta.get("calibration"), dict)
+    background = set(meta.get("background_labels", ()))
     out = {}
     for label in meta["labels"]:
-        if label in calibrated:
-            out[label] = (PostProcessing.from_dict(calibrated[label]).to_dict(),
-                          dict.fromkeys(PostProcessing.FIELDS, "model"))
-        else:
-            sources = dict.fromkeys(PostProcessing.FIELDS, "default")
-            if label in thresholds:
-                sources["threshold"] = "model"
-            out[label] = ({**PostProcessing().to_dict(),
-                           "threshold": float(thresholds.get(label, 0.5))}, sources)
+        settings = PostProcessing.from_dict(meta["post_processing"][label]).to_dict()
+        sources = dict.fromkeys(PostProcessing.FIELDS, "model")
+        if not calibrated or label in background:
+            sources = {**dict.fromkeys(PostProcessing.FIELDS, "default"), "threshold": "model"}
+        out[label] = (settings, sources)
     return out
 
 

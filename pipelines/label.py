@@ -216,10 +216,10 @@ def post_processing(meta: dict, args) -> tuple:
     written = set(written_labels(meta, args.emit_background))
     out = []
     for label in labels:
+        wrong = PostProcessing.problem(settings[label])
+        if wrong:
+            raise UserError(f"post-processing of {label!r}: {wrong[0]} {wrong[1]}; fix the flag")
         pp = PostProcessing.from_dict(settings[label])
-        if pp.smoothing_windows < 1 or pp.min_duration_s < 0 or pp.max_gap_s < 0:
-            raise UserError(f"post-processing of {label!r}: smoothing must be >= 1 and "
-                            "durations >= 0; fix the flag")
         out.append(pp if label in written else None)
     return out, {l: {"settings": settings[l], "from": sources[l], "written": l in written}
                  for l in labels}

@@ -3,6 +3,7 @@ neither Beam nor TensorFlow (under a second).
 """
 import argparse
 
+from earmark.model.features import LOG_MEL_LABELING_HOP_SECONDS
 from earmark.model.precision import DEFAULT_PRECISION, PRECISIONS
 from earmark.pipelines import flags, label_formats
 
@@ -26,8 +27,9 @@ def build_arg_parser() -> argparse.ArgumentParser:
                    help=f"comma-separated, from {','.join(label_formats.FORMATS)} (default csv,raven)")
     p.add_argument("--scores", action="store_true", help="also write per-window scores")
     p.add_argument("--hop-seconds", type=float, default=None,
-                   help="window hop (default: the model's, 0.48 for image-base models, half the "
-                        "window for embedding bases)")
+                   help="window hop (default: the model's labeling_hop_seconds, "
+                        f"{LOG_MEL_LABELING_HOP_SECONDS:g} for image-base models, half or a "
+                        "quarter of the window for embedding bases)")
     p.add_argument("--chunk-seconds", type=float, default=60.0,
                    help="audio per work item; long files are split into chunks (default 60)")
     p.add_argument("--threshold", action="append", default=[],

@@ -60,7 +60,8 @@ def test_prepare_labels_every_window_of_the_annotated_nights(detection):
 def test_train_ships_calibrated_post_processing_for_events_only(detection):
     meta = detection["meta"]
     assert meta["background_labels"] == ["background"]
-    assert set(meta["post_processing"]) == {"snore"}
+    assert set(meta["calibration"]["per_label"]) == {"snore"}
+    assert set(meta["post_processing"]) == set(meta["labels"])  # background: threshold only
     assert meta["calibration"]["split"] == "validation"
     assert meta["calibration"]["source"].startswith("1 annotated validation recordings")
 

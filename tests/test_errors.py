@@ -16,6 +16,7 @@ import pytest
 import soundfile as sf
 
 from earmark import cli
+from earmark.model.segments import PostProcessing
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LABELS = {"ronflé": 300.0, "bruit": 3000.0}
@@ -163,7 +164,8 @@ def _without(key):
 
 
 def _more_labels(m):
-    return {**m, "labels": m["labels"] + ["toux"]}
+    return {**m, "labels": m["labels"] + ["toux"],
+            "post_processing": {**m["post_processing"], "toux": PostProcessing().to_dict()}}
 
 
 @pytest.mark.parametrize("meta,message", [
@@ -171,7 +173,7 @@ def _more_labels(m):
     ([1, 2], "model.json is a JSON list, not an object"),
     (_without("labels"), "model.json has no 'labels'"),
     (_without("feature_config"), "model.json has no 'feature_config'"),
-    (lambda m: {**m, "thresholds": {**m["thresholds"], "bruit": "high"}},
+    (lambda m: {**m, "format_version": 1, "thresholds": {"bruit": "high"}},  # an older file
      "model.json 'thresholds.bruit' is 'high'; it must be a number in [0, 1]"),
     (lambda m: {**m, "post_processing": {l: {**pp, "smoothing_windows": 0}
                                          for l, pp in m["post_processing"].items()}},

@@ -173,8 +173,10 @@ def model_copy(built, tmp_path, **changes):
 
 
 CALIBRATED = dict(
-    post_processing={"class_1": {"threshold": 0.62, "smoothing_windows": 3,
-                                 "min_duration_s": 0.75, "max_gap_s": 0.25}},
+    post_processing={"class_0": {"threshold": 0.4, "smoothing_windows": 1, "min_duration_s": 0.0,
+                                 "max_gap_s": 0.0, "extend_s": 0.0},
+                     "class_1": {"threshold": 0.62, "smoothing_windows": 3,
+                                 "min_duration_s": 0.75, "max_gap_s": 0.25, "extend_s": 0.0}},
     background_labels=["class_0"],
     calibration={"source": "4 annotated validation recordings", "split": "validation",
                  "audio_s": 1800.0, "hop_s": 0.48, "min_iou": 0.5,
@@ -248,13 +250,13 @@ def test_event_evaluation_flag_takes_a_file_or_its_folder(built, tmp_path):
 def test_old_model_json_without_event_keys_still_renders(built, tmp_path):
     """Trained before calibration: no post_processing, background_labels or calibration,
     and no event_evaluation.json: notes and the thresholds, not a KeyError."""
-    model = model_copy(built, tmp_path, post_processing=None, background_labels=None,
-                       calibration=None, thresholds={"class_0": 0.7})
+    model = model_copy(built, tmp_path, format_version=1, post_processing=None,
+                       background_labels=None, calibration=None, thresholds={"class_0": 0.7})
     html = open(report.main(["--model", str(model)]), encoding="utf-8").read()
     text = section_text(html, "event-detection")
     assert "model.json has no calibration" in text
     assert "class_0 0.7 1 0 0 0 model threshold, other settings default – – – – –" in text
-    assert "class_1 0.5 1 0 0 0 default" in text
+    assert "class_1 0.5 1 0 0 0 model threshold, other settings default" in text
     assert ("no event_evaluation.json: run 'earmark evaluate --model MODEL_DIR --input "
             "recordings/ --annotations tables/'") in text
 

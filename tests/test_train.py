@@ -134,13 +134,14 @@ def test_serving_model_runs_the_prepare_frontend_in_graph(prepared, tmp_path):
 def test_model_json_describes_the_model(prepared, tmp_path):
     train.main(train_args(prepared, tmp_path / "m", tmp_path / "cache"))
     meta = _meta(tmp_path / "m")
-    for key in ("labels", "feature_config", "thresholds", "base", "weights", "strategy",
-                "training", "metrics", "input"):
+    for key in ("labels", "feature_config", "labeling_hop_seconds", "post_processing", "base",
+                "weights", "strategy", "training", "metrics"):
         assert key in meta
+    assert meta["format_version"] == 2 and "thresholds" not in meta  # in post_processing
     assert meta["strategy"] == {**meta["strategy"], "requested": "auto", "used": "frozen"}
-    assert set(meta["thresholds"]) == set(meta["labels"]) == {"class_0", "class_1"}
+    assert set(meta["post_processing"]) == set(meta["labels"]) == {"class_0", "class_1"}
     assert meta["weights"]["source"] == "none" and meta["weights"]["fingerprint"]
-    assert meta["training"]["data_hash"] and meta["input"]["shape"] == [None, 15600]
+    assert meta["training"]["data_hash"] and export.window_spec(meta)[1] == 15600
     assert sorted(os.listdir(tmp_path / "m")) == ["history.json", "model.json", "model.keras"]
 
 

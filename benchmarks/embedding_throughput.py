@@ -49,9 +49,7 @@ def build(name, weights, seed, batch_size):
     """batch_size None: each base's default (musicnn 32, BirdNET 1)."""
     kwargs = {} if batch_size is None else {"batch_size": batch_size}
     try:
-        if SPECS[name].family == "musicnn":
-            return get_base(name, weights, seed=seed, **kwargs)
-        return get_base(name, weights, **kwargs)
+        return get_base(name, weights, seed=seed, **kwargs)   # BirdNET ignores the seed
     except RuntimeError as e:        # wheel not installed
         print(f"  skipped {name}: {e}", flush=True)
         return None

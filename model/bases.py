@@ -1,4 +1,5 @@
-"""Registry of pretrained image bases (`keras.applications`, no top) and their weights.
+"""Registry of pretrained image bases (`keras.applications`, no top) and their weights,
+each registered in `model.base_registry` (`BaseSpec.load` → `ImageBase`).
 
 One code path for every base: `build_base(name, input_px, weights)` returns a Keras model
 [batch, px, px, 3] preprocessed pixels → [batch, features]. Features are the global average
@@ -20,6 +21,7 @@ import re
 
 import numpy as np
 
+from earmark.model import base_registry
 from earmark.model.errors import UserError
 
 CACHE_ROOT = os.path.expanduser(os.environ.get("EARMARK_CACHE", "~/.cache/earmark"))
@@ -36,6 +38,18 @@ class BaseSpec:
     block_pattern: str        # regex on layer names; group 1 names the block ("" = by marker)
     feature_layers: tuple = ()  # pooled and concatenated for pooling="multiscale"
     block_end_marker: str = ""  # regex of layers that close a block (bases without block names)
+    kind = "image"              # base_registry: trained by strategy on log-mel images
+    input = "log_mel"           # prepare writes log-mel patches (the default FeatureConfig)
+
+    def load(self, weights: str = "imagenet", seed: int = 0, *, features, stats,
+             input_px: int = 0, pooling: str = "multiscale", weights_info=None) -> "ImageBase":
+        """The base behind its adapter, for prepared log-mel patches (`features`) with the
+        training patches' `stats`; `weights_info` (`resolve_weights`) when already resolved."""
+        from earmark.model import bottleneck
+        spec = bottleneck.EmbedderSpec.for_data(features, stats, self.name, weights, input_px,
+                                                seed, pooling)
+        embedder, network = bottleneck.build_embedder(spec, weights_info)
+        return ImageBase(self, spec, embedder, network)
 
 
 BASES = {
@@ -52,6 +66,8 @@ BASES = {
     "vgg16": BaseSpec("vgg16", "VGG16", 96, 32, "caffe", r"^(block\d)_",
                       ("block3_pool", "block4_pool", "block5_pool")),
 }
+for _spec in BASES.values():
+    base_registry.register(_spec)
 POOLINGS = ("multiscale", "last")
 DEFAULT_BASE = "inception_v3"
 
@@ -145,6 +161,38 @@ def build_base(name: str, input_px: int, weights: WeightsInfo, seed: int = 0,
               for t in taps]
     out = pooled[0] if len(pooled) == 1 else keras.layers.Concatenate(name="pooled")(pooled)
     return keras.Model(app.input, out, name=name)
+
+
+class ImageBase(base_registry.Base):
+    """An image base as `base_registry` sees it: log-mel patches [n, frames, bins] →
+    `embedder` (the adapter: standardize, resize to input_px, the base's preprocessing; then
+    the base) → pooled features. `network` is the keras.applications model inside, whose top
+    blocks fine-tuning unfreezes; `embedder_spec` keys the bottleneck cache."""
+
+    def __init__(self, spec: BaseSpec, embedder_spec, embedder, network):
+        self.spec, self.embedder_spec = spec, embedder_spec
+        self.embedder, self.network = embedder, network
+        self.weights = embedder_spec.weights
+
+    def embed(self, log_mels) -> np.ndarray:
+        from earmark.model import bottleneck
+        return bottleneck.embed(self.embedder, np.asarray(log_mels, np.float32))
+
+    def weights_checksum(self) -> str:
+        return weights_checksum(self.network)
+
+    def keras_model(self):
+        return self.embedder
+
+    def serving_model(self, head, features=None):
+        """Waveform windows → the log-mel frontend (in-graph) → embedder → head."""
+        from earmark.model import export
+        return export.serving_model(self.embedder, head, features)
+
+    def describe(self) -> dict:
+        return {"name": self.spec.name, "input_px": self.embedder_spec.input_px,
+                "feature_dim": int(self.network.output_shape[-1]),
+                "pooling": self.embedder_spec.pooling}
 
 
 def blocks(base, name: str) -> list:

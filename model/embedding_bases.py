@@ -10,10 +10,16 @@ Every base takes mono float32 waveform windows of `window_samples` at `sample_ra
 does its own frontend. `spec.keras_native` says whether `base.keras_model()` exists: a Keras
 model waveform → embedding that can sit in front of a head inside an exported `.keras`
 file (musicnn). BirdNET is a `.tflite` graph and cannot; serve it as embedder + head.
+
+Every spec here is registered in `model.base_registry` (and its bases implement
+`base_registry.Base`); a new waveform base subclasses `EmbeddingBaseSpec` with a `load` and
+registers itself there, nothing here changes.
 """
 import dataclasses
 
 import numpy as np
+
+from earmark.model import base_registry
 
 WEIGHTS = ("pretrained", "random")
 
@@ -31,6 +37,12 @@ class EmbeddingBaseSpec:
     keras_native: bool        # True: keras_model() maps waveform windows → embedding
     install: str              # the pip line that provides the weights
     checkpoint: str = ""      # family-specific weights name
+    kind = "embedding"        # base_registry: frozen, a head on cached embeddings
+    input = "waveform"        # prepare writes waveform windows at its rate and length
+
+    def load(self, weights: str = "pretrained", seed: int = 0, **kwargs):
+        """The `base_registry.Base` with `weights` (pretrained | random) loaded."""
+        raise NotImplementedError(f"{type(self).__name__} does not say how to load {self.name}")
 
     @property
     def window_seconds(self) -> float:
@@ -41,18 +53,28 @@ class EmbeddingBaseSpec:
         return {**dataclasses.asdict(self), "window_seconds": self.window_seconds}
 
 
+class MusicnnSpec(EmbeddingBaseSpec):
+    def load(self, weights: str = "pretrained", seed: int = 0, **kwargs):
+        return MusicnnBase(self, weights, seed=seed, **kwargs)
+
+
+class BirdnetSpec(EmbeddingBaseSpec):
+    def load(self, weights: str = "pretrained", seed: int = 0, **kwargs):
+        return BirdnetBase(self, weights, **kwargs)   # one network: seed unused
+
+
 def _specs():
     from earmark.model import birdnet   # its numbers import no TensorFlow
     from earmark.model import musicnn_spec as musicnn
     specs = {
-        f"musicnn_{key.lower()}": EmbeddingBaseSpec(
+        f"musicnn_{key.lower()}": MusicnnSpec(
             name=f"musicnn_{key.lower()}", family="musicnn", sample_rate_hz=musicnn.SAMPLE_RATE_HZ,
             window_samples=musicnn.WINDOW_SAMPLES, embedding_dim=musicnn.EMBEDDING_DIM,
             licence="ISC", commercial_use=True, keras_native=True,
             install="pip install --no-deps musicnn==0.1.0", checkpoint=key)
         for key in musicnn.CHECKPOINTS
     }
-    specs["birdnet"] = EmbeddingBaseSpec(
+    specs["birdnet"] = BirdnetSpec(
         name="birdnet", family="birdnet", sample_rate_hz=birdnet.SAMPLE_RATE_HZ,
         window_samples=birdnet.WINDOW_SAMPLES, embedding_dim=birdnet.EMBEDDING_DIM,
         licence=birdnet.LICENCE, commercial_use=False, keras_native=False,
@@ -60,34 +82,34 @@ def _specs():
     return specs
 
 
-SPECS = _specs()
+SPECS = _specs()   # the built-in ones; every registered base: `base_registry.specs()`
 # `--base musicnn` means the MSD checkpoint (the larger training set); MTT is `musicnn_mtt`.
 ALIASES = {"musicnn": "musicnn_msd"}
+for _spec in SPECS.values():
+    base_registry.register(_spec, [a for a, n in ALIASES.items() if n == _spec.name])
+canonical = base_registry.canonical
 
 
-def canonical(name):
-    """A base name with aliases resolved (`musicnn` → `musicnn_msd`), member by member in an
-    ensemble (`birdnet+musicnn` → `birdnet+musicnn_msd`); others unchanged."""
-    if isinstance(name, str) and "+" in name:
-        return "+".join(ALIASES.get(m.strip(), m.strip()) for m in name.split("+"))
-    return ALIASES.get(name, name)
+def registered() -> dict:
+    """name → spec of every registered embedding base (built-in or not)."""
+    return {n: s for n, s in base_registry.specs().items() if s.kind == "embedding"}
 
 
 def is_embedding_base(name) -> bool:
     """An embedding base or an ensemble of them (`A+B`, `model.ensemble`)."""
-    return name in SPECS or (isinstance(name, str) and "+" in name)
+    return base_registry.trains_on_waveform(name)
 
 
 def get_spec(name: str):
     """`EmbeddingBaseSpec` of a base, or `ensemble.EnsembleSpec` of `A+B` (ValueError when
     the members cannot form one)."""
-    if name in SPECS:
-        return SPECS[name]
+    if name in registered():
+        return registered()[name]
     from earmark.model import ensemble
     return ensemble.get_spec(name)
 
 
-class MusicnnBase:
+class MusicnnBase(base_registry.Base):
     """musicnn (MSD or MTT checkpoint, or a seeded random init of the same network)."""
 
     def __init__(self, spec: EmbeddingBaseSpec, weights: str = "pretrained", seed: int = 0,
@@ -117,7 +139,7 @@ class MusicnnBase:
         return np.concatenate(parts) if parts else np.zeros((0, self.spec.embedding_dim), np.float32)
 
 
-class BirdnetBase:
+class BirdnetBase(base_registry.Base):
     """BirdNET V2.4 through tf.lite.Interpreter (pretrained only)."""
 
     def __init__(self, spec: EmbeddingBaseSpec, weights: str = "pretrained", batch_size: int = None,
@@ -147,13 +169,12 @@ def get_base(name: str, weights: str = "pretrained", **kwargs):
     if "+" in name:
         from earmark.model import ensemble
         return ensemble.EnsembleBase(ensemble.get_spec(name), weights, **kwargs)
-    if name not in SPECS:
-        raise ValueError(f"unknown embedding base {name!r}; choose from {sorted(SPECS)}")
+    specs = registered()
+    if name not in specs:
+        raise ValueError(f"unknown embedding base {name!r}; choose from {sorted(specs)}")
     if weights not in WEIGHTS:
         raise ValueError(f"weights must be one of {WEIGHTS}")
-    spec = SPECS[name]
-    cls = MusicnnBase if spec.family == "musicnn" else BirdnetBase
-    return cls(spec, weights, **kwargs)
+    return specs[name].load(weights, **kwargs)
 
 
 def _check_windows(waveforms, spec: EmbeddingBaseSpec) -> np.ndarray:

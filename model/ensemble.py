@@ -27,7 +27,7 @@ import hashlib
 import keras
 import numpy as np
 
-from earmark.model import embedding_bases
+from earmark.model import base_registry
 from earmark.model.embedding_bases import _check_windows
 
 SEPARATOR = "+"
@@ -48,6 +48,11 @@ class EnsembleSpec:
     members: tuple                       # EmbeddingBaseSpec, in the order given
     family: str = "ensemble"
     keras_native = False                 # never one base model: see EnsembleBase
+    kind = "ensemble"                    # base_registry: built from registered bases
+    input = "waveform"
+
+    def load(self, weights: str = "pretrained", seed: int = 0, **kwargs) -> "EnsembleBase":
+        return EnsembleBase(self, weights, seed, **kwargs)
 
     @property
     def sample_rate_hz(self) -> int:
@@ -87,14 +92,15 @@ class EnsembleSpec:
 
 def get_spec(name: str) -> EnsembleSpec:
     """The spec of `A+B[+...]`; ValueError (with what to do) when it cannot be one."""
-    names = embedding_bases.canonical(name).split(SEPARATOR)
+    names = base_registry.canonical(name).split(SEPARATOR)
     if len(names) < 2 or len(set(names)) != len(names) or "" in names:
         raise ValueError(f"an ensemble names two or more different bases, got {name!r}")
-    unknown = [n for n in names if n not in embedding_bases.SPECS]
+    embedding = {n: s for n, s in base_registry.specs().items() if s.kind == "embedding"}
+    unknown = [n for n in names if n not in embedding]
     if unknown:
-        raise ValueError(f"ensembles combine embedding bases ({', '.join(sorted(embedding_bases.SPECS))}); "
+        raise ValueError(f"ensembles combine embedding bases ({', '.join(sorted(embedding))}); "
                          f"{', '.join(unknown)} is not one (an image base trains alone)")
-    members = tuple(embedding_bases.SPECS[n] for n in names)
+    members = tuple(embedding[n] for n in names)
     if len({m.window_seconds for m in members}) != 1:
         raise ValueError("ensemble members must share one window length, got "
                          + ", ".join(f"{m.name} {m.window_seconds:g} s" for m in members))
@@ -139,7 +145,7 @@ class Decimate(keras.layers.Layer):
         return {**super().get_config(), "factor": self.factor}
 
 
-class EnsembleBase:
+class EnsembleBase(base_registry.Base):
     """Every member loaded; `embed` concatenates their embeddings of the same windows."""
 
     def __init__(self, spec: EnsembleSpec, weights: str = "pretrained", seed: int = 0):
@@ -147,7 +153,7 @@ class EnsembleBase:
         if weights != "pretrained":
             raise ValueError("ensembles take pretrained members only")
         self.spec, self.weights = spec, weights
-        self.members = [embedding_bases.get_base(m.name, weights) for m in spec.members]
+        self.members = [m.load(weights) for m in spec.members]
         self._models, self._fns = {}, {}
         signature = [tf.TensorSpec([None, spec.window_samples], tf.float32)]
         for member in self.members:
@@ -195,7 +201,7 @@ class EnsembleBase:
         `embed(ensemble windows)`), each with its own cache entry."""
         return [_MemberEmbedder(self, m) for m in self.members]
 
-    def serving_model(self, head) -> keras.Model:
+    def serving_model(self, head, features=None) -> keras.Model:
         """waveform windows (+ one `NAME_embedding` input per installed member, in member
         order) → concatenated embeddings → `head`."""
         wave = keras.Input((self.spec.window_samples,), name="waveform")
@@ -210,6 +216,14 @@ class EnsembleBase:
                 parts.append(extra)
         x = keras.layers.Concatenate(name="embeddings")(parts)
         return keras.Model(inputs if len(inputs) > 1 else wave, head(x), name="earmark")
+
+
+    def describe(self) -> dict:
+        """model.json `base`: the spec's, each member with its weights checksum."""
+        checksums = self.member_checksums()
+        out = {**self.spec.to_dict(), "kind": "ensemble", "feature_dim": self.spec.embedding_dim}
+        out["members"] = [{**m, "weights_checksum": checksums[m["name"]]} for m in out["members"]]
+        return out
 
 
 class _MemberEmbedder:

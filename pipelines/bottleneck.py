@@ -18,7 +18,7 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from earmark.model import bases, bottleneck, data
+from earmark.model import base_registry, bases, bottleneck, data
 from earmark.model.adapter import InputStats
 from earmark.model.features import FeatureConfig
 from earmark.pipelines import flags
@@ -96,7 +96,7 @@ def main(argv=None) -> str:
         prog="python -m earmark.pipelines.bottleneck",
         description="Compute the bottleneck cache of a prepared set with Beam.")
     p.add_argument("--data", required=True)
-    p.add_argument("--base", default=bases.DEFAULT_BASE, choices=sorted(bases.BASES))
+    p.add_argument("--base", default=bases.DEFAULT_BASE, choices=base_registry.names("image"))
     p.add_argument("--weights", default="imagenet")
     p.add_argument("--input-size", type=int, default=0)
     p.add_argument("--pooling", default="multiscale", choices=bases.POOLINGS)

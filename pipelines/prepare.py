@@ -318,21 +318,18 @@ def feature_config_for(base: str, patch_hop_seconds: float = None,
                        resample_quality: str = FeatureConfig.resample_quality) -> FeatureConfig:
     """The FeatureConfig that `base` trains on: an embedding base's waveform windows, or the
     log-mel default (image bases, or no base)."""
-    from earmark.model import bases, embedding_bases
+    from earmark.model import base_registry
     from earmark.model.features import embedding_base_config
-    base = embedding_bases.canonical(base)
-    if base is not None and not embedding_bases.is_embedding_base(base) \
-            and base not in bases.BASES:
-        raise UserError(f"--base {base!r}: choose one of "
-                        f"{', '.join(sorted(bases.BASES) + sorted(embedding_bases.SPECS))}, "
+    base = base_registry.canonical(base)
+    if base is not None and not base_registry.is_registered(base):
+        raise UserError(f"--base {base!r}: choose one of {', '.join(base_registry.names())}, "
                         "or embedding bases joined by + (an ensemble)")
     try:
-        spec = embedding_bases.get_spec(base) if embedding_bases.is_embedding_base(base) \
-            else None
+        spec = base_registry.get(base) if base is not None else None
     except ValueError as e:   # an ensemble its members cannot form
         raise UserError(f"--base {base}: {e}") from None
     try:
-        if spec is not None:
+        if spec is not None and spec.input == "waveform":
             return embedding_base_config(spec, patch_hop_seconds, resample_quality)
         return FeatureConfig(patch_hop_seconds=patch_hop_seconds or FeatureConfig.patch_hop_seconds,
                              resample_quality=resample_quality)

@@ -3,7 +3,7 @@ imports neither Beam nor TensorFlow.
 """
 import argparse
 
-from earmark.model import window_labels
+from earmark.model import base_registry, window_labels
 from earmark.model.features import RESAMPLE_QUALITIES, FeatureConfig
 from earmark.pipelines import flags
 
@@ -40,10 +40,12 @@ def build_arg_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="80/10/10",
                    help="train/validation/test fractions (default 80/10/10)")
     p.add_argument("--base", default=None,
-                   help="the base the data is for: an embedding base (musicnn_msd, musicnn_mtt, "
-                        "birdnet) takes raw waveform windows at its own sample rate and window "
-                        "length; an ensemble (e.g. birdnet+musicnn) at its highest member rate; "
-                        "an image base or none: log-mel patches (default)")
+                   help=f"the base the data is for: an embedding base "
+                        f"({', '.join(base_registry.names('embedding'))}) takes raw waveform "
+                        "windows at its own sample rate and window length; an ensemble (e.g. "
+                        "birdnet+musicnn) at its highest member rate; an image base "
+                        f"({', '.join(base_registry.names('image'))}) or none: log-mel "
+                        "patches (default)")
     p.add_argument("--patch-hop-seconds", type=float, default=None,
                    help="hop between patches (default: 0.96 for log-mel, no overlap; half the "
                         "window for an embedding base)")

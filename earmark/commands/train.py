@@ -7,7 +7,7 @@ import argparse
 import os
 import sys
 
-from earmark.model import bases, embedding_bases
+from earmark.model import base_registry, bases
 from earmark.model import train_config
 from earmark.model.errors import UserError
 from earmark.pipelines.flags import ArgumentParser
@@ -17,16 +17,16 @@ DEFAULTS = train_config.TrainConfig(data_dir="", model_dir="")
 
 def base_name(text: str) -> str:
     """`--base`: an image base, an embedding base or an ensemble `A+B` (aliases resolved)."""
-    name = embedding_bases.canonical(text)
-    if name in bases.BASES or name in embedding_bases.SPECS:
-        return name
-    if "+" in name:
+    name = base_registry.canonical(text)
+    if base_registry.is_ensemble(name):
         try:
-            return embedding_bases.get_spec(name).name
+            return base_registry.get(name).name
         except ValueError as e:
             raise argparse.ArgumentTypeError(str(e)) from None
+    if base_registry.is_registered(name):
+        return name
     raise argparse.ArgumentTypeError(
-        f"invalid choice: {text!r} (choose from {', '.join(sorted(bases.BASES) + sorted(embedding_bases.SPECS))}, "
+        f"invalid choice: {text!r} (choose from {', '.join(base_registry.names())}, "
         "or embedding bases joined by +)")
 
 
@@ -49,8 +49,8 @@ def build_arg_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="folder written by 'earmark prepare'")
     p.add_argument("--model-dir", required=True, help="where to write model.keras + model.json")
     p.add_argument("--base", default=d.base, type=base_name, metavar="BASE",
-                   help=f"image base ({', '.join(sorted(bases.BASES))}; default {d.base}), "
-                        f"audio-pretrained embedding base ({', '.join(sorted(embedding_bases.SPECS))}; "
+                   help=f"image base ({', '.join(base_registry.names('image'))}; default {d.base}), "
+                        f"audio-pretrained embedding base ({', '.join(base_registry.names('embedding'))}; "
                         "musicnn = musicnn_msd: frozen only, on data from 'earmark prepare "
                         "--base NAME') or an ensemble of embedding bases joined by + "
                         "(e.g. birdnet+musicnn: embeddings concatenated, one head)")
@@ -138,9 +138,8 @@ def main(argv=None) -> dict:
     """Parse, train, print where the model went; returns the model.json dict."""
     args = build_arg_parser().parse_args(argv)
     config = config_from_args(args)
-    spec = embedding_bases.get_spec(config.base) \
-        if embedding_bases.is_embedding_base(config.base) else None
-    if spec is not None and not spec.commercial_use:
+    spec = base_registry.get(config.base)
+    if not getattr(spec, "commercial_use", True):
         print(f"licence: {config.base} is {spec.licence}: non-commercial use only; models "
               "trained on it inherit that licence (share alike)")
     from earmark.model import train as training   # TensorFlow: not for --help

@@ -8,7 +8,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # Longest first: test files that take several minutes on one worker start before the rest
 # (with `-n 2 --dist loadfile --no-loadscope-reorder`, files go to workers in this order);
 # the others keep xdist's default order, most tests first.
-LONGEST_FILES = ("test_heads_and_ensembles.py",)
+LONGEST_FILES = ("test_detection.py", "test_embedding_train.py", "test_label.py")
 
 
 def pytest_collection_modifyitems(config, items):

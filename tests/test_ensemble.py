@@ -1,5 +1,5 @@
 """`model.ensemble`: which bases can form an ensemble, the in-graph decimation its members
-share, and the `--base A+B` flag (end to end: test_embedding_train, test_heads_and_ensembles)."""
+share, and the `--base A+B` flag (end to end: test_embedding_train)."""
 import keras
 import numpy as np
 import pytest

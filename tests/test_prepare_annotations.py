@@ -121,5 +121,5 @@ def test_multi_label_windows_train_with_multi_label(annotated, tmp_path, capsys)
     assert "carry several labels" in capsys.readouterr().err
     meta = train.main(train_args(out, tmp_path / "multi", tmp_path / "cache", "--epochs", "1",
                                  "--multi-label"))
-    assert meta["output"]["activation"] == "sigmoid"
+    assert meta["activation"] == "sigmoid"
     assert "carry several labels" not in capsys.readouterr().err

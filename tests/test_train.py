@@ -102,7 +102,7 @@ def test_augmentation_trains_through_the_base_and_multi_label_uses_sigmoid(prepa
                           "--augment", "specaugment,mixup", "--multi-label", "--epochs", "4"))
     meta = _meta(tmp_path / "m")
     assert meta["strategy"]["phases"] == ["frozen through the base"]
-    assert meta["output"]["activation"] == "sigmoid"
+    assert meta["activation"] == "sigmoid"
     model, _ = export.load(str(tmp_path / "m"))
     scores = model.predict(np.zeros((3, 15600), np.float32), verbose=0)
     assert scores.shape == (3, 2) and not np.allclose(scores.sum(axis=1), 1.0)

@@ -121,3 +121,12 @@ def test_wheel_installs_only_the_name_earmark(tmp_path):
                    "earmark/model/export.py",
                    "earmark/pipelines/label.py", "earmark/pipelines/prepare.py"):
         assert module in names
+
+
+def test_readme_test_command_is_the_one_ci_runs():
+    """CI runs the README's test command: the two stay one command."""
+    with open(os.path.join(ROOT, ".ci", "run"), encoding="utf-8") as f:
+        ci = [line.strip() for line in f if line.lstrip().startswith(".venv/bin/python -m pytest")]
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+        readme = f.read()
+    assert len(ci) == 1 and ci[0] in readme

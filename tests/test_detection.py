@@ -17,8 +17,8 @@ pytestmark = pytest.mark.slow
 # recordings whose split key lands in train, train and validation at the 80/10/10 default
 # (corpus.assign_split is a stable hash of the name)
 TRAINING_NIGHTS = {"night_0.wav": 101, "night_1.wav": 102, "night_7.wav": 107}
-# 4 minutes each (about 28 snores): the held-out night scored event F1 0.98 with them, as
-# with 8-minute nights, in under half the training time
+# 4 minutes each (about 28 snores, as many as 8-minute nights hold): the held-out night
+# scored event F1 0.984 on them against 1.000 on 8-minute nights, in 40 s of training, not 95
 NIGHT_MINUTES = 4
 
 

@@ -85,7 +85,8 @@ def main(argv=None) -> int:
 def main_then_exit() -> None:
     """The installed `earmark` command and `python -m earmark`: `main()`, then the process
     ends without the interpreter's teardown, which frees TensorFlow's and Beam's objects one
-    by one: 1.2 s after a `label` run, 5 % of a 20-minute recording's wall time (README).
+    by one: 1.2 s after a `label` run, 5 % of a 20-minute recording's wall time (measured
+    when this was added; no docs page lists it).
     Unreachable objects are collected first (closing any file left open) and the exit
     handlers run (logging, temporary folders), so nothing written is lost. A command that
     raised exits the usual way, with its traceback."""

@@ -16,6 +16,7 @@ import io
 import math
 import posixpath
 import re
+import typing
 
 from earmark.model.events import Event
 
@@ -240,24 +241,57 @@ def parse_csv(text: str, source: str) -> Parsed:
     return rows, bad
 
 
+class AnnotationFormat(typing.NamedTuple):
+    name: str  # for messages
+    parse: typing.Callable  # (text, source, label_column) → Parsed
+
+
+# One entry per annotation format: a key that starts with "." is a file-name suffix (any
+# case); any other key is a column its first line holds (so a table exported under another
+# name is still read). The first entry that matches, in this order, parses the file.
+# Adding a format is one entry.
+ANNOTATION_PARSERS = {
+    ".csv": AnnotationFormat("CSV", lambda text, source, label_column: parse_csv(text, source)),
+    _RAVEN_SUFFIX: AnnotationFormat("Raven", parse_raven),
+    RAVEN_BEGIN: AnnotationFormat("Raven", parse_raven),
+    ".txt": AnnotationFormat("Audacity",
+                             lambda text, source, label_column: parse_audacity(text, source)),
+}
+
+
+def _suffixes() -> list[str]:
+    return [key for key in ANNOTATION_PARSERS if key.startswith(".")]
+
+
+def _format(name: str, text: str) -> AnnotationFormat | None:
+    lowered = name.lower()
+    first = None
+    for key, fmt in ANNOTATION_PARSERS.items():
+        if key.startswith("."):
+            if lowered.endswith(key):
+                return fmt
+        else:
+            first = _lines(text)[0] if first is None else first
+            if key in first:
+                return fmt
+    return None
+
+
 def parse_file(name: str, data: bytes, label_column: str = "Annotation") -> Parsed:
-    """One annotation file's bytes, in the format its name and first line say:
-    `.csv` → CSV; `.selections.txt` or a first line with `Begin Time (s)` → Raven;
-    other `.txt` → Audacity. `name` becomes the rows' `source`."""
+    """One annotation file's bytes, in the format its name and first line say
+    (`ANNOTATION_PARSERS`): `.csv` → CSV; `.selections.txt` or a first line with
+    `Begin Time (s)` → Raven; other `.txt` → Audacity. `name` becomes the rows' `source`."""
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         return [], [BadAnnotation(name, 0, "not_utf8",
                                   f"not UTF-8 text (byte {e.start}); save it as UTF-8")]
-    lowered = name.lower()
-    if lowered.endswith(".csv"):
-        return parse_csv(text, name)
-    if lowered.endswith(_RAVEN_SUFFIX) or RAVEN_BEGIN in _lines(text)[0]:
-        return parse_raven(text, name, label_column)
-    if lowered.endswith(".txt"):
-        return parse_audacity(text, name)
+    found = _format(name, text)
+    if found is not None:
+        return found.parse(text, name, label_column)
+    names = [f"{s} ({ANNOTATION_PARSERS[s].name})" for s in _suffixes()]
     return [], [BadAnnotation(name, 0, "unknown_format",
-                              "not .csv, .selections.txt (Raven) or .txt (Audacity)")]
+                              f"not {', '.join(names[:-1])} or {names[-1]}")]
 
 
 # ---------------------------------------------------------------- matching
@@ -268,11 +302,10 @@ def table_recording_name(table_name: str) -> str:
     `rec.flac.selections.txt` → `rec.flac`."""
     base = posixpath.basename(table_name)
     lowered = base.lower()
-    if lowered.endswith(_RAVEN_SUFFIX):
-        return _RAVEN_TABLE.sub("", base[:-len(_RAVEN_SUFFIX)])
-    for suffix in (".txt", ".csv"):
+    for suffix in _suffixes():  # `.selections.txt` before `.txt`
         if lowered.endswith(suffix):
-            return base[:-len(suffix)]
+            stem = base[:-len(suffix)]
+            return _RAVEN_TABLE.sub("", stem) if suffix == _RAVEN_SUFFIX else stem
     return base
 
 

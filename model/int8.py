@@ -7,7 +7,7 @@ float32 model.keras (converting takes 4.5 s for the VGG16 stand-in, 18 s for Inc
 The log-mel frontend stays in TensorFlow, float32: quantized, its mel and DFT matrices
 lose the quiet end of the spectrum (8-bit weights on the whole serving model scored
 nonsense, event F1 0.04 on a night). Parity and speed: `benchmarks/tflite_forward.py`,
-figures in README.
+figures in docs/benchmarks.md.
 """
 import contextlib
 import io

@@ -10,7 +10,7 @@ an image and the head stay float32, so the thresholds see float32 probabilities.
 
 `auto` is bfloat16 only where the hardware computes it natively, float32 elsewhere (emulated
 bfloat16 on a CPU without it labeled 10 % slower than float32 here; parity and speed:
-`benchmarks/precision_parity.py`, figures in README):
+`benchmarks/precision_parity.py`, figures in docs/benchmarks.md):
 - a CPU with AVX512_BF16 or AMX-BF16 (`/proc/cpuinfo` flags; AMD Zen 4+, Intel Cooper Lake,
   Sapphire Rapids and later);
 - a GPU of compute capability 8.0 or higher (A100, H100, ...).
@@ -18,7 +18,7 @@ bfloat16 on a CPU without it labeled 10 % slower than float32 here; parity and s
 `int8` (asked for only, never chosen by `auto`): the image base and head run in TFLite with
 8-bit weights, from the `model_int8.tflite` that `earmark train --int8` ships beside the
 float32 model (`model.int8`); faster on CPUs, with scores that move more than bfloat16's
-(parity in README).
+(parity in docs/benchmarks.md).
 
 Image bases only: musicnn's and BirdNET's own frontends and weights, and ensembles of them,
 are left as they ship (BirdNET runs in TFLite), so `auto` is float32 for them and

@@ -8,6 +8,7 @@ imports earmark/; not in model/, which knows no argparse.
 import argparse
 
 from earmark.model.errors import UserError
+from earmark.model.precision import DEFAULT_PRECISION, PRECISIONS
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -16,3 +17,28 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def error(self, message):
         raise UserError(f"{self.prog}: {message} (see '{self.prog} --help')")
+
+
+# --- flags several commands share, defined once ---------------------------------------------
+
+def add_output_folder(p: argparse.ArgumentParser) -> None:
+    """--output of a Beam pipeline (`earmark prepare`, `earmark label`)."""
+    p.add_argument("--output", required=True, help="output folder, local or gs://")
+
+
+def add_overwrite(p: argparse.ArgumentParser) -> None:
+    """--overwrite of a command that claims its --output (pipelines/outputs.py `claim`)."""
+    p.add_argument("--overwrite", action="store_true",
+                   help="--output is not empty: remove what earmark wrote there before (listed "
+                        "in its earmark_outputs.json) and nothing else, then run")
+
+
+def add_label_column(p: argparse.ArgumentParser) -> None:
+    """--label-column of a command that reads --annotations (model/annotations.py)."""
+    p.add_argument("--label-column", default="Annotation",
+                   help="Raven tables: the column holding the label (default Annotation)")
+
+
+def add_precision(p: argparse.ArgumentParser, help: str) -> None:
+    """--precision of a command that runs a model's image base (model/precision.py)."""
+    p.add_argument("--precision", default=DEFAULT_PRECISION, choices=PRECISIONS, help=help)

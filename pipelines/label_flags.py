@@ -4,7 +4,6 @@ neither Beam nor TensorFlow (under a second).
 import argparse
 
 from earmark.model.features import LOG_MEL_LABELING_HOP_SECONDS
-from earmark.model.precision import DEFAULT_PRECISION, PRECISIONS
 from earmark.pipelines import flags, label_formats
 
 
@@ -22,7 +21,7 @@ def build_arg_parser() -> argparse.ArgumentParser:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--input", help="folder (searched recursively) or glob; local or gs://")
     src.add_argument("--manifest", help="CSV with a path column; local or gs://")
-    p.add_argument("--output", required=True, help="output folder, local or gs://")
+    flags.add_output_folder(p)
     p.add_argument("--formats", default="csv,raven",
                    help=f"comma-separated, from {','.join(label_formats.FORMATS)} (default csv,raven)")
     p.add_argument("--scores", action="store_true", help="also write per-window scores")
@@ -46,17 +45,14 @@ def build_arg_parser() -> argparse.ArgumentParser:
     p.add_argument("--emit-background", action="store_true",
                    help="also write segments of the model's background labels (e.g. "
                         "background, not_snore), which are left out by default")
-    p.add_argument("--precision", default=DEFAULT_PRECISION, choices=PRECISIONS,
-                   help="arithmetic of the image base: auto (default) is bfloat16 where the "
-                        "CPU (AVX512_BF16, AMX) or GPU computes it natively, else float32; "
-                        "int8 (a model trained with --int8): 8-bit weights in TFLite, about "
-                        "1.2x faster on a CPU, scores within ~0.1 (README); the model file "
-                        "stays float32")
+    flags.add_precision(p, help="arithmetic of the image base: auto (default) is bfloat16 "
+                                "where the CPU (AVX512_BF16, AMX) or GPU computes it natively, "
+                                "else float32; int8 (a model trained with --int8): 8-bit weights "
+                                "in TFLite, about 1.2x faster on a CPU, scores within ~0.1 "
+                                "(docs/benchmarks.md); the model file stays float32")
     p.add_argument("--batch-size", type=int, default=128, help="windows per model call (default 128)")
     p.add_argument("--incremental", action="store_true",
                    help="label only recordings that are new or changed since the last run "
                         "(ledger.json under --output); each run gets runs/RUN_ID/")
-    p.add_argument("--overwrite", action="store_true",
-                   help="--output is not empty: remove what earmark wrote there before (listed "
-                        "in its earmark_outputs.json) and nothing else, then run")
+    flags.add_overwrite(p)
     return p

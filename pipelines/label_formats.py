@@ -1,6 +1,8 @@
 """What `earmark label` writes, in one place: the names of its output files, and each text
 format's writer beside its one reader: the combined `segments.csv` and `segments.jsonl`,
-the per-window scores CSVs (`scores/`), Raven selection tables and Audacity label tracks.
+the per-window scores CSVs (`scores/`), Raven selection tables and Audacity label tracks;
+and `OUTPUT_FORMATS`, the one table of formats (name → where its files go, writer, reader)
+that `--formats`, `earmark label` and `earmark report` read.
 
 Pure functions over text: no Beam and no TensorFlow, so `earmark report` and the demo
 read with them too. Numbers have a fixed formatting, so outputs are byte-stable; CSV goes
@@ -8,26 +10,23 @@ through the `csv` module, so a file name or label holding a comma, a double quot
 line break survives the round trip.
 """
 import csv
+import dataclasses
 import io
 import json
 
 import numpy as np
 
+from earmark.model import annotations
 from earmark.model.data_files import DEAD_LETTER_FILE  # noqa: F401 (a label output too)
 from earmark.model.segments import Segment
 
 RUN_FILE = "run.json"              # the run's summary: model, post-processing, counts
 SEGMENTS_CSV = "segments.csv"      # every segment, sorted by file then start
 SEGMENTS_JSONL = "segments.jsonl"  # the same, one JSON object a line
-# per-recording outputs: format → (folder, suffix); a recording's file is
-# FOLDER/<outputs.recording_name>SUFFIX, always inside the output
-PER_RECORDING = {"raven": ("raven", ".selections.txt"), "audacity": ("audacity", ".txt"),
-                 "scores": ("scores", ".csv")}
 
 CSV_COLUMNS = ("file", "start_s", "end_s", "label", "confidence", "model_id")
 RAVEN_HEADER = ("Selection\tView\tChannel\tBegin Time (s)\tEnd Time (s)\tLow Freq (Hz)\t"
                 "High Freq (Hz)\tLabel\tConfidence\n")
-FORMATS = ("csv", "raven", "audacity", "jsonl")
 
 
 def _csv_text(rows) -> str:
@@ -117,3 +116,67 @@ def raven_table(segments, low_hz: float, high_hz: float) -> str:
 
 def audacity_labels(segments) -> str:
     return "".join(f"{s.start_s:.6f}\t{s.end_s:.6f}\t{s.label}\n" for s in segments)
+
+
+# --- the table of output formats ------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class OutputFormat:
+    """One output file format: where its files go, its writer and its reader, side by side.
+    A combined table is `file` at the top of the output; a per-recording file is
+    FOLDER/<outputs.recording_name>SUFFIX, always inside the output."""
+    write: object   # (segments, facts) → text; facts: a dict with at least the recording's
+                    # scores, labels and hop_s and the spectrogram's low_hz and high_hz
+    read: object    # text → what `write` wrote (segments, scores or annotation rows)
+    file: str = ""
+    folder: str = ""
+    suffix: str = ""
+    choice: bool = True   # one of --formats (scores/ come with --scores instead)
+
+    def path(self, name: str = "") -> str:
+        """The file's path relative to the output (`name`: the recording's output name)."""
+        return f"{self.folder}/{name}{self.suffix}" if self.folder else self.file
+
+
+# format name → OutputFormat. Adding a format is one entry here (and its writer and reader
+# above); `--formats`, `earmark label` and `earmark report` read the rest from it.
+OUTPUT_FORMATS = {
+    "csv": OutputFormat(lambda segs, facts: segments_csv(segs), read_segments_csv,
+                        file=SEGMENTS_CSV),
+    "raven": OutputFormat(lambda segs, facts: raven_table(segs, facts["low_hz"],
+                                                          facts["high_hz"]),
+                          lambda text: annotations.parse_raven(text, "", "Label"),
+                          folder="raven", suffix=".selections.txt"),
+    "audacity": OutputFormat(lambda segs, facts: audacity_labels(segs),
+                             lambda text: annotations.parse_audacity(text, ""),
+                             folder="audacity", suffix=".txt"),
+    "jsonl": OutputFormat(lambda segs, facts: segments_jsonl(segs), read_segments_jsonl,
+                          file=SEGMENTS_JSONL),
+    "scores": OutputFormat(lambda segs, facts: scores_csv(facts["scores"], facts["labels"],
+                                                          facts["hop_s"]),
+                           read_scores_csv, folder="scores", suffix=".csv", choice=False),
+}
+FORMATS = tuple(name for name, f in OUTPUT_FORMATS.items() if f.choice)  # --formats choices
+# per-recording outputs: format → (folder, suffix)
+PER_RECORDING = {name: (f.folder, f.suffix) for name, f in OUTPUT_FORMATS.items() if f.folder}
+# combined tables: format → file name (in table order: segments.csv first)
+COMBINED = {name: f.file for name, f in OUTPUT_FORMATS.items() if f.file}
+
+
+def per_recording_files(name: str, formats, scores: bool) -> dict:
+    """{format: path relative to the output} of one recording's per-recording files:
+    those `formats` asks for, and scores/ when `scores`."""
+    return {f: OUTPUT_FORMATS[f].path(name) for f in PER_RECORDING
+            if (f in formats if OUTPUT_FORMATS[f].choice else scores)}
+
+
+def table_names(formats) -> list:
+    """The combined tables' names that `formats` asks for, in table order."""
+    return [file for f, file in COMBINED.items() if f in formats]
+
+
+def tables(segments, formats) -> dict:
+    """{name: bytes} of the combined tables of `segments` that `formats` asks for."""
+    return {file: OUTPUT_FORMATS[f].write(segments, {}).encode()
+            for f, file in COMBINED.items() if f in formats}
+

@@ -384,7 +384,7 @@ def run(argv=None, save_main_session=True, test_pipeline=None):
         "annotations": {"path": args.annotations, "label_column": args.label_column,
                         "min_overlap": args.min_overlap, "background": background}
         if args.annotations else None,
-        "example_schema": "see README: Prepared data",
+        "example_schema": "see docs/prepare.md#example-schema",
     })
     p = test_pipeline or beam.Pipeline(options=options)
     build_pipeline(p, source, output, config, labels, fractions, args.decoder, files_matched,

@@ -27,8 +27,7 @@ def build_arg_parser() -> argparse.ArgumentParser:
                         "(*.selections.txt), Audacity label tracks (*.txt) or a CSV "
                         "file,start_s,end_s,label; local or gs://. Every window of each "
                         "annotated recording in --input is labeled by its overlap with events")
-    p.add_argument("--label-column", default="Annotation",
-                   help="Raven tables: the column holding the label (default Annotation)")
+    flags.add_label_column(p)
     p.add_argument("--min-overlap", type=float, default=window_labels.DEFAULT_MIN_OVERLAP,
                    help="a window gets an event's label when the event covers at least this "
                         "fraction of it (of the event, when shorter); windows touching an event "
@@ -36,7 +35,7 @@ def build_arg_parser() -> argparse.ArgumentParser:
     p.add_argument("--background", default="background",
                    help="label of annotated windows touching no event (default background; "
                         "'none' leaves them out)")
-    p.add_argument("--output", required=True, help="output folder, local or gs://")
+    flags.add_output_folder(p)
     p.add_argument("--split", default="80/10/10",
                    help="train/validation/test fractions (default 80/10/10)")
     p.add_argument("--base", default=None,
@@ -55,7 +54,5 @@ def build_arg_parser() -> argparse.ArgumentParser:
                    help="audio decoder (default soundfile: measured 6x faster than tfio)")
     p.add_argument("--num-shards", type=int, default=0,
                    help="shards per split (default 0: the runner decides)")
-    p.add_argument("--overwrite", action="store_true",
-                   help="--output is not empty: remove what earmark wrote there before (listed "
-                        "in its earmark_outputs.json) and nothing else, then run")
+    flags.add_overwrite(p)
     return p

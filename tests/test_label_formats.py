@@ -44,3 +44,22 @@ def test_scores_csv_bytes_of_ordinary_values_and_odd_labels_round_trip():
     assert starts.tolist() == [0.0, 0.48] and list(by_label) == [ODD_LABEL, "other"]
     assert by_label[ODD_LABEL].tolist() == [0.1, 0.1235]
     assert lf.read_scores_csv(lf.scores_csv(np.zeros((0, 2)), ["a", "b"], 0.48)) is None
+
+
+@pytest.mark.parametrize("name", sorted(lf.OUTPUT_FORMATS))
+def test_every_output_format_reads_back_what_its_writer_wrote(name):
+    """OUTPUT_FORMATS: one entry a format, its writer beside its reader."""
+    fmt = lf.OUTPUT_FORMATS[name]
+    segs = segments()[:2]
+    facts = {"scores": np.array([[0.25, 0.5], [1.0, 0.0]]), "labels": ["snore", ODD_LABEL],
+             "hop_s": 0.5, "low_hz": 125.0, "high_hz": 7500.0}
+    back = fmt.read(fmt.write(segs, facts))
+    if name == "scores":
+        assert back[0].tolist() == [0.0, 0.5] and back[1][ODD_LABEL].tolist() == [0.5, 0.0]
+    elif isinstance(back, tuple):  # Raven and Audacity: read back as annotations
+        rows, bad = back
+        assert not bad and [(r.start_s, r.end_s, r.label) for r in rows] == [
+            (s.start_s, s.end_s, s.label) for s in segs]
+    else:
+        assert back == segs
+    assert (fmt.path("rec") == f"{fmt.folder}/rec{fmt.suffix}") if fmt.folder else fmt.file

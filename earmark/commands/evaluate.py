@@ -8,12 +8,11 @@ import sys
 
 from earmark.model.data_files import SPLITS
 from earmark.model.errors import UserError
-from earmark.model.precision import DEFAULT_PRECISION, PRECISIONS
-from earmark.pipelines.flags import ArgumentParser
+from earmark.pipelines import flags
 
 
 def build_arg_parser() -> argparse.ArgumentParser:
-    p = ArgumentParser(
+    p = flags.ArgumentParser(
         prog="earmark evaluate",
         description="Evaluate an exported earmark model; prints a JSON report.",
         epilog="examples:\n"
@@ -32,16 +31,15 @@ def build_arg_parser() -> argparse.ArgumentParser:
                    help="score events on annotated recordings (--input): Raven selection "
                         "tables, Audacity label tracks or a CSV file,start_s,end_s,label (a "
                         "folder or a file), as for 'earmark prepare --annotations'")
-    p.add_argument("--label-column", default="Annotation",
-                   help="Raven tables: the column holding the label (default Annotation)")
+    flags.add_label_column(p)
     p.add_argument("--split", default="test", choices=SPLITS,
                    help="with --data: which split (default test)")
     p.add_argument("--report", help="where to write evaluation.json and plots (default: --model)")
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--precision", default=DEFAULT_PRECISION, choices=PRECISIONS,
-                   help="arithmetic of the image base, as for 'earmark label' (default auto: "
-                        "bfloat16 where the hardware computes it natively, else float32; int8 to "
-                        "measure 8-bit weights on your data)")
+    flags.add_precision(p, help="arithmetic of the image base, as for 'earmark label' "
+                                "(default auto: bfloat16 where the hardware computes it "
+                                "natively, else float32; int8 to measure 8-bit weights on your "
+                                "data)")
     return p
 
 

@@ -102,7 +102,7 @@ def build_arg_parser() -> argparse.ArgumentParser:
     p.add_argument("--int8", action="store_true",
                    help="image bases: also write model_int8.tflite (8-bit weights, converted "
                         "once: 4-20 s) for 'earmark label --precision int8', about 1.2x "
-                        "faster on a CPU with slightly different scores (README)")
+                        "faster on a CPU with slightly different scores (docs/benchmarks.md)")
     return p
 
 

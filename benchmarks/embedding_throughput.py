@@ -28,7 +28,8 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from earmark.model.audio import load_waveform  # noqa: E402
-from earmark.model.embedding_bases import SPECS, frame, get_base  # noqa: E402
+from earmark.model.embedding_bases import SPECS, get_base  # noqa: E402
+from earmark.model.windowing import frame_windows  # noqa: E402
 
 SHARED = os.environ.get("EARMARK_SHARED",
                         os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared"))
@@ -86,12 +87,16 @@ def throughput(args):
         return
 
 
+def _hop(spec, hop_seconds: float) -> int:
+    return max(1, int(round(hop_seconds * spec.sample_rate_hz)))
+
+
 def _throughput_rows(args, rows):
     for label, name, weights, seed in [VARIANTS[args.only]]:
         spec = SPECS[name]
         if rows:
             clips = load_clips(rows[:: max(1, len(rows) // 40)], spec.sample_rate_hz)
-            windows = np.concatenate([frame(c, spec, hop_seconds=1.0) for c in clips])
+            windows = np.concatenate([frame_windows(c, spec.window_samples, spec.sample_rate_hz) for c in clips])
         else:
             windows = np.random.default_rng(0).standard_normal((args.windows, spec.window_samples)) * 0.1
         windows = np.resize(windows, (args.windows, spec.window_samples)).astype(np.float32)
@@ -134,7 +139,7 @@ def transfer(args):
             continue
         base.embed(np.zeros((2, spec.window_samples), np.float32))    # warm-up
         t0 = time.perf_counter()
-        feats = np.stack([base.embed(frame(c, spec, args.hop)).mean(axis=0)
+        feats = np.stack([base.embed(frame_windows(c, spec.window_samples, _hop(spec, args.hop))).mean(axis=0)
                           for c in clips[spec.sample_rate_hz]])
         per_clip = (time.perf_counter() - t0) / len(feats)
         folds = np.array([r["fold"] for r in train + test])

@@ -19,6 +19,7 @@ from earmark.model import audio, event_metrics
 from earmark.model.events import Event
 from earmark.model.segments import (PostProcessing, WindowGrid, merge_runs, smooth, threshold_runs,
                                     window_bounds)
+from earmark.model.scoring import score_recording, score_windows
 from earmark.model.windowing import count_windows, frame_windows
 
 THRESHOLDS = tuple(np.round(np.arange(0.05, 0.951, 0.05), 2))
@@ -134,16 +135,16 @@ def score_sequences(sequences, predict, window_samples: int, hop_samples: list) 
     finest = min(hop_samples)
     out = {h: [] for h in hop_samples}
     for s in sequences:
-        fine = np.asarray(predict(frame_windows(s.waveform, window_samples, finest)))
+        fine = score_recording(predict, s.waveform, window_samples, finest)
         for h in hop_samples:
             if h % finest:
-                out[h].append(np.asarray(predict(frame_windows(s.waveform, window_samples, h))))
+                out[h].append(score_recording(predict, s.waveform, window_samples, h))
                 continue
             n = count_windows(len(s.waveform), window_samples, h)
             shared = fine[::h // finest][:n]
             if len(shared) < n:
                 tail = frame_windows(s.waveform, window_samples, h)[len(shared):]
-                shared = np.concatenate([shared, np.asarray(predict(tail))])
+                shared = np.concatenate([shared, score_windows(predict, tail)])
             out[h].append(shared)
     return out
 

@@ -4,7 +4,7 @@
     base = get_base("musicnn_msd")              # weights loaded (and checked) here
     emb = base.embed(windows)                   # [n, spec.window_samples] → [n, spec.embedding_dim]
     base.weights_checksum()                     # sha256 of the weights actually loaded
-    windows = frame(waveform, spec, hop_seconds=1.5)   # mono waveform at spec.sample_rate_hz
+    windows = windowing.frame_windows(waveform, spec.window_samples, hop)   # the one rule, every base
 
 Every base takes mono float32 waveform windows of `window_samples` at `sample_rate_hz` and
 does its own frontend. `spec.keras_native` says whether `base.keras_model()` exists: a Keras
@@ -183,18 +183,3 @@ def _check_windows(waveforms, spec: EmbeddingBaseSpec) -> np.ndarray:
         raise ValueError(f"{spec.name} takes [n, {spec.window_samples}] windows "
                          f"({spec.window_seconds:g} s at {spec.sample_rate_hz} Hz), got {waveforms.shape}")
     return waveforms
-
-
-def frame(waveform, spec: EmbeddingBaseSpec, hop_seconds: float = None) -> np.ndarray:
-    """Mono waveform at `spec.sample_rate_hz` → [n, window_samples] windows every
-    `hop_seconds` (default: one window), plus a last window ending at the recording's end
-    when the hop leaves a tail; a recording shorter than a window is zero-padded."""
-    waveform = np.asarray(waveform, dtype=np.float32)
-    size = spec.window_samples
-    hop = size if hop_seconds is None else max(1, int(round(hop_seconds * spec.sample_rate_hz)))
-    if len(waveform) <= size:
-        return np.pad(waveform, (0, size - len(waveform)))[np.newaxis]
-    starts = list(range(0, len(waveform) - size + 1, hop))
-    if starts[-1] + size < len(waveform):
-        starts.append(len(waveform) - size)
-    return np.stack([waveform[s:s + size] for s in starts])

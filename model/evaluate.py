@@ -157,9 +157,12 @@ def recording_segments(predictor, path: str, post, batch_size: int = 128,
     from earmark.model import export
     from earmark.model.segments import WindowGrid, to_segments
     config = export.feature_config(predictor.meta).with_patch_hop(predictor.default_hop_seconds)
-    windows, duration_s = recording_windows(path, config, read_bytes)
-    scores = np.concatenate([predictor.predict(windows[i:i + batch_size])
-                             for i in range(0, len(windows), batch_size)])
+    from earmark.model.scoring import score_recording
+    wav, _, _ = audio.load_waveform(read_bytes(path), config.sample_rate_hz, path,
+                                    config.resample_quality)
+    scores = score_recording(predictor.predict, wav, config.patch_samples,
+                             config.patch_hop_samples, batch_size)
+    duration_s = len(wav) / config.sample_rate_hz
     grid = WindowGrid(config.patch_hop_seconds, config.patch_samples / config.sample_rate_hz)
     return to_segments(scores, predictor.meta["labels"], post, grid, duration_s), duration_s
 

@@ -11,7 +11,7 @@ import math
 import numpy as np
 
 from earmark.model import audio
-from earmark.model.windowing import count_windows
+from earmark.model.windowing import count_windows, frame_windows
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,5 +78,5 @@ def read_chunk_windows(fileobj, info: FileInfo, chunk: Chunk, target_hz: int,
     piece = mono[offset:offset + (end16 - start16)]
     if len(piece) < end16 - start16:
         piece = np.pad(piece, (0, end16 - start16 - len(piece)))
-    idx = np.arange(window_samples)[None, :] + hop_samples * np.arange(chunk.num_windows)[:, None]
-    return piece[idx]
+    # the piece spans exactly the chunk's windows: the one rule frames it (pads nothing)
+    return frame_windows(piece, window_samples, hop_samples)

@@ -11,8 +11,13 @@ file, or a new model, is labeled again; anything else is skipped.
 """
 import hashlib
 import json
+import logging
+import os
 
 from earmark.pipelines import fs, label_formats, outputs
+from earmark.pipelines.label_formats import RUN_FILE, SEGMENTS_CSV, SEGMENTS_JSONL
+
+log = logging.getLogger("earmark.label")
 
 LEDGER_FILE = "ledger.json"
 RUNS_DIR = "runs"
@@ -70,3 +75,118 @@ def combined_segments(output: str, entries: dict) -> list:
         text = fs.read_bytes(fs.join(output, RUNS_DIR, run_id, label_formats.SEGMENTS_CSV)).decode()
         segments += [s for s in label_formats.read_segments_csv(text) if s.file in keys]
     return sorted(segments, key=lambda s: (s.file, s.start_s, s.label))
+
+
+# --- an incremental run, beside its ledger -----------------------------------------------
+
+def continues_incremental(manifest, present) -> bool:
+    """An incremental run carries on a folder of earlier incremental label runs (one from
+    before earmark_outputs.json: its ledger.json), and nothing else."""
+    if manifest is not None:
+        return manifest.get("command") == "label" and bool(manifest.get("incremental"))
+    return LEDGER_FILE in present
+
+
+# Test hook, read by `pause_for_test` (label's FinishRun, `finish_incremental`) and nowhere
+# else, set only by tests/test_outputs.py: with
+# EARMARK_TEST_PAUSE_AFTER=<stage> the process kills itself (SIGKILL) right after that stage
+# of an incremental run's last step, exactly where a crash or a preempted worker could stop
+# it. Stages, in order: partition (runs/RUN_ID/run.json written), segments_csv (the combined
+# segments.csv rewritten, the rest of the combined view not yet), combined (the whole
+# combined view written), ledger (ledger.json replaced). Unset, it does nothing.
+TEST_PAUSE_ENV = "EARMARK_TEST_PAUSE_AFTER"
+
+
+def pause_for_test(stage: str) -> None:
+    if os.environ.get(TEST_PAUSE_ENV) == stage:
+        import signal
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def finish_incremental(output, inc, failed):
+    """Record this run's files in the ledger (`failed`: their keys that failed): first the
+    combined view from each file's latest run, then the ledger, atomically, naming this run
+    and the digest of each combined file. Killed anywhere before the ledger is replaced, the
+    old ledger still describes the folder (and the next run rebuilds a half-written view)."""
+    entries = read(output)
+    for key in inc["todo"]:
+        entries[key] = {"version": inc["versions"][key], "model_id": inc["model_id"],
+                        "run_id": inc["run_id"], "status": "failed" if key in failed else "labeled",
+                        "source": inc["sources"][key]}
+    # a recording that failed this time keeps no per-recording files of an older version
+    stale = [rel for key in sorted(set(inc["todo"]) & failed)
+             for rel in label_formats.per_recording_files(
+                 outputs.recording_name(key, inc["sources"][key]), ("raven", "audacity"), True).values()]
+    outputs.delete(output, [rel for rel in stale if outputs.exists(fs.join(output, rel))])
+    combined = combined_files(output, entries, inc["formats"], inc["run_id"])
+    write_combined(output, combined,
+                   after_each=lambda name: name == SEGMENTS_CSV and pause_for_test("segments_csv"))
+    pause_for_test("combined")
+    write(output, entries, inc["run_id"],
+          {name: digest(data) for name, data in combined.items()}, inc["formats"])
+    pause_for_test("ledger")
+
+
+def combined_files(output, entries, formats, run_id) -> dict:
+    """The combined view at the top of an incremental output, from the ledger's entries and
+    the run partitions: {name: bytes} of segments.csv / segments.jsonl (as `formats` asks),
+    sources.csv and run.json (the summary of run `run_id`; None: left out)."""
+    files = label_formats.tables(combined_segments(output, entries), formats)
+    files[outputs.SOURCES_FILE] = outputs.sources_csv(
+        (outputs.recording_name(k, e.get("source", k)), e.get("source", k))
+        for k, e in entries.items() if e["status"] == "labeled")
+    if run_id:
+        files[RUN_FILE] = fs.read_bytes(fs.join(output, RUNS_DIR, run_id, RUN_FILE))
+    return files
+
+
+def write_combined(output, files: dict, after_each=None, drop_others=True) -> None:
+    """Write the combined view; a combined table of a format this view leaves out is
+    removed (it would describe an older state) unless `drop_others` is False."""
+    for name in (SEGMENTS_CSV, SEGMENTS_JSONL, outputs.SOURCES_FILE, RUN_FILE):
+        if name in files:
+            fs.write_bytes(fs.join(output, name), files[name])
+            if after_each:
+                after_each(name)
+        elif (drop_others and name in (SEGMENTS_CSV, SEGMENTS_JSONL)
+              and outputs.exists(fs.join(output, name))):
+            outputs.delete(output, [name])
+
+
+def repair_combined(output, state: dict, formats) -> None:
+    """At the start of an incremental run: the combined view must be the one the ledger
+    names (a run killed after writing part of it, before its ledger, leaves it otherwise);
+    when a file is missing or differs, rebuild the view from `runs/` as the ledger says.
+    A ledger from before `complete_run` names no digests: its view is rebuilt."""
+    entries = state.get("files")
+    if not entries:
+        return
+    want = state.get("combined")
+    if want is not None:
+        bad = sorted(n for n, d in want.items()
+                     if not outputs.exists(fs.join(output, n))
+                     or digest(fs.read_bytes(fs.join(output, n))) != d)
+        if not bad:
+            return
+        log.info("label: %s not as run %s left them (a run stopped before its end); rebuilding "
+                 "from %s/", ", ".join(bad), state.get("complete_run"), RUNS_DIR)
+        formats = state.get("formats", formats)
+    write_combined(output, combined_files(output, entries, formats, state.get("complete_run")),
+                   drop_others=want is not None)
+
+
+def remove_orphan_runs(output, state: dict) -> None:
+    """Run partitions the ledger does not name are what killed runs left: removed, so the
+    folder holds what uninterrupted runs write. (One output takes one run at a time.)"""
+    keep = {e["run_id"] for e in state.get("files", {}).values()} | {state.get("complete_run")}
+    runs = fs.join(output, RUNS_DIR)
+    if not fs.is_gcs(runs):
+        import shutil
+        for run in sorted(set(os.listdir(runs) if os.path.isdir(runs) else ()) - keep):
+            log.info("label: removing %s/%s, left by a run that did not finish", RUNS_DIR, run)
+            shutil.rmtree(os.path.join(runs, run), ignore_errors=True)
+        return
+    orphans = [n for n in outputs.list_files(runs) if n.split("/")[0] not in keep]
+    if orphans:
+        log.info("label: removing %d files of runs that did not finish", len(orphans))
+        outputs.delete(runs, orphans)

@@ -39,9 +39,8 @@ LABELS = ["not_snore", "snore"]
 
 PREPARE_TRANSFORMS = {"ListFiles", "ToRecording", "Reshuffle", "DecodeToPatches", "BySplit",
                       "WriteTrain", "WriteValidation", "WriteTest", "WriteDeadLetter", "WriteStats"}
-LABEL_TRANSFORMS = {"ListFiles", "ToRecording", "ReshuffleFiles", "PlanChunks", "ReshuffleChunks",
-                    "ReadWindows", "RunInference", "GroupPerRecording", "MakeSegments",
-                    "WritePerRecording", "WriteTables", "CountRun", "WriteDeadLetter", "FinishRun"}
+# label's steps are composites (pipelines/label_steps.py): their parts are named STEP/PART
+LABEL_TRANSFORMS = {"ListRecordings", "ReadWindows", "Score", "MakeSegments", "WriteSegments"}
 
 DEPENDENCIES = {
     "image": ["--sdk_container_image", IMAGE, "--sdk_location", "container"],
@@ -185,12 +184,13 @@ def test_label_builds_for_dataflow(bucket, anonymous_google_credentials, tmp_pat
     read = read_gcs(bucket)
     job = Job(str(tmp_path / "label_template.json"), read)
     check_common(job, result, LABEL_TRANSFORMS)
-    assert job.reshuffles() == ["ReshuffleChunks", "ReshuffleFiles"]
+    assert job.reshuffles() == ["ReadWindows/ReshuffleChunks", "ReadWindows/ReshuffleFiles"]
     # files spread before reading headers; chunks spread again before decoding
-    assert job.produced_by_reshuffle("PlanChunks") and job.produced_by_reshuffle("ReadWindows")
-    assert job.reshuffle_separates("ListFiles", "PlanChunks")
-    assert job.reshuffle_separates("PlanChunks", "ReadWindows")
-    assert job.reshuffle_separates("ListFiles", "RunInference")
+    assert (job.produced_by_reshuffle("ReadWindows/PlanChunks")
+            and job.produced_by_reshuffle("ReadWindows/DecodeChunks"))
+    assert job.reshuffle_separates("ListRecordings/ListFiles", "ReadWindows/PlanChunks")
+    assert job.reshuffle_separates("ReadWindows/PlanChunks", "ReadWindows/DecodeChunks")
+    assert job.reshuffle_separates("ListRecordings/ListFiles", "Score/RunInference")
     check_dependencies(job, deps, read)
     # the run finishes itself on the workers (FinishRun); building the template wrote nothing
     assert not list(bucket.list_blobs(prefix=f"labels-{deps}/run.json"))
@@ -232,6 +232,6 @@ def test_incremental_label_template_leaves_the_bookkeeping_to_the_job(bucket, an
                           *dataflow_args(tmp_path, "label", "image")])
     assert printed == {}
     job = Job(str(tmp_path / "label_template.json"), read_gcs(bucket))
-    assert "FinishRun" in set(job.top_level_names())
+    assert job.by_name("WriteSegments/FinishRun")
     written = [b.name for b in bucket.list_blobs(prefix=out + "/")]
     assert not [n for n in written if n.endswith(("ledger.json", "run.json"))], written

@@ -5,7 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from earmark.model.embedding_bases import SPECS, frame, get_base
+from earmark.model.embedding_bases import SPECS, get_base
+from earmark.model.windowing import frame_windows
 
 
 def test_specs_know_their_audio_contract():
@@ -18,16 +19,17 @@ def test_specs_know_their_audio_contract():
     assert json.loads(json.dumps(bn.to_dict()))["window_seconds"] == 3.0
 
 
-def test_frame_windows_cover_the_recording():
+def test_every_base_frames_with_the_one_windowing_rule():
+    """`model.windowing.frame_windows` frames a recording for every base: windows every hop
+    until one reaches the end, the last one zero-padded (no window aligned to the end)."""
     spec = SPECS["musicnn_msd"]
-    short = frame(np.ones(1000), spec)
+    short = frame_windows(np.ones(1000), spec.window_samples, spec.window_samples)
     assert short.shape == (1, 48000) and short[0, :1000].sum() == 1000 and short[0, 1000:].sum() == 0
-    assert frame(np.ones(48000), spec).shape == (1, 48000)
-    x = np.arange(80000, dtype=np.float32)            # 5 s: starts 0, 24000, then one ending at 80000
-    w = frame(x, spec, hop_seconds=1.5)
+    assert frame_windows(np.ones(48000), 48000, 48000).shape == (1, 48000)
+    x = np.arange(1, 80001, dtype=np.float32)         # 5 s: starts 0, 24000, 48000 (padded)
+    w = frame_windows(x, 48000, 24000)
     assert w.shape == (3, 48000)
-    assert [row[0] for row in w] == [0, 24000, 32000] and w[-1, -1] == 79999
-    assert frame(x, spec).shape == (2, 48000)         # default hop = one window, tail window added
+    assert [row[0] for row in w] == [1, 24001, 48001] and w[-1, 31999] == 80000 and w[-1, 32000] == 0
 
 
 def test_bad_requests_are_refused():

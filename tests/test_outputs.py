@@ -336,7 +336,7 @@ def test_incremental_run_killed_at_any_stage_resumes_to_the_uninterrupted_result
     first_runs = set(os.listdir(out / "runs"))
     env = dict(os.environ)
     if stage not in ("run_dir", "run_segments"):
-        env[label.TEST_PAUSE_ENV] = stage
+        env[ledger.TEST_PAUSE_ENV] = stage
     cmd = [sys.executable, "-m", "earmark", "label", "--model", model, "--input", nights["corpus"],
            "--output", str(out), "--formats", FORMATS, "--incremental"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=REPO,

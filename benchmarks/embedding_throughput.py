@@ -28,7 +28,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from earmark.model.audio import load_waveform  # noqa: E402
-from earmark.model.embedding_bases import SPECS, get_base  # noqa: E402
+from earmark.model.audio_bases import SPECS, get_base  # noqa: E402
 from earmark.model.windowing import frame_windows  # noqa: E402
 
 SHARED = os.environ.get("EARMARK_SHARED",

@@ -44,7 +44,7 @@ import numpy as np
 
 from train_common import prepare, shared, write_esc10_manifests
 
-from earmark.model import bases as image_bases, bottleneck, data, embedding_bases
+from earmark.model import audio_bases, bottleneck, data, image_bases
 from earmark.model import evaluate, head_search
 from earmark.model.adapter import InputStats
 from earmark.model.head import HeadConfig, build_head, class_weights, loss_for
@@ -115,8 +115,8 @@ def embeddings(work, set_name, base, log):
     by_prepared = {}
     for s, (p, _) in parts.items():
         by_prepared.setdefault(p.root, (p, []))[1].append(s)
-    if embedding_bases.is_embedding_base(base):
-        model = embedding_bases.get_base(base)
+    if audio_bases.is_embedding_base(base):
+        model = audio_bases.get_base(base)
         # an ensemble: one cache entry per member, as `earmark train` keeps them
         embedders = model.member_embedders() if "+" in base else [model]
 

@@ -16,7 +16,7 @@ import keras
 
 from train_common import prepare_snore, shared
 
-from earmark.model import bases, bottleneck, data
+from earmark.model import bottleneck, data, image_bases
 from earmark.model.adapter import InputStats
 from earmark.model.head import HeadConfig, build_head
 from earmark.model.train import _fit, one_hot
@@ -24,7 +24,7 @@ from earmark.model.train import _fit, one_hot
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("--bases", default=",".join(sorted(bases.BASES)))
+    p.add_argument("--bases", default=",".join(sorted(image_bases.BASES)))
     p.add_argument("--sizes", default="96,150,224")
     p.add_argument("--pooling", default="multiscale")
     p.add_argument("--work", default="/tmp/earmark_bench")
@@ -39,7 +39,7 @@ def main():
     for name in args.bases.split(","):
         weights = shared("models", "vgg16_hed_notop.weights.h5") if name == "vgg16" else "none"
         for px in map(int, args.sizes.split(",")):
-            if px < bases.get_spec(name).min_input_px:
+            if px < image_bases.get_spec(name).min_input_px:
                 continue
             spec = bottleneck.EmbedderSpec(name, weights, px, stats.mean, stats.std, 96, 64,
                                            0, args.pooling)

@@ -13,13 +13,13 @@ base with its weights loaded:
     base.describe()                             # model.json `base`
     base_registry.names()                       # every registered name (CLI choices)
 
-Kinds: `image` (`model.bases`: keras.applications CNNs on log-mel images, trained by
-strategy through `model.train.train_image`), `embedding` (`model.embedding_bases`: frozen
+Kinds: `image` (`model.image_bases`: keras.applications CNNs on log-mel images, trained by
+strategy through `model.train.train_image`), `embedding` (`model.audio_bases`: frozen
 audio-pretrained bases on waveform windows) and `ensemble` (`model.ensemble`: `A+B`, built
 on demand from registered embedding bases, never registered itself).
 
 Adding a base is one module and one registration: a spec (for a waveform base, an
-`embedding_bases.EmbeddingBaseSpec` subclass whose `load` returns the module's `Base`
+`audio_bases.EmbeddingBaseSpec` subclass whose `load` returns the module's `Base`
 subclass) and `base_registry.register(SPEC)`. A built-in base's module is listed in
 `BUILTIN_MODULES`, imported the first time the registry is read; any other (a test's,
 a plugin's) registers itself when imported. Nothing outside the training process needs
@@ -33,7 +33,7 @@ import numpy as np
 
 SEPARATOR = "+"                     # `--base A+B`: an ensemble (`model.ensemble`)
 KINDS = ("image", "embedding", "ensemble")
-BUILTIN_MODULES = ("earmark.model.bases", "earmark.model.embedding_bases")
+BUILTIN_MODULES = ("earmark.model.image_bases", "earmark.model.audio_bases")
 
 _SPECS = {}
 _ALIASES = {}

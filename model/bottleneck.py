@@ -8,7 +8,7 @@ input size and the adapter's normalization statistics.
 
 Layout: `CACHE/bottlenecks/KEY/{split}-*.tfrecord.gz` (one Example per patch: `features`,
 `label`, `recording_key`) and `KEY/meta.json`, written last, which marks it complete. The
-Beam pipeline `pipelines/bottleneck.py` writes the same layout.
+Beam pipeline `pipelines/bottleneck_pipeline.py` writes the same layout.
 """
 import dataclasses
 import glob
@@ -21,7 +21,7 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from earmark.model import bases, progress
+from earmark.model import image_bases, progress
 from earmark.model.adapter import SpectrogramToImage
 from earmark.model.examples import utf8_strings
 
@@ -56,19 +56,20 @@ class EmbedderSpec:
         adapter statistics `stats` (`InputStats` of the training patches); `input_px` 0: the
         base's default input size."""
         return cls(base=base, weights=weights,
-                   input_px=input_px or bases.get_spec(base).default_input_px,
+                   input_px=input_px or image_bases.get_spec(base).default_input_px,
                    mean=stats.mean, std=stats.std, frames=feature_config.patch_frames,
                    mel_bins=feature_config.mel_bins, seed=seed, pooling=pooling)
 
 
-def build_embedder(spec: EmbedderSpec, weights_info: bases.WeightsInfo = None):
+def build_embedder(spec: EmbedderSpec, weights_info: image_bases.WeightsInfo = None):
     """Keras model [b, frames, mel_bins] log-mel → [b, features]; returns (embedder, base)."""
     import keras
-    info = weights_info or bases.resolve_weights(spec.weights)
-    base = bases.build_base(spec.base, spec.input_px, info, seed=spec.seed, pooling=spec.pooling)
+    info = weights_info or image_bases.resolve_weights(spec.weights)
+    base = image_bases.build_base(spec.base, spec.input_px, info, seed=spec.seed,
+                                  pooling=spec.pooling)
     inputs = keras.Input((spec.frames, spec.mel_bins), name="log_mel")
-    image = SpectrogramToImage(spec.mean, spec.std, spec.input_px,
-                               bases.get_spec(spec.base).preprocess_mode, name="to_image")(inputs)
+    mode = image_bases.get_spec(spec.base).preprocess_mode
+    image = SpectrogramToImage(spec.mean, spec.std, spec.input_px, mode, name="to_image")(inputs)
     return keras.Model(inputs, base(image), name="embedder"), base
 
 
@@ -82,7 +83,7 @@ def cache_key(data_hash: str, feature_config_hash: str, spec: EmbedderSpec,
 
 def embedding_cache_key(data_hash: str, feature_config_hash: str, base_name: str,
                         weights_checksum: str) -> str:
-    """Cache key of an audio-pretrained embedding base (`model.embedding_bases`): data,
+    """Cache key of an audio-pretrained embedding base (`model.audio_bases`): data,
     windowing, base and the sha256 of the weights actually loaded."""
     parts = dict(data=data_hash, features=feature_config_hash, base=base_name,
                  weights=weights_checksum)
@@ -107,7 +108,7 @@ def image_cache_entry(cache_root: str, prepared, spec: EmbedderSpec, base) -> Ca
     value fingerprint is part of the key) over prepared data (`data.Prepared`): the one place
     its key, folder and meta are made, for `earmark train` and the Beam pipeline alike."""
     key = cache_key(prepared.data_hash, prepared.feature_config.hash(), spec,
-                    bases.weights_fingerprint(base))
+                    image_bases.weights_fingerprint(base))
     return CacheEntry(key, cache_dir(cache_root, key),
                       {"key": key, "embedder": dataclasses.asdict(spec), "data": prepared.root,
                        "data_hash": prepared.data_hash})
@@ -115,7 +116,7 @@ def image_cache_entry(cache_root: str, prepared, spec: EmbedderSpec, base) -> Ca
 
 def embedding_cache_entry(cache_root: str, prepared, base_name: str, weights: str,
                           checksum: str) -> CacheEntry:
-    """The cache entry of an audio-pretrained embedding base (`model.embedding_bases`)
+    """The cache entry of an audio-pretrained embedding base (`model.audio_bases`)
     loaded with `weights` (pretrained | random), whose weights hash to `checksum`."""
     key = embedding_cache_key(prepared.data_hash, prepared.feature_config.hash(), base_name,
                               checksum)

@@ -2,7 +2,7 @@
 
 No Beam here: training runs where Beam is absent. A split is small enough to hold as
 numpy arrays on one machine for the head (features) and for the sets this project trains on;
-`pipelines/bottleneck.py` is the route for sets that are not.
+`pipelines/bottleneck_pipeline.py` is the route for sets that are not.
 """
 import dataclasses
 import hashlib

@@ -28,7 +28,7 @@ import keras
 import numpy as np
 
 from earmark.model import base_registry
-from earmark.model.embedding_bases import _check_windows
+from earmark.model.audio_bases import _check_windows
 
 SEPARATOR = "+"
 DECIMATION_TAPS_PER_FACTOR = 64     # FIR length 64 · factor + 1: flat to ~6.5 kHz at 16 kHz

@@ -139,7 +139,7 @@ def default_labeling_hop_seconds(config: FeatureConfig) -> float:
 
 def embedding_base_config(spec, patch_hop_seconds: float = None,
                           resample_quality: str = "HQ") -> FeatureConfig:
-    """The waveform FeatureConfig of an embedding base (`model.embedding_bases.SPECS[name]`):
+    """The waveform FeatureConfig of an embedding base (`model.audio_bases.SPECS[name]`):
     its sample rate and window; patches every half window unless `patch_hop_seconds`."""
     return FeatureConfig(sample_rate_hz=spec.sample_rate_hz, patch_seconds=spec.window_seconds,
                          patch_hop_seconds=patch_hop_seconds or spec.window_seconds / 2,

@@ -1,4 +1,4 @@
-"""musicnn's numbers that describe it as an embedding base (`model.embedding_bases.SPECS`),
+"""musicnn's numbers that describe it as an embedding base (`model.audio_bases.SPECS`),
 apart from the network (`model.musicnn`, which imports TensorFlow): listing the bases, as
 `earmark train --help` does, needs no TensorFlow."""
 

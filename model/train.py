@@ -1,7 +1,7 @@
 """`earmark train`: a new head on a pretrained base, over prepared patches.
 
 Image bases (log-mel patches) take every strategy below. Audio-pretrained embedding bases
-(`musicnn_msd`, `musicnn_mtt`, `birdnet`: `model.embedding_bases`, on waveform windows
+(`musicnn_msd`, `musicnn_mtt`, `birdnet`: `model.audio_bases`, on waveform windows
 prepared with `earmark prepare --base NAME`) are frozen only: the head trains on their
 embeddings through the bottleneck cache (`train_embedding`).
 
@@ -22,7 +22,7 @@ from typing import Callable
 
 import numpy as np
 
-from earmark.model import base_registry, bases, bottleneck, data, export
+from earmark.model import base_registry, bottleneck, data, export, image_bases
 from earmark.model.adapter import InputStats
 from earmark.model.errors import UserError
 from earmark.model.features import LOG_MEL_LABELING_HOP_SECONDS
@@ -193,7 +193,7 @@ def _read_splits(prepared, warn: Log):
 
 
 def train_image(config: TrainConfig, *, log: Log, warn: Log, compute_bottlenecks=None) -> dict:
-    """An image base (`model.bases`) on prepared log-mel patches, by strategy."""
+    """An image base (`model.image_bases`) on prepared log-mel patches, by strategy."""
     import keras
     t_start = time.monotonic()
     verbose = 1 if config.progress_bars else 0
@@ -208,13 +208,13 @@ def train_image(config: TrainConfig, *, log: Log, warn: Log, compute_bottlenecks
     features = prepared.feature_config
     n_classes = len(labels)
     weights = config.weights or "imagenet"
-    weights_info = bases.resolve_weights(weights, config.cache_dir)
+    weights_info = image_bases.resolve_weights(weights, config.cache_dir)
     choice = choose_strategy(config.strategy, len(train_split), weights_info.is_random,
                              config.finetune_blocks)
     if choice.name == "scratch" and not weights_info.is_random:
         if weights != "imagenet":
             warn(f"--strategy scratch ignores --weights {weights}: it trains from random init")
-        weights_info = bases.WeightsInfo("none")
+        weights_info = image_bases.WeightsInfo("none")
     if choice.name in ("frozen", "finetune") and weights_info.is_random:
         warn(f"--strategy {choice.name} with --weights none: a frozen random base is "
              "not transfer learning (random conv features, only the head learns)")
@@ -227,7 +227,7 @@ def train_image(config: TrainConfig, *, log: Log, warn: Log, compute_bottlenecks
 
     stats = InputStats.from_array(train_split.log_mel)
     keras.utils.set_random_seed(config.seed)
-    image = bases.get_spec(config.base).load(
+    image = image_bases.get_spec(config.base).load(
         weights if not weights_info.is_random else "none", config.seed, features=features,
         stats=stats, input_px=config.input_px, pooling=config.pooling, weights_info=weights_info)
     spec, embedder, base = image.embedder_spec, image.embedder, image.network
@@ -289,7 +289,7 @@ def train_image(config: TrainConfig, *, log: Log, warn: Log, compute_bottlenecks
         timings["through_base_fit_s"] = round(time.monotonic() - t0, 2)
         phases.append(f"{choice.name} through the base")
     if choice.name == "finetune" and choice.finetune_blocks > 0 and config.finetune_epochs > 0:
-        n_layers = bases.unfreeze_top_blocks(base, config.base, choice.finetune_blocks)
+        n_layers = image_bases.unfreeze_top_blocks(base, config.base, choice.finetune_blocks)
         log(f"fine-tuning the top {choice.finetune_blocks} blocks ({n_layers} layers) at "
             f"learning rate {config.finetune_learning_rate}")
         t0 = time.monotonic()

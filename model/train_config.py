@@ -5,7 +5,7 @@ does the training."""
 import dataclasses
 from typing import Optional
 
-from earmark.model import bases
+from earmark.model import image_bases
 from earmark.model.errors import UserError
 
 STRATEGIES = ("auto", "frozen", "finetune", "scratch")   # auto: `model.train.choose_strategy`
@@ -39,14 +39,14 @@ class TrainConfig:
     """Everything one training run needs; the defaults are the `earmark train` flags'."""
     data_dir: str                      # folder written by `earmark prepare`
     model_dir: str                     # where model.keras (or head.keras) + model.json go
-    base: str = bases.DEFAULT_BASE     # image base or embedding base (`embedding_bases.SPECS`)
+    base: str = image_bases.DEFAULT_BASE     # image base or embedding base (`audio_bases.SPECS`)
     weights: Optional[str] = None      # image: imagenet (None) | none | file; embedding:
     #                                    pretrained (None) | none
     strategy: str = "auto"             # one of STRATEGIES
     head: str = "dropout"              # one of HEADS (frozen, on the bottleneck cache); why
     #                                    dropout: the comment on HEADS
     input_px: int = 0                  # image base input size; 0: the base's default
-    pooling: str = "multiscale"        # bases.POOLINGS
+    pooling: str = "multiscale"        # image_bases.POOLINGS
     epochs: int = 40                   # head epochs (through the base: all epochs)
     finetune_epochs: int = 10          # epochs with the top blocks unfrozen
     finetune_blocks: int = 2           # top blocks of the base unfrozen in finetune
@@ -59,7 +59,7 @@ class TrainConfig:
     augment: AugmentConfig = AugmentConfig()
     multi_label: bool = False          # sigmoid outputs, one per label
     seed: int = 0
-    cache_dir: str = bases.CACHE_ROOT  # bottleneck and weights cache
+    cache_dir: str = image_bases.CACHE_ROOT  # bottleneck and weights cache
     use_cache: bool = True             # frozen: train the head on the bottleneck cache
     progress_bars: bool = True         # Keras' per-epoch progress bars
     int8: bool = False                 # also ship model_int8.tflite (`label --precision int8`)

@@ -15,7 +15,7 @@ import hashlib
 import numpy as np
 
 from earmark.model import base_registry
-from earmark.model.embedding_bases import EmbeddingBaseSpec, _check_windows
+from earmark.model.audio_bases import EmbeddingBaseSpec, _check_windows
 
 NAME = "fake_conv"
 SAMPLE_RATE_HZ = 16000

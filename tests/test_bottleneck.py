@@ -14,7 +14,7 @@ pytestmark = pytest.mark.slow  # Beam pipelines end to end: the full suite, not 
 
 
 def test_beam_bottlenecks_equal_local_ones_and_train_reuses_them(tmp_path, capsys):
-    from earmark.pipelines import bottleneck as beam_bottleneck
+    from earmark.pipelines import bottleneck_pipeline as beam_bottleneck
     prepared_dir = make_prepared(str(tmp_path / "p"), patches_per_recording=2)
     out_dir = beam_bottleneck.main(["--data", prepared_dir, "--base", "mobilenet_v2",
                                     "--weights", "none", "--input-size", "32",

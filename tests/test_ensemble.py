@@ -5,13 +5,13 @@ import numpy as np
 import pytest
 
 from earmark.commands import train
-from earmark.model import embedding_bases, ensemble
+from earmark.model import audio_bases, ensemble
 from earmark.model.errors import UserError
 from earmark.pipelines import prepare
 
 
 def test_an_ensemble_takes_its_members_common_window_at_the_highest_rate():
-    spec = embedding_bases.get_spec("birdnet+musicnn")
+    spec = audio_bases.get_spec("birdnet+musicnn")
     assert spec.name == "birdnet+musicnn_msd"              # aliases resolved, order kept
     assert (spec.sample_rate_hz, spec.window_samples, spec.embedding_dim) == (48000, 144000, 1777)
     assert not spec.commercial_use and "CC BY-NC-SA" in spec.licence
@@ -20,7 +20,7 @@ def test_an_ensemble_takes_its_members_common_window_at_the_highest_rate():
         (48000, 144000, 1.5)
     # BirdNET alone windows the same way: one prepared set serves both
     assert config.hash() == prepare.feature_config_for("birdnet").hash()
-    both = embedding_bases.get_spec("musicnn_msd+musicnn_mtt")
+    both = audio_bases.get_spec("musicnn_msd+musicnn_mtt")
     assert both.sample_rate_hz == 16000 and both.commercial_use
 
 
@@ -31,7 +31,7 @@ def test_an_ensemble_takes_its_members_common_window_at_the_highest_rate():
 ])
 def test_bases_that_cannot_form_an_ensemble_are_refused_in_one_line(name, message):
     with pytest.raises(ValueError, match=message):
-        embedding_bases.get_spec(name)
+        audio_bases.get_spec(name)
     with pytest.raises(UserError, match=message) as error:
         train.build_arg_parser().parse_args(["--data", "d", "--model-dir", "m", "--base", name])
     assert "\n" not in str(error.value)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from earmark.commands import train
-from earmark.model import bases, export
+from earmark.model import export, image_bases
 from earmark.model import train as training
 from earmark.model.frontend import Frontend
 from tests.fixtures import make_prepared, train_args
@@ -28,7 +28,7 @@ def _meta(model_dir):
 
 # One base per input preprocessing the exported adapter carries ("tf", "caffe", built in):
 # mobilenet_v2 and vgg16 share inception_v3's and resnet50's, and every base builds, pools
-# and unfreezes in test_bases.py.
+# and unfreezes in test_image_bases.py.
 PREPROCESSING_KINDS = ("inception_v3", "resnet50", "efficientnet_b0")
 
 
@@ -60,7 +60,7 @@ def test_finetune_changes_only_the_top_blocks_and_scratch_changes_all(prepared, 
     assert meta["strategy"]["used"] == strategy
     model, _ = export.load(str(model_dir))
     trained = model.get_layer("embedder").get_layer("mobilenet_v2")
-    fresh = bases.build_base("mobilenet_v2", 32, bases.WeightsInfo("none"), seed=0)
+    fresh = image_bases.build_base("mobilenet_v2", 32, image_bases.WeightsInfo("none"), seed=0)
     first_conv = lambda m: m.get_layer("Conv1").get_weights()[0]   # noqa: E731
     top_conv = lambda m: m.get_layer("Conv_1").get_weights()[0]    # noqa: E731
     assert not np.allclose(top_conv(trained), top_conv(fresh))
@@ -170,7 +170,7 @@ def test_model_package_never_imports_beam():
     import subprocess
     import sys
     code = ("import sys; import earmark.model.train, earmark.model.evaluate, earmark.model.export, earmark.model.bottleneck, "
-            "earmark.model.data, earmark.model.bases, earmark.model.head, earmark.model.adapter; "
+            "earmark.model.data, earmark.model.image_bases, earmark.model.head, earmark.model.adapter; "
             "assert 'apache_beam' not in sys.modules, 'apache_beam imported'")
     subprocess.run([sys.executable, "-c", code], check=True,
                    cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

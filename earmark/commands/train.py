@@ -1,13 +1,13 @@
 """`earmark train`: flags → `model.train_config.TrainConfig` → `model.train.train`.
 
-`--bottleneck-runner beam` hands the Beam pipeline (`earmark.pipelines.bottleneck`) to
+`--bottleneck-runner beam` hands the Beam pipeline (`earmark.pipelines.bottleneck_pipeline`) to
 training as its `compute_bottlenecks`; model/ itself never imports pipelines/.
 """
 import argparse
 import os
 import sys
 
-from earmark.model import base_registry, bases
+from earmark.model import base_registry, image_bases
 from earmark.model import train_config
 from earmark.model.errors import UserError
 from earmark.pipelines.flags import ArgumentParser
@@ -70,7 +70,7 @@ def build_arg_parser() -> argparse.ArgumentParser:
                         "clip accuracy, not yet best events: docs/train.md)")
     p.add_argument("--input-size", type=int, default=d.input_px,
                    help="base input size in pixels (default: the base's, 96)")
-    p.add_argument("--pooling", default=d.pooling, choices=bases.POOLINGS,
+    p.add_argument("--pooling", default=d.pooling, choices=image_bases.POOLINGS,
                    help="base features: average-pooled from three depths (multiscale, "
                         "default) or from the last layer only")
     p.add_argument("--epochs", type=int, default=d.epochs,
@@ -122,11 +122,11 @@ def config_from_args(args) -> train_config.TrainConfig:
 def beam_bottlenecks():
     """The Beam pipeline as `model.train.train`'s `compute_bottlenecks`."""
     try:
-        from earmark.pipelines import bottleneck
+        from earmark.pipelines import bottleneck_pipeline
     except ImportError:
         raise UserError("--bottleneck-runner beam needs apache-beam installed; "
                         "use --bottleneck-runner local") from None
-    return bottleneck.compute_cache
+    return bottleneck_pipeline.compute_cache
 
 
 def warn(message: str) -> None:

@@ -5,7 +5,7 @@ output layout, and the cache entry `model.bottleneck.image_cache_entry` makes), 
 sets too large for one process. `earmark train --bottleneck-runner beam` hands
 `compute_cache` to `model.train.train`; on its own:
 
-    python -m earmark.pipelines.bottleneck --data prepared/ --base vgg16 \\
+    python -m earmark.pipelines.bottleneck_pipeline --data prepared/ --base vgg16 \\
         --weights ../shared/models/vgg16_hed_notop.weights.h5 [--cache-dir DIR] [beam flags]
 
 A later `earmark train` with the same data, base, weights, input size and pooling finds the
@@ -18,7 +18,7 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from earmark.model import base_registry, bases, bottleneck, data
+from earmark.model import base_registry, bottleneck, data, image_bases
 from earmark.model.adapter import InputStats
 from earmark.model.features import FeatureConfig
 from earmark.pipelines import flags
@@ -93,15 +93,15 @@ def compute_cache(prepared_root: str, entry: bottleneck.CacheEntry, spec, splits
 
 def main(argv=None) -> str:
     p = flags.ArgumentParser(
-        prog="python -m earmark.pipelines.bottleneck",
+        prog="python -m earmark.pipelines.bottleneck_pipeline",
         description="Compute the bottleneck cache of a prepared set with Beam.")
     p.add_argument("--data", required=True)
-    p.add_argument("--base", default=bases.DEFAULT_BASE, choices=base_registry.names("image"))
+    p.add_argument("--base", default=image_bases.DEFAULT_BASE, choices=base_registry.names("image"))
     p.add_argument("--weights", default="imagenet")
     p.add_argument("--input-size", type=int, default=0)
-    p.add_argument("--pooling", default="multiscale", choices=bases.POOLINGS)
+    p.add_argument("--pooling", default="multiscale", choices=image_bases.POOLINGS)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--cache-dir", default=bases.CACHE_ROOT)
+    p.add_argument("--cache-dir", default=image_bases.CACHE_ROOT)
     args, beam_args = p.parse_known_args(argv)
     prepared = data.open_prepared(args.data)
     stats = InputStats.from_array(data.read_split(prepared, "train").log_mel)

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from earmark.model.embedding_bases import SPECS, get_base
+from earmark.model.audio_bases import SPECS, get_base
 from earmark.model.windowing import frame_windows
 
 

@@ -66,7 +66,10 @@ def split_files(root: str, split: str) -> list:
             shards = json.load(f).get("shards")
         if shards is not None:
             return sorted(os.path.join(root, name) for name in shards.get(split, []))
-    return sorted(tf.io.gfile.glob(os.path.join(root, f"{split}-*{SHARD_SUFFIX}")))
+    # listed, not globbed: the folder's own name is data (it may hold `[` or `*`)
+    names = tf.io.gfile.listdir(root) if tf.io.gfile.isdir(root) else []
+    return sorted(os.path.join(root, n) for n in names
+                  if n.startswith(f"{split}-") and n.endswith(SHARD_SUFFIX))
 
 
 def open_prepared(root: str) -> Prepared:

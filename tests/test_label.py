@@ -212,23 +212,3 @@ def test_bad_override_is_a_one_line_error(snore_vgg16, corpus, tmp_path):
         with pytest.raises(UserError, match=flag):
             label.main(["--model", snore_vgg16["model"], "--input", corpus, "--output",
                         str(tmp_path / "o"), flag, value])
-
-
-def test_gcs_corpus_and_output_give_the_same_segments(snore_vgg16, corpus, one_worker, gcs_emulator, tmp_path):
-    """gs:// in and out (GCS emulator) == local run, byte for byte; the model dir too is on gs://."""
-    out1, _ = one_worker
-    client = gcs_emulator.client()
-    bucket = client.create_bucket("label-bucket")
-    for folder, prefix in ((corpus, "corpus"), (snore_vgg16["model"], "model")):
-        for dirpath, _, names in os.walk(folder):
-            for name in names:
-                rel = os.path.relpath(os.path.join(dirpath, name), folder).replace(os.sep, "/")
-                bucket.blob(f"{prefix}/{rel}").upload_from_filename(os.path.join(dirpath, name))
-    stats = label.main(["--model", "gs://label-bucket/model", "--input", "gs://label-bucket/corpus",
-                        "--output", "gs://label-bucket/out", "--formats", "csv,raven,audacity,jsonl",
-                        "--no_auth"])
-    assert stats["files_labeled"] == 3 and stats["files_failed"] == 3
-    for name in ("segments.csv", "segments.jsonl", "raven/room_a/n1.wav.selections.txt"):
-        got = bucket.blob(f"out/{name}").download_as_bytes().decode().splitlines()
-        want = read(os.path.join(out1, name)).splitlines()
-        assert got == want, (name, [l for l in got if l not in want][:5], [l for l in want if l not in got][:5])

@@ -250,6 +250,26 @@ def test_gcs_output_refused_then_overwritten_keeping_foreign_objects(model, corp
     assert bucket.blob("labels/theirs.txt").download_as_bytes() == b"keep me"
 
 
+def test_gcs_model_corpus_and_output_give_the_local_run_byte_for_byte(model, corpus,
+                                                                       gcs_emulator, tmp_path):
+    """Model dir, corpus and output all on gs:// (the GCS emulator): the same files, byte for
+    byte, as a local run."""
+    local = tmp_path / "local"
+    run_label(model, local, source=corpus)
+    bucket = gcs_emulator.client().create_bucket("label-bucket")
+    for folder, prefix in ((corpus, "corpus"), (model, "model")):
+        for dirpath, _, names in os.walk(folder):
+            for name in names:
+                rel = os.path.relpath(os.path.join(dirpath, name), folder).replace(os.sep, "/")
+                bucket.blob(f"{prefix}/{rel}").upload_from_filename(os.path.join(dirpath, name))
+    stats = run_label("gs://label-bucket/model", "gs://label-bucket/out", "--no_auth",
+                      source="gs://label-bucket/corpus")
+    assert stats["files_labeled"] == 2 and stats["files_failed"] == 1
+    for name in ("segments.csv", "segments.jsonl", "raven/room_a/one.wav.selections.txt",
+                 "audacity/room_b/two.flac.txt"):
+        assert bucket.blob(f"out/{name}").download_as_bytes() == read(local / name), name
+
+
 # --- 3. incremental is transactional ----------------------------------------------------
 
 def change_corpus(root):

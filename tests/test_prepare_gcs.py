@@ -108,3 +108,23 @@ def test_prepare_from_gcs_equals_local_run(corpus, source_flag, tmp_path):
     run_prepare(source_flag, gcs_source, f"gs://{BUCKET}/out-{name}")
     gcs_out = download(client, f"out-{name}", str(tmp_path / "gcs_out"))
     assert_same_output(local_out, gcs_out, f"gs://{BUCKET}/corpus/")
+
+
+def test_no_auth_connects_to_gcs_anonymously_without_looking_for_credentials(monkeypatch):
+    """Beam's GCS client looks for default credentials even under `--no_auth` (about 21 s
+    of retries where there are none); the pipelines' options make the flag mean anonymous."""
+    import google.auth
+    import google.auth.exceptions
+    from apache_beam.internal.gcp import auth
+    from earmark.pipelines import fs
+
+    lookups = []
+
+    def default(*args, **kwargs):
+        lookups.append(args)
+        raise google.auth.exceptions.DefaultCredentialsError("none here")
+    monkeypatch.setattr(google.auth, "default", default)
+    monkeypatch.setattr(auth._Credentials, "_credentials_init", False)
+    monkeypatch.setattr(auth._Credentials, "_credentials", None)
+    options = fs.pipeline_options(["--no_auth"], save_main_session=False)
+    assert auth.get_service_credentials(options) is None and lookups == []

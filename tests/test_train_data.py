@@ -51,3 +51,13 @@ def test_mixup_keeps_label_mass_and_mixes():
     np.testing.assert_allclose(my.numpy().sum(axis=1), 1.0, atol=1e-6)
     # the mixed images are mixed exactly like their labels
     np.testing.assert_allclose(mx.numpy()[:, 0, 0], my.numpy()[:, 1], atol=1e-6)
+
+
+def test_a_folder_name_with_pattern_characters_is_data_not_a_pattern(tmp_path):
+    """A prepared folder without stats.json's shard list is listed, never globbed: `[a]`
+    and `*` in its name find its own shards, and another folder's never mix in."""
+    odd = make_prepared(str(tmp_path / "night [a] *"))
+    make_prepared(str(tmp_path / "night a x"), per_class=(3, 1, 1))   # what `[a] *` would match
+    prepared = data.open_prepared(odd)
+    assert [s.rsplit("/", 1)[0] for s in data.split_files(odd, "train")] == [odd]
+    assert len(data.read_split(prepared, "train")) == 24

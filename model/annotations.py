@@ -110,8 +110,26 @@ def _column(header: list[str], name: str) -> int | None:
     return folded[0] if len(folded) == 1 else None
 
 
-def _wrong_count(cells: list[str], header: list[str]) -> _BadRow:
-    return _BadRow("bad_row", f"{len(cells)} columns where the header has {len(header)}")
+def _header(cells: list[str]) -> list[str]:
+    """Header names, stripped, without the empty names a trailing separator leaves."""
+    header = [cell.strip() for cell in cells]
+    while header and not header[-1]:
+        header.pop()
+    return header
+
+
+def _fitted(cells: list[str], header: list[str], pad: bool) -> list[str]:
+    """A row as wide as its header, read as the tools write it: empty cells past the
+    header's last column are dropped (a trailing separator); with `pad` (Raven, which
+    leaves out empty trailing cells) a short row gets empty cells. A CSV row stays bad when
+    short: an empty `file` cell there would move the row to another recording."""
+    if len(cells) > len(header) and not any(cell.strip() for cell in cells[len(header):]):
+        cells = cells[:len(header)]
+    if len(cells) < len(header) and pad:
+        cells = cells + [""] * (len(header) - len(cells))
+    if len(cells) != len(header):
+        raise _BadRow("bad_row", f"{len(cells)} columns where the header has {len(header)}")
+    return cells
 
 
 # ---------------------------------------------------------------- parsers
@@ -124,7 +142,7 @@ def parse_raven(text: str, source: str, label_column: str = "Annotation") -> Par
     its recording; with `File Offset (s)` too, the event starts at that offset in the file.
     """
     lines = _lines(text)
-    header = [cell.strip() for cell in lines[0].split("\t")]
+    header = _header(lines[0].split("\t"))
     begin, end = _column(header, RAVEN_BEGIN), _column(header, RAVEN_END)
     if begin is None or end is None:
         return [], [BadAnnotation(source, 0, "unknown_format",
@@ -143,10 +161,8 @@ def parse_raven(text: str, source: str, label_column: str = "Annotation") -> Par
     for number, line in enumerate(lines[1:], start=2):
         if not line.strip():
             continue
-        cells = line.split("\t")
         try:
-            if len(cells) != len(header):
-                raise _wrong_count(cells, header)
+            cells = _fitted(line.split("\t"), header, pad=True)
             key = cells[selection].strip() if selection is not None else ""
             if key in seen:
                 continue  # the same selection in another view
@@ -200,7 +216,7 @@ def parse_csv(text: str, source: str) -> Parsed:
         text = text[len(_BOM):]
     reader = csv.reader(io.StringIO(text, newline=""))
     try:
-        header = [cell.strip() for cell in next(reader)]
+        header = _header(next(reader))
     except (StopIteration, csv.Error):
         header = []
     where = {name: _column(header, name) for name in CSV_COLUMNS}
@@ -227,8 +243,7 @@ def parse_csv(text: str, source: str) -> Parsed:
         try:
             if not any(cell.strip() for cell in cells):
                 continue  # a blank line, or a spreadsheet's empty row
-            if len(cells) != len(header):
-                raise _wrong_count(cells, header)
+            cells = _fitted(cells, header, pad=False)
             start_s = _number(cells[where["start_s"]], "start_s")
             end_s = _number(cells[where["end_s"]], "end_s")
             file = cells[where["file"]].strip() if where["file"] is not None else None

@@ -103,7 +103,7 @@ def test_raven_bad_rows_are_reported_and_good_rows_survive():
     text = raven([
         [1, "Spectrogram 1", 1, 1, 2, 0, 0, "good"],
         [2, "Spectrogram 1", 1, "abc", 2, 0, 0, "x"],     # line 3: not a number
-        [3, "Spectrogram 1", 1, 1, 2, 0, "x"],            # line 4: a column short
+        [3, "Spectrogram 1", 1, 1, 2, 0, "x"],            # line 4: a column short: no label
         [4, "Spectrogram 1", 1, 5, 5, 0, 0, "x"],         # line 5: end == start
         [5, "Spectrogram 1", 1, -1, 2, 0, 0, "x"],        # line 6: negative start
         [6, "Spectrogram 1", 1, 1, 2, 0, 0, "  "],        # line 7: empty label
@@ -113,9 +113,22 @@ def test_raven_bad_rows_are_reported_and_good_rows_survive():
     ])
     rows, bad = parse_raven(text, "t")
     assert spans(rows) == [(None, 1.0, 2.0, "good", 2), (None, 7.0, 8.0, "also good", 10)]
-    assert reasons(bad) == [(3, "bad_row"), (4, "bad_row"), (5, "end_not_after_start"),
+    assert reasons(bad) == [(3, "bad_row"), (4, "no_label"), (5, "end_not_after_start"),
                             (6, "negative_start"), (7, "no_label"), (9, "bad_row")]
     assert all(b.source == "t" and b.detail for b in bad)
+
+
+def test_raven_rows_without_their_empty_trailing_cells_are_read_as_raven_writes_them():
+    """Raven leaves out empty trailing cells (a Waveform row has no measurement cell) and
+    may end its header with a tab: such rows are whole events, never bad rows."""
+    text = ("Selection\tView\tChannel\tBegin Time (s)\tEnd Time (s)\tAnnotation\tNotes\t\r\n"
+            "1\tSpectrogram 1\t1\t1.0\t2.0\tsnore\r\n"            # no Notes cell
+            "1\tWaveform 1\t1\t1.0\t2.0\tsnore\t\t\r\n"          # an empty Notes, a tab more
+            "2\tSpectrogram 1\t1\t3.0\t4.0\tcough\tloud\r\n"
+            "3\tSpectrogram 1\t1\t5.0\t6.0\tsnore\tx\ty\r\n")     # a cell past the header
+    rows, bad = parse_raven(text, "t")
+    assert spans(rows) == [(None, 1.0, 2.0, "snore", 2), (None, 3.0, 4.0, "cough", 4)]
+    assert reasons(bad) == [(5, "bad_row")]
 
 
 # ---------------------------------------------------------------- Audacity
@@ -152,12 +165,14 @@ def test_csv_with_quoted_labels_extra_columns_and_bom():
             'night 1.wav,1,2,"snore, loud",ann\r\n'
             '"sub/b.flac",3.5,4,"multi\nline",bob\r\n'
             ",5,6,unnamed,\r\n"
-            "a.wav,7,8,x,y\r\n")
+            "a.wav,7,8,x,y\r\n"
+            "a.wav,9,10,z,,,\r\n")        # a spreadsheet's trailing empty cells
     rows, bad = parse_csv(text, "labels.csv")
     assert bad == []
     assert spans(rows) == [("night 1.wav", 1.0, 2.0, "snore, loud", 2),
                            ("sub/b.flac", 3.5, 4.0, "multi\nline", 3),
-                           (None, 5.0, 6.0, "unnamed", 5), ("a.wav", 7.0, 8.0, "x", 6)]
+                           (None, 5.0, 6.0, "unnamed", 5), ("a.wav", 7.0, 8.0, "x", 6),
+                           ("a.wav", 9.0, 10.0, "z", 7)]
 
 
 def test_csv_bad_rows():

@@ -51,6 +51,8 @@ class BadAnnotation:
     line: int  # 0 when the whole file is bad
     reason: str  # short snake_case, see the parsers and match_recordings
     detail: str  # one human line
+    span_s: tuple = None  # (start_s, end_s) when the row's times were read: its windows are
+    #                      left out of training; None: the span is unknown
 
 
 Parsed = tuple[list[AnnotationRow], list[BadAnnotation]]
@@ -59,10 +61,11 @@ Parsed = tuple[list[AnnotationRow], list[BadAnnotation]]
 class _BadRow(Exception):
     """Raised inside the parsers to reject one row; never leaves this module."""
 
-    def __init__(self, reason: str, detail: str):
+    def __init__(self, reason: str, detail: str, span_s: tuple = None):
         super().__init__(detail)
         self.reason = reason
         self.detail = detail
+        self.span_s = span_s
 
 
 # ---------------------------------------------------------------- small helpers
@@ -91,14 +94,17 @@ def _number(cell: str, column: str, decimal_comma: bool = False) -> float:
 def _checked_row(file: str | None, start_s: float, end_s: float, label: str,
                  source: str, line: int) -> AnnotationRow:
     """The row, or _BadRow when its times or label make no event."""
+    # the span a rejected row still marks (a point label: the windows touching the point)
+    low, high = max(0.0, min(start_s, end_s)), max(start_s, end_s, 0.0)
+    span_s = (low, max(high, low + 1e-3))
     if start_s < 0:
-        raise _BadRow("negative_start", f"start {start_s:g} s is negative")
+        raise _BadRow("negative_start", f"start {start_s:g} s is negative", span_s)
     if end_s <= start_s:
         raise _BadRow("end_not_after_start",
-                      f"end {end_s:g} s is not after start {start_s:g} s")
+                      f"end {end_s:g} s is not after start {start_s:g} s", span_s)
     label = label.strip()
     if not label:
-        raise _BadRow("no_label", "the label is empty")
+        raise _BadRow("no_label", "the label is empty", span_s)
     return AnnotationRow(file or None, start_s, end_s, label, source, line)
 
 
@@ -178,7 +184,7 @@ def parse_raven(text: str, source: str, label_column: str = "Annotation") -> Par
             name = cells[file].strip() if file is not None else None
             rows.append(_checked_row(name, start_s, end_s, cells[label], source, number))
         except _BadRow as e:
-            bad.append(BadAnnotation(source, number, e.reason, e.detail))
+            bad.append(BadAnnotation(source, number, e.reason, e.detail, e.span_s))
     return rows, bad
 
 
@@ -203,7 +209,7 @@ def parse_audacity(text: str, source: str) -> Parsed:
             label = cells[2] if len(cells) == 3 else ""
             rows.append(_checked_row(None, start_s, end_s, label, source, number))
         except _BadRow as e:
-            bad.append(BadAnnotation(source, number, e.reason, e.detail))
+            bad.append(BadAnnotation(source, number, e.reason, e.detail, e.span_s))
     return rows, bad
 
 
@@ -250,7 +256,7 @@ def parse_csv(text: str, source: str) -> Parsed:
             rows.append(_checked_row(file, start_s, end_s,
                                      cells[where["label"]], source, number))
         except _BadRow as e:
-            bad.append(BadAnnotation(source, number, e.reason, e.detail))
+            bad.append(BadAnnotation(source, number, e.reason, e.detail, e.span_s))
         finally:
             number = reader.line_num + 1
     return rows, bad

@@ -26,6 +26,8 @@ class Recording:
     label: str   # a clip's label ("" for annotated recordings and for labeling)
     key: str     # split key: path relative to the corpus root, or the manifest group
     events: tuple = None  # annotated recordings: `model.annotations.AnnotationRow`s; None: a clip
+    ignore_s: tuple = ()  # annotated recordings: (start_s, end_s) spans of rows that could not
+    #                       be used: windows touching them are left out of training
 
 
 def assign_split(key: str, fractions=(0.8, 0.1, 0.1)) -> str:
@@ -236,6 +238,8 @@ class AnnotatedCorpus:
     """Annotated recordings, and what could not be used before the pipeline runs."""
     recordings: list      # Recording with `events` (rows), for every annotated recording
     unannotated: list     # Recording that no table annotates
+    unusable: list        # (Recording with the rows it had, why): left out, a table of it
+    #                       could not be read whole
     not_audio: list       # files under --input that are neither audio nor a table
     bad: list             # model.annotations.BadAnnotation
     tables: int
@@ -246,15 +250,17 @@ def list_annotated(input_path: str, annotations_path: str, label_column: str) ->
     --annotations (a folder, searched recursively, or one file)."""
     paths, source = list_audio(input_path)
     root = source.root
-    tables, bad = [], []
+    tables, bad, failed_tables = [], [], []
     table_files, table_root = _annotation_files(annotations_path)
     for path in table_files:
         rows, errors = annotations.parse_file(relative_key(path, table_root),
                                               fs.read_bytes(path), label_column)
         # dead-letter records name the table by its full path
         rows = [dataclasses.replace(r, source=path) for r in rows]
-        bad += [dataclasses.replace(b, source=path) for b in errors]
+        errors = [dataclasses.replace(b, source=path) for b in errors]
+        bad += errors
         tables.append((relative_key(path, table_root), rows))
+        failed_tables.append(errors)
     if tables and all(b.reason == "no_label_column" for b in bad) and len(bad) == len(tables):
         raise UserError(f"--annotations {annotations_path}: no table has a {label_column!r} "
                         f"column ({bad[0].detail}); choose the label column with --label-column")
@@ -262,11 +268,42 @@ def list_annotated(input_path: str, annotations_path: str, label_column: str) ->
     keys = {relative_key(p, root): p for p in candidates
             if os.path.splitext(p)[1].lower() in AUDIO_EXTENSIONS}
     matched, unmatched = annotations.match_recordings(tables, sorted(keys))
-    recordings = [Recording(keys[k], "", k, tuple(rows)) for k, rows in sorted(matched.items())]
-    unannotated = [Recording(p, "", k) for k, p in sorted(keys.items()) if k not in matched]
+    unusable, ignore_s = _untrusted(tables, failed_tables, sorted(keys))
+    recordings = [Recording(keys[k], "", k, tuple(rows), tuple(sorted(ignore_s.get(k, ()))))
+                  for k, rows in sorted(matched.items()) if k not in unusable]
+    unannotated = [Recording(p, "", k) for k, p in sorted(keys.items())
+                   if k not in matched and k not in unusable]
     not_audio = [Recording(p, "", relative_key(p, root)) for p in candidates
                  if os.path.splitext(p)[1].lower() not in AUDIO_EXTENSIONS]
-    return AnnotatedCorpus(recordings, unannotated, not_audio, bad + unmatched, len(tables))
+    return AnnotatedCorpus(recordings, unannotated,
+                           [(Recording(keys[k], "", k, tuple(matched.get(k, ()))), why)
+                            for k, why in sorted(unusable.items())],
+                           not_audio, bad + unmatched, len(tables))
+
+
+def _untrusted(tables, failed_tables, recording_keys):
+    """What the rows a table could not use mean for its recordings: a failure is never a
+    negative. A table that could not be read, a row whose times are unknown, or any bad row
+    of a table whose rows name their recordings (`Begin File`, a CSV `file`) leaves out
+    every recording the table annotates → ({key: why}); a bad row of a one-recording table
+    whose times were read makes that span ambiguous → ({key: [(start_s, end_s)]})."""
+    unusable, ignore_s = {}, {}
+    for (table, rows), errors in zip(tables, failed_tables):
+        if not errors:
+            continue
+        names_files = any(r.file is not None for r in rows)
+        keys = sorted(annotations.match_recordings([(table, rows)], recording_keys)[0]) or \
+            sorted(annotations.match_recordings([(table, [])], recording_keys)[0])
+        whole = [b for b in errors if b.span_s is None or names_files]
+        for key in keys:
+            if whole:
+                first = whole[0]
+                unusable.setdefault(key, f"{first.source} line {first.line}: {first.detail} "
+                                         f"({len(errors)} problem(s) in that table); fix the "
+                                         "table, or its events would train as background")
+            else:
+                ignore_s.setdefault(key, []).extend(b.span_s for b in errors)
+    return unusable, ignore_s
 
 
 def _annotation_files(annotations_path: str):

@@ -98,7 +98,7 @@ class DecodeToPatches(beam.DoFn):
         for bad in ignore:
             yield beam.pvalue.TaggedOutput(self.DEAD_LETTER, bad[2])
         yield from self._examples(recording, patches, starts, duration_s, events,
-                                  [b[:2] for b in ignore])
+                                  [b[:2] for b in ignore] + list(recording.ignore_s))
 
     def _events(self, recording, duration_s):
         """→ (events to label windows by, [(start, end, dead-letter record)] of annotated
@@ -221,11 +221,14 @@ def _write_stats(_, per_split_label, skipped, failures, path, files_matched, lau
     }
     if launcher_counts:  # annotated recordings: every annotation used or dead-lettered
         matched = launcher_counts["events_matched"]
+        left_out = launcher_counts.get("events_left_out", 0)
         stats["annotations"] = {
             "tables": launcher_counts["tables"],
             # rows read (a table that could not be read at all counts once)
-            "read": matched + launcher_counts["problems_before_pipeline"],
+            "read": matched + left_out + launcher_counts["problems_before_pipeline"],
             "events_used": matched - annotation_failures.get("past_end", 0),
+            # good rows of recordings left out whole (`unusable_annotations`): never background
+            "events_left_out": left_out,
             "failed": sum(annotation_failures.values()),
             "failed_by_reason": dict(sorted(annotation_failures.items()))}
     # exactly the shards this run wrote (relative to the output): what train reads
@@ -413,14 +416,18 @@ def _annotated_source(args):
               "detail": "no annotation table or row names this recording; annotate it (an "
                         "empty Raven table means no events) or move it out of --input"}
              for r in found.unannotated]
+    dead += [{"path": r.path, "label": "", "stage": "match", "reason": "unusable_annotations",
+              "detail": why} for r, why in found.unusable]
     dead += [{"path": r.path, "label": "", "stage": "match", "reason": "unsupported_extension",
               "detail": "neither audio nor an annotation table"} for r in found.not_audio]
     labels = sorted({row.label for r in found.recordings for row in r.events}
                     | ({background} if background else set()))
     counts = {"tables": found.tables,
               "events_matched": sum(len(r.events) for r in found.recordings),
+              "events_left_out": sum(len(r.events) for r, _ in found.unusable),
               "problems_before_pipeline": len(found.bad)}
-    matched = len(found.recordings) + len(found.unannotated) + len(found.not_audio)
+    matched = len(found.recordings) + len(found.unannotated) + len(found.unusable) + \
+        len(found.not_audio)
     return found.recordings, matched, labels, background, dead, counts
 
 
@@ -442,8 +449,11 @@ def summarize(output: str) -> dict:
                      f"{left_out[window_labels.NO_BACKGROUND]} background (--background none)")
     a = stats.get("annotations")
     if a:
+        left_out = (f", {a['events_left_out']} left out with their recordings"
+                    if a.get("events_left_out") else "")
         lines.append(f"annotations: {a['tables']} tables, {a['read']} read, {a['events_used']} "
-                     f"events used, {a['failed']} failed {a['failed_by_reason'] or ''}".rstrip())
+                     f"events used{left_out}, {a['failed']} failed "
+                     f"{a['failed_by_reason'] or ''}".rstrip())
     print("\n".join(lines))
     if stats["files_ok"] == 0:
         top = max(stats["failures_by_reason"].items(), key=lambda kv: kv[1], default=("none", 0))

@@ -24,7 +24,7 @@ def raven_row(selection, view, start, end, annotation, species="", notes=""):
 def annotated(tmp_path):
     rec, ann = tmp_path / "recordings", tmp_path / "annotations"
     (rec / "room 1").mkdir(parents=True), ann.mkdir()
-    for name in ("a.wav", "b.wav", "c.wav", "d.wav", "unannotated.wav"):
+    for name in ("a.wav", "b.wav", "c.wav", "d.wav", "e.wav", "unannotated.wav"):
         write(str(rec / name), tone(10.0, 16000), 16000)
     write(str(rec / "room 1" / "nuit [été].flac"), tone(6.0, 44100, 2), 44100, "FLAC")
     # Raven, both views per selection, extra columns, CRLF; one event past the 10-s end
@@ -42,9 +42,12 @@ def annotated(tmp_path):
     # Audacity with a spectral-selection frequency line and a point label (end == start)
     (ann / "c.txt").write_text("1.000000\t3.000000\tsnore\n\\\t100.0\t2000.0\n"
                                "4.0\t4.0\tsnore\n")
-    # CSV: overlapping events of two labels, a bad time, a recording that does not exist
+    # CSV: overlapping events of two labels, a recording that does not exist
     (ann / "more.csv").write_text("file,start_s,end_s,label\nd.wav,2,6,snore\nd.wav,2,6,cough\n"
-                                  "d.wav,x,6,snore\nghost.wav,1,2,snore\n")
+                                  "ghost.wav,1,2,snore\n")
+    # a row whose time cannot be read: e.wav's snore there could train as background, so
+    # e.wav is left out whole (its good row too)
+    (ann / "e.csv").write_text("start_s,end_s,label\nx,6,snore\n1,2,snore\n")
     return rec, ann
 
 
@@ -63,20 +66,26 @@ def test_every_annotation_and_recording_is_used_or_dead_lettered(annotated, tmp_
     features = load_json(out, "features.json")
     assert features["labels"] == ["background", "cough", "snore"]
     assert features["background_labels"] == ["background"]
-    # recordings: 5 annotated + 1 without any table
-    assert stats["files_matched"] == 6 and stats["files_ok"] == 5 and stats["files_failed"] == 1
-    assert stats["failures_by_reason"] == {"not_annotated": 1}
+    # recordings: 5 annotated, 1 left out for an unreadable row, 1 without any table
+    assert stats["files_matched"] == 7 and stats["files_ok"] == 5 and stats["files_failed"] == 2
+    assert stats["failures_by_reason"] == {"not_annotated": 1, "unusable_annotations": 1}
     dead = read_dead_letter(out)
     by_reason = collections.Counter(d["reason"] for d in dead)
     assert by_reason == {"not_annotated": 1, "past_end": 1, "end_not_after_start": 1,
-                         "bad_row": 1, "missing_recording": 1}
+                         "bad_row": 1, "missing_recording": 1, "unusable_annotations": 1}
     past = next(d for d in dead if d["reason"] == "past_end")
     assert past["path"].endswith("a.Table.1.selections.txt") and past["line"] == 6
-    # annotations: a 2 + 1 past the end, combined 2, c 1 + 1 point, more.csv 2 + 1 bad + 1 ghost
+    unusable = next(d for d in dead if d["reason"] == "unusable_annotations")
+    assert unusable["path"].endswith("e.wav") and "e.csv line 2" in unusable["detail"]
+    # annotations: a 2 + 1 past the end, combined 2, c 1 + 1 point, more.csv 2 + 1 ghost,
+    # e.csv 1 bad + 1 left out with e.wav
     a = stats["annotations"]
-    assert a["tables"] == 4 and a["read"] == a["events_used"] + a["failed"]
-    assert (a["events_used"], a["failed"]) == (7, 4)
+    assert a["tables"] == 5 and a["read"] == a["events_used"] + a["events_left_out"] + a["failed"]
+    assert (a["events_used"], a["events_left_out"], a["failed"]) == (7, 1, 4)
     labels_of = examples_by_recording(out)
+    assert "e.wav" not in labels_of
+    # c.txt's point label at 4 s is a row it cannot use: windows touching it are left out
+    assert labels_of["c.wav"] and all(not s < 4.0 < s + 0.975 for s, _ in labels_of["c.wav"])
     # overlapping snore and cough on d.wav give multi-label windows (indices 1 and 2)
     assert any(set(l) == {1, 2} for _, l in labels_of["d.wav"])
     # the event past the end (9.5-12 s on a 10-s file) labels nothing and is not background
@@ -85,6 +94,25 @@ def test_every_annotation_and_recording_is_used_or_dead_lettered(annotated, tmp_
     assert {l for _, l in labels_of["room 1/nuit [été].flac"]} == {(0,), (2,)}
     windows = sum(v["patches"] for s in stats["splits"].values() for v in s.values())
     assert windows == sum(len(v) + sum(len(l) > 1 for _, l in v) for v in labels_of.values())
+
+
+def test_a_table_that_cannot_be_read_leaves_its_recording_out_never_all_background(tmp_path):
+    """Not UTF-8, or no label column: the recording is not "annotated with no events"."""
+    from earmark.pipelines import corpus
+    rec, ann = tmp_path / "recordings", tmp_path / "annotations"
+    rec.mkdir(), ann.mkdir()
+    for name in ("latin.wav", "nolabel.wav", "good.wav", "blank.wav"):
+        write(str(rec / name), tone(3.0, 16000), 16000)
+    (ann / "latin.Table.1.selections.txt").write_bytes(
+        "Selection\tBegin Time (s)\tEnd Time (s)\tAnnotation\n1\t1\t2\tr\xe2le\n".encode("cp1252"))
+    (ann / "nolabel.csv").write_text("start_s,end_s,what\n1,2,snore\n")
+    (ann / "good.csv").write_text("start_s,end_s,label\n1,2,snore\n2.5,2.5,snore\n")
+    (ann / "blank.Table.1.selections.txt").write_text(
+        "Selection\tBegin Time (s)\tEnd Time (s)\tAnnotation\n")   # no events: all background
+    found = corpus.list_annotated(str(rec), str(ann), "Annotation")
+    assert sorted(r.key for r, _ in found.unusable) == ["latin.wav", "nolabel.wav"]
+    assert {r.key: r.ignore_s for r in found.recordings} == \
+        {"good.wav": ((2.5, 2.501),), "blank.wav": ()}
 
 
 def test_background_none_keeps_only_event_windows_and_label_column_chooses(annotated, tmp_path):
@@ -98,7 +126,7 @@ def test_background_none_keeps_only_event_windows_and_label_column_chooses(annot
     found = examples_by_recording(out)
     assert list(found) == ["a.wav"] and {l for _, l in found["a.wav"]} == {(0,)}
     reasons = collections.Counter(d["reason"] for d in read_dead_letter(out))
-    assert reasons == {"no_label": 2, "not_annotated": 5}
+    assert reasons == {"no_label": 2, "not_annotated": 6}
 
 
 def test_a_missing_label_column_everywhere_is_a_one_line_error(annotated, tmp_path):

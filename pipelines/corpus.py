@@ -9,6 +9,7 @@ import csv
 import dataclasses
 import hashlib
 import io
+import logging
 import os
 import posixpath
 
@@ -166,9 +167,9 @@ MANIFEST_COLUMNS = ("path", "label", "group")
 
 def read_manifest(manifest_path: str, require_label: bool = True):
     """Rows of a `path,label[,group]` CSV; relative paths resolve against its folder.
-    For labeling (`require_label=False`) only `path` is needed. Not UTF-8, a column other
-    than these, a row with more fields than the header, or one file given two labels: a
-    one-line UserError."""
+    For labeling (`require_label=False`) only `path` is needed; other columns are ignored
+    and named in the log. Not UTF-8, a row with more fields than the header, or one file
+    given two labels: a one-line UserError."""
     try:
         data = fs.read_bytes(manifest_path)
     except Exception as e:
@@ -188,12 +189,13 @@ def read_manifest(manifest_path: str, require_label: bool = True):
         raise UserError(f"--manifest {manifest_path} needs a header with columns "
                         f"{','.join(sorted(needed, reverse=True))} (and optional group); "
                         f"found {sorted(columns)}")
-    # an empty header cell (a spreadsheet's trailing comma) is no column
+    # metadata files as datasets ship them carry more columns (ESC-50: fold, target, ...):
+    # read past, named once; an empty header cell (a trailing comma) is no column
     unknown = [c for c in reader.fieldnames if c.strip() and c not in MANIFEST_COLUMNS]
     if unknown:
-        raise UserError(f"--manifest {manifest_path}: unknown column "
-                        f"{', '.join(repr(c) for c in unknown)}; a manifest has the columns "
-                        f"{','.join(MANIFEST_COLUMNS)} only: remove the others")
+        logging.getLogger("earmark.corpus").warning(
+            "--manifest %s: columns %s ignored (earmark reads %s)", manifest_path,
+            ", ".join(repr(c) for c in unknown), ",".join(MANIFEST_COLUMNS))
     base = fs.dirname(manifest_path)
     recordings, first_label = [], {}
     for row in reader:

@@ -197,6 +197,9 @@ def event_evaluation_body(report, meta) -> str:
     if report.get("recordings_unannotated"):
         pairs.append(("recordings without annotations (not scored)",
                       len(report["recordings_unannotated"])))
+    if report.get("recordings_left_out"):
+        pairs.append(("recordings left out (a table could not be read whole; not scored)",
+                      len(report["recordings_left_out"])))
     if problems:
         pairs.append(("annotation problems", f"{len(problems)} (listed in "
                                              "event_evaluation.json)"))

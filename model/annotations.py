@@ -1,10 +1,13 @@
 """Annotation files → events per recording.
 
 Users annotate long recordings in Raven Pro (selection tables, `*.selections.txt`),
-Audacity (label tracks, `.txt`) or a spreadsheet (CSV `file,start_s,end_s,label`).
-The parsers turn one file's text into `AnnotationRow`s and `BadAnnotation`s (earmark's
-dead letter: a bad row never stops the good ones, and nothing here raises on bad
-content); `match_recordings` then assigns the rows to recordings by name.
+Audacity (label tracks, `.txt`) or a spreadsheet (CSV `file,start_s,end_s,label`), or
+verify detections that BirdNET-Analyzer wrote (`*.BirdNET.selection.table.txt`,
+`*.BirdNET.results.csv`). `read_table` decodes one file as the tool wrote it (UTF-8,
+UTF-16 with a BOM, or Windows-1252 from Raven on Windows) and its parser turns the text
+into `AnnotationRow`s and `BadAnnotation`s (earmark's dead letter: a bad row never stops
+the good ones, and nothing here raises on bad content); `match_recordings` then assigns
+the rows to recordings by the file they name or the table's own name.
 
 Pure Python on strings: no filesystem access. Paths are posix strings relative to
 the annotations root (tables) or the recordings root (recording keys). Names are data,
@@ -24,8 +27,15 @@ RAVEN_BEGIN = "Begin Time (s)"
 RAVEN_END = "End Time (s)"
 RAVEN_SELECTION = "Selection"
 RAVEN_FILE = "Begin File"
+RAVEN_PATH = "Begin Path"  # BirdNET-Analyzer's and Raven's multi-file tables: a full path
 RAVEN_FILE_OFFSET = "File Offset (s)"
 CSV_COLUMNS = ("file", "start_s", "end_s", "label")
+# the names other tools give CSV columns (BirdNET-Analyzer: Start (s),End (s),...,File);
+# matched case-insensitively, first found wins; the label column is --label-column or these
+CSV_ALIASES = {"file": ("file", "filepath", "path"), "start_s": ("start_s", "Start (s)", "start"),
+               "end_s": ("end_s", "End (s)", "end"), "label": ("label",)}
+# Windows' code page, what Raven Pro on Windows writes; read with a note when not UTF-8
+FALLBACK_ENCODING = "cp1252"
 
 _BOM = "\ufeff"
 _RAVEN_SUFFIX = ".selections.txt"
@@ -53,6 +63,7 @@ class BadAnnotation:
     detail: str  # one human line
     span_s: tuple = None  # (start_s, end_s) when the row's times were read: its windows are
     #                      left out of training; None: the span is unknown
+    file: str = None  # the recording the row names, when it names one and that was read
 
 
 Parsed = tuple[list[AnnotationRow], list[BadAnnotation]]
@@ -61,11 +72,15 @@ Parsed = tuple[list[AnnotationRow], list[BadAnnotation]]
 class _BadRow(Exception):
     """Raised inside the parsers to reject one row; never leaves this module."""
 
-    def __init__(self, reason: str, detail: str, span_s: tuple = None):
+    def __init__(self, reason: str, detail: str, span_s: tuple = None, file: str = None):
         super().__init__(detail)
         self.reason = reason
         self.detail = detail
         self.span_s = span_s
+        self.file = file
+
+    def record(self, source: str, line: int) -> BadAnnotation:
+        return BadAnnotation(source, line, self.reason, self.detail, self.span_s, self.file)
 
 
 # ---------------------------------------------------------------- small helpers
@@ -97,23 +112,27 @@ def _checked_row(file: str | None, start_s: float, end_s: float, label: str,
     # the span a rejected row still marks (a point label: the windows touching the point)
     low, high = max(0.0, min(start_s, end_s)), max(start_s, end_s, 0.0)
     span_s = (low, max(high, low + 1e-3))
+    file = file or None
     if start_s < 0:
-        raise _BadRow("negative_start", f"start {start_s:g} s is negative", span_s)
+        raise _BadRow("negative_start", f"start {start_s:g} s is negative", span_s, file)
     if end_s <= start_s:
         raise _BadRow("end_not_after_start",
-                      f"end {end_s:g} s is not after start {start_s:g} s", span_s)
+                      f"end {end_s:g} s is not after start {start_s:g} s", span_s, file)
     label = label.strip()
     if not label:
-        raise _BadRow("no_label", "the label is empty", span_s)
-    return AnnotationRow(file or None, start_s, end_s, label, source, line)
+        raise _BadRow("no_label", "the label is empty", span_s, file)
+    return AnnotationRow(file, start_s, end_s, label, source, line)
 
 
-def _column(header: list[str], name: str) -> int | None:
-    """Index of column `name` in a header: exact, else case-insensitive if unique."""
-    if name in header:
-        return header.index(name)
-    folded = [i for i, cell in enumerate(header) if cell.lower() == name.lower()]
-    return folded[0] if len(folded) == 1 else None
+def _column(header: list[str], *names: str) -> int | None:
+    """Index of the first of `names` in a header: exact, else case-insensitive if unique."""
+    for name in names:
+        if name in header:
+            return header.index(name)
+        folded = [i for i, cell in enumerate(header) if cell.lower() == name.lower()]
+        if len(folded) == 1:
+            return folded[0]
+    return None
 
 
 def _header(cells: list[str]) -> list[str]:
@@ -144,8 +163,10 @@ def parse_raven(text: str, source: str, label_column: str = "Annotation") -> Par
     """A Raven selection table: tab-separated, header row, columns in any order.
 
     Raven writes one row per view (Spectrogram 1, Waveform 1) for the same Selection:
-    each Selection counts once (its first row). With a `Begin File` column the row names
-    its recording; with `File Offset (s)` too, the event starts at that offset in the file.
+    each Selection counts once (its first row). With a `Begin Path` (a full path, as
+    BirdNET-Analyzer and Raven's multi-file tables write it) or `Begin File` column the row
+    names its recording; with `File Offset (s)` too, the event starts at that offset in the
+    file. Rows shorter than the header have empty trailing cells (Raven leaves them out).
     """
     lines = _lines(text)
     header = _header(lines[0].split("\t"))
@@ -160,7 +181,7 @@ def parse_raven(text: str, source: str, label_column: str = "Annotation") -> Par
                                   f"no {label_column!r} column; found columns {header}; "
                                   f"choose one with --label-column")]
     selection = _column(header, RAVEN_SELECTION)
-    file = _column(header, RAVEN_FILE)
+    file = _column(header, RAVEN_PATH, RAVEN_FILE)
     offset = _column(header, RAVEN_FILE_OFFSET)
 
     rows, bad, seen = [], [], set()
@@ -174,17 +195,20 @@ def parse_raven(text: str, source: str, label_column: str = "Annotation") -> Par
                 continue  # the same selection in another view
             if key:
                 seen.add(key)
-            start_s = _number(cells[begin], RAVEN_BEGIN)
-            end_s = _number(cells[end], RAVEN_END)
-            if file is not None and offset is not None:
-                # Begin Time counts from the start of a multi-file sequence; File Offset
-                # is where the event starts within its own file.
-                in_file_s = _number(cells[offset], RAVEN_FILE_OFFSET)
-                start_s, end_s = in_file_s, in_file_s + (end_s - start_s)
-            name = cells[file].strip() if file is not None else None
+            name = cells[file].strip() or None if file is not None else None
+            try:
+                start_s = _number(cells[begin], RAVEN_BEGIN)
+                end_s = _number(cells[end], RAVEN_END)
+                if name is not None and offset is not None and cells[offset].strip():
+                    # Begin Time counts from the start of a multi-file sequence; File Offset
+                    # is where the event starts within its own file.
+                    in_file_s = _number(cells[offset], RAVEN_FILE_OFFSET)
+                    start_s, end_s = in_file_s, in_file_s + (end_s - start_s)
+            except _BadRow as e:
+                raise _BadRow(e.reason, e.detail, None, name) from None
             rows.append(_checked_row(name, start_s, end_s, cells[label], source, number))
         except _BadRow as e:
-            bad.append(BadAnnotation(source, number, e.reason, e.detail, e.span_s))
+            bad.append(e.record(source, number))
     return rows, bad
 
 
@@ -209,15 +233,17 @@ def parse_audacity(text: str, source: str) -> Parsed:
             label = cells[2] if len(cells) == 3 else ""
             rows.append(_checked_row(None, start_s, end_s, label, source, number))
         except _BadRow as e:
-            bad.append(BadAnnotation(source, number, e.reason, e.detail, e.span_s))
+            bad.append(e.record(source, number))
     return rows, bad
 
 
-def parse_csv(text: str, source: str) -> Parsed:
-    """A CSV table with header `file,start_s,end_s,label` (any order; extra columns
-    ignored; quoted fields may hold commas). Without a `file` column (as make_night.py
-    writes its truth), or with an empty one, a row belongs to the recording the table is
-    named after (`night.csv` ↔ `night.wav`)."""
+def parse_csv(text: str, source: str, label_column: str = "label") -> Parsed:
+    """A CSV table with header `file,start_s,end_s,label` (any order, any case; extra
+    columns ignored; quoted fields may hold commas). Other tools' names are read too
+    (`CSV_ALIASES`: BirdNET-Analyzer's `Start (s),End (s),...,File`); the label is
+    `label_column` when the table has it, else `label`. Without a `file` column (as
+    make_night.py writes its truth), or with an empty one, a row belongs to the recording
+    the table is named after (`night.csv` ↔ `night.wav`)."""
     if text.startswith(_BOM):
         text = text[len(_BOM):]
     reader = csv.reader(io.StringIO(text, newline=""))
@@ -225,11 +251,13 @@ def parse_csv(text: str, source: str) -> Parsed:
         header = _header(next(reader))
     except (StopIteration, csv.Error):
         header = []
-    where = {name: _column(header, name) for name in CSV_COLUMNS}
+    where = {name: _column(header, *CSV_ALIASES[name]) for name in CSV_COLUMNS}
+    where["label"] = _column(header, label_column, *CSV_ALIASES["label"])
     missing = [name for name, index in where.items() if index is None and name != "file"]
     if missing == ["label"]:
         return [], [BadAnnotation(source, 0, "no_label_column",
-                                  f"no 'label' column; found columns {header}")]
+                                  f"no {label_column!r} or 'label' column; found columns "
+                                  f"{header}; choose one with --label-column")]
     if missing:
         return [], [BadAnnotation(source, 0, "unknown_format",
                                   f"CSV needs columns {','.join(CSV_COLUMNS)}; "
@@ -250,13 +278,16 @@ def parse_csv(text: str, source: str) -> Parsed:
             if not any(cell.strip() for cell in cells):
                 continue  # a blank line, or a spreadsheet's empty row
             cells = _fitted(cells, header, pad=False)
-            start_s = _number(cells[where["start_s"]], "start_s")
-            end_s = _number(cells[where["end_s"]], "end_s")
-            file = cells[where["file"]].strip() if where["file"] is not None else None
+            file = cells[where["file"]].strip() or None if where["file"] is not None else None
+            try:
+                start_s = _number(cells[where["start_s"]], "start_s")
+                end_s = _number(cells[where["end_s"]], "end_s")
+            except _BadRow as e:
+                raise _BadRow(e.reason, e.detail, None, file) from None
             rows.append(_checked_row(file, start_s, end_s,
                                      cells[where["label"]], source, number))
         except _BadRow as e:
-            bad.append(BadAnnotation(source, number, e.reason, e.detail, e.span_s))
+            bad.append(e.record(source, number))
         finally:
             number = reader.line_num + 1
     return rows, bad
@@ -272,7 +303,7 @@ class AnnotationFormat(typing.NamedTuple):
 # name is still read). The first entry that matches, in this order, parses the file.
 # Adding a format is one entry.
 ANNOTATION_PARSERS = {
-    ".csv": AnnotationFormat("CSV", lambda text, source, label_column: parse_csv(text, source)),
+    ".csv": AnnotationFormat("CSV", parse_csv),
     _RAVEN_SUFFIX: AnnotationFormat("Raven", parse_raven),
     RAVEN_BEGIN: AnnotationFormat("Raven", parse_raven),
     ".txt": AnnotationFormat("Audacity",
@@ -298,39 +329,105 @@ def _format(name: str, text: str) -> AnnotationFormat | None:
     return None
 
 
-def parse_file(name: str, data: bytes, label_column: str = "Annotation") -> Parsed:
-    """One annotation file's bytes, in the format its name and first line say
-    (`ANNOTATION_PARSERS`): `.csv` → CSV; `.selections.txt` or a first line with
-    `Begin Time (s)` → Raven; other `.txt` → Audacity. `name` becomes the rows' `source`."""
+_BOMS = ((b"\xef\xbb\xbf", "utf-8-sig"), (b"\xff\xfe", "utf-16"), (b"\xfe\xff", "utf-16"))
+
+
+def decode_table(data: bytes, encoding: str = None) -> tuple[str, str]:
+    """→ (text, the encoding it was read in), as the tools write tables: a byte-order mark
+    decides (UTF-8, UTF-16 LE or BE); else `encoding` when given; else UTF-8, else
+    Windows-1252 (`FALLBACK_ENCODING`: Raven Pro on Windows). Raises `_BadRow` when the
+    bytes are none of these."""
+    for bom, name in _BOMS:
+        if data.startswith(bom):
+            encoding = name
+            break
+    tries = [encoding] if encoding else ["utf-8", FALLBACK_ENCODING]
+    for name in tries:
+        try:
+            return data.decode(name), name
+        except LookupError:
+            raise _BadRow("unknown_encoding", f"--annotation-encoding {name!r} is not an "
+                                              "encoding Python knows; e.g. utf-8, cp1252") from None
+        except UnicodeDecodeError as e:
+            error = e
+    raise _BadRow("undecodable", f"not {' or '.join(tries)} text (byte 0x{data[error.start]:02x} "
+                                 f"at offset {error.start}); save it as UTF-8 or name its "
+                                 "encoding with --annotation-encoding")
+
+
+@dataclasses.dataclass(frozen=True)
+class Table:
+    """One annotation file as read: its rows, its bad rows, and how it was read."""
+    rows: list       # AnnotationRow
+    bad: list        # BadAnnotation
+    format: str      # "Raven", "Audacity", "CSV"; "" when it could not be read
+    encoding: str    # what it was decoded as; "" when it could not be
+
+
+def read_table(name: str, data: bytes, label_column: str = "Annotation",
+               encoding: str = None) -> Table:
+    """One annotation file's bytes, decoded (`decode_table`) and parsed in the format its
+    name and first line say (`ANNOTATION_PARSERS`): `.csv` → CSV; `.selections.txt` or a
+    first line with `Begin Time (s)` → Raven; other `.txt` → Audacity. `name` becomes the
+    rows' `source`."""
     try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        return [], [BadAnnotation(name, 0, "not_utf8",
-                                  f"not UTF-8 text (byte {e.start}); save it as UTF-8")]
+        text, encoding = decode_table(data, encoding)
+    except _BadRow as e:
+        return Table([], [e.record(name, 0)], "", "")
     found = _format(name, text)
     if found is not None:
-        return found.parse(text, name, label_column)
+        rows, bad = found.parse(text, name, label_column)
+        return Table(rows, bad, found.name, encoding)
     names = [f"{s} ({ANNOTATION_PARSERS[s].name})" for s in _suffixes()]
-    return [], [BadAnnotation(name, 0, "unknown_format",
-                              f"not {', '.join(names[:-1])} or {names[-1]}")]
+    return Table([], [BadAnnotation(name, 0, "unknown_format",
+                                    f"not {', '.join(names[:-1])} or {names[-1]}")], "", encoding)
+
+
+def parse_file(name: str, data: bytes, label_column: str = "Annotation",
+               encoding: str = None) -> Parsed:
+    """`read_table`'s rows and bad rows."""
+    table = read_table(name, data, label_column, encoding)
+    return table.rows, table.bad
 
 
 # ---------------------------------------------------------------- matching
 
+# How tools name a table after its recording, longest first (matched in any case):
+# Raven `<rec>.Table.N.selections.txt` / `<rec>.selections.txt`, BirdNET-Analyzer
+# `<rec>.BirdNET.selection.table.txt` / `<rec>.BirdNET.results.csv`, Audacity
+# `<rec>.audacity.txt` / `<rec>.txt`, a spreadsheet `<rec>.csv`.
+TABLE_NAME_SUFFIXES = (".BirdNET.selection.table.txt", ".BirdNET.results.csv",
+                       ".selections.txt", ".audacity.txt", ".txt", ".csv")
+
+
 def table_recording_name(table_name: str) -> str:
-    """The recording a table is named after, from its base name:
-    `rec.Table.1.selections.txt`, `rec.selections.txt`, `rec.txt`, `rec.csv` → `rec`;
-    `rec.flac.selections.txt` → `rec.flac`."""
+    """The recording a table is named after, from its base name (`TABLE_NAME_SUFFIXES`):
+    `rec.Table.1.selections.txt`, `rec.BirdNET.selection.table.txt`, `rec.txt`, `rec.csv`
+    → `rec`; `rec.flac.selections.txt` → `rec.flac`."""
     base = posixpath.basename(table_name)
     lowered = base.lower()
-    for suffix in _suffixes():  # `.selections.txt` before `.txt`
-        if lowered.endswith(suffix):
+    for suffix in TABLE_NAME_SUFFIXES:
+        if lowered.endswith(suffix.lower()):
             stem = base[:-len(suffix)]
             return _RAVEN_TABLE.sub("", stem) if suffix == _RAVEN_SUFFIX else stem
     return base
 
 
-class _Recordings:
+def _path_parts(path: str) -> list[str]:
+    """A path a table holds, as components: `/`, or `\\` (a Windows path from the machine
+    that wrote the table), separate them; a drive (`C:`) is dropped."""
+    parts = [p for p in path.replace("\\", "/").split("/") if p and p != "."]
+    return parts[1:] if parts and re.fullmatch(r"[A-Za-z]:", parts[0]) else parts
+
+
+def _common_tail(a: list[str], b: list[str]) -> int:
+    n = 0
+    while n < min(len(a), len(b)) and a[-1 - n] == b[-1 - n]:
+        n += 1
+    return n
+
+
+class RecordingIndex:
     """Recording keys indexed by base name and by base name without extension."""
 
     def __init__(self, keys: list[str]):
@@ -344,12 +441,19 @@ class _Recordings:
 
     def for_file(self, file: str, table: str) -> list[str]:
         """Recordings a row's `file` names: the key itself, else the key beside the
-        table (Raven writes bare names), else all with the same base name."""
+        table (Raven writes bare names), else those with the same base name, and of
+        several the ones sharing the most trailing folders with it (a `Begin Path` written
+        on another machine: `D:\\site A\\rec.wav` → `site A/rec.wav`)."""
         for key in (file, posixpath.normpath(file),
                     posixpath.normpath(posixpath.join(posixpath.dirname(table), file))):
             if key in self.keys:
                 return [key]
-        return self.by_base.get(posixpath.basename(file), [])
+        parts = _path_parts(file)
+        found = self.by_base.get(parts[-1], []) if parts else []
+        if len(found) > 1:
+            tails = {key: _common_tail(parts, key.split("/")) for key in found}
+            found = [key for key in found if tails[key] == max(tails.values())]
+        return found
 
     def for_table(self, table: str) -> list[str]:
         """Recordings a table is named after; those in the table's folder first."""
@@ -360,11 +464,45 @@ class _Recordings:
         return beside or found
 
 
-def _unmatched(source: str, line: int, what: str, found: list[str]) -> BadAnnotation:
+    def candidates(self, table: str, file: str | None) -> list[str]:
+        """Recordings a row of `table` may belong to: the one its `file` names, else the
+        one the table is named after."""
+        return self.for_file(file, table) if file is not None else self.for_table(table)
+
+
+def _unmatched(source: str, line: int, what: str, found: list[str],
+               row: AnnotationRow = None) -> BadAnnotation:
+    span = (row.start_s, row.end_s) if row is not None else None
+    file = row.file if row is not None else None
     if not found:
-        return BadAnnotation(source, line, "missing_recording", f"no recording {what}")
+        return BadAnnotation(source, line, "missing_recording", f"no recording {what}", span, file)
     return BadAnnotation(source, line, "ambiguous_recording",
-                         f"{len(found)} recordings {what}: {', '.join(found)}")
+                         f"{len(found)} recordings {what}: {', '.join(found)}", span, file)
+
+
+def match_table(index: RecordingIndex, table: str, rows: list[AnnotationRow],
+                ) -> tuple[dict[str, list[AnnotationRow]], list[BadAnnotation]]:
+    """One table's rows per recording key (an empty table: its recording, no rows), and
+    the rows (or the empty table) no single recording fits; see `match_recordings`."""
+    by_name = index.for_table(table)
+    what_by_name = f"named after the table ({table_recording_name(table)!r})"
+    events: dict[str, list[AnnotationRow]] = {}
+    bad: list[BadAnnotation] = []
+    if not rows:
+        if len(by_name) == 1:
+            events[by_name[0]] = []
+        else:
+            bad.append(_unmatched(table, 0, what_by_name, by_name))
+    for row in rows:
+        if row.file is not None:
+            found, what = index.for_file(row.file, table), f"matches {row.file!r}"
+        else:
+            found, what = by_name, what_by_name
+        if len(found) == 1:
+            events.setdefault(found[0], []).append(row)
+        else:
+            bad.append(_unmatched(row.source, row.line, what, found, row))
+    return events, bad
 
 
 def match_recordings(
@@ -374,35 +512,52 @@ def match_recordings(
     `line` for the dead letter) for every recording some table annotates (an empty list:
     annotated, no events), and the rows or tables no single recording fits.
 
-    A row naming a `file` goes to that recording (see `_Recordings.for_file`); other rows,
-    and empty tables, go to the recording the table is named after (`table_recording_name`),
-    preferring the one in the table's folder. No match → `missing_recording`; several →
-    `ambiguous_recording`.
+    A row naming a `file` goes to that recording (see `RecordingIndex.for_file`); other
+    rows, and empty tables, go to the recording the table is named after
+    (`table_recording_name`), preferring the one in the table's folder. No match →
+    `missing_recording`; several → `ambiguous_recording` (naming every candidate).
     """
-    recordings = _Recordings(recording_keys)
+    index = RecordingIndex(recording_keys)
     events: dict[str, list[AnnotationRow]] = {}
     bad: list[BadAnnotation] = []
     for table, rows in tables:
-        by_name = recordings.for_table(table)
-        what_by_name = f"named after the table ({table_recording_name(table)!r})"
-        if not rows:
-            if len(by_name) == 1:
-                events.setdefault(by_name[0], [])
-            else:
-                bad.append(_unmatched(table, 0, what_by_name, by_name))
-        for row in rows:
-            if row.file is not None:
-                found, what = recordings.for_file(row.file, table), f"matches {row.file!r}"
-            else:
-                found, what = by_name, what_by_name
-            if len(found) == 1:
-                events.setdefault(found[0], []).append(row)
-            else:
-                bad.append(_unmatched(row.source, row.line, what, found))
-    return {key: sorted(found, key=_time_order) for key, found in events.items()}, bad
+        found, unmatched = match_table(index, table, rows)
+        for key, matched in found.items():
+            events.setdefault(key, []).extend(matched)
+        bad += unmatched
+    return {key: sorted(found, key=time_order) for key, found in events.items()}, bad
 
 
-def _time_order(row: AnnotationRow):
+def untrusted(index: RecordingIndex, table: str, rows: list[AnnotationRow],
+              bad: list[BadAnnotation]) -> tuple[dict[str, str], dict[str, list[tuple]]]:
+    """What the rows a table could not use mean for the recordings: a failure is never a
+    negative. → ({key: why} recordings to leave out whole, {key: [(start_s, end_s)]} spans
+    whose windows are left out of training).
+
+    A row whose times were read makes its span ambiguous in the recording it names (or, when
+    that is ambiguous, in each candidate). A table that could not be read, or a row whose
+    times are unknown, leaves out every recording the table annotates: without the row, an
+    event there would train as background."""
+    whole, spans = [], {}
+    for b in bad:
+        if b.reason == "missing_recording" or (b.reason == "ambiguous_recording" and b.line == 0):
+            continue  # no recording here holds the row; an empty table hides no event
+        if b.line == 0 or b.span_s is None:
+            whole.append(b)
+            continue
+        for key in index.candidates(table, b.file):
+            spans.setdefault(key, []).append(tuple(b.span_s))
+    if not whole:
+        return {}, spans
+    keys = set(match_table(index, table, rows)[0]) | set(index.for_table(table))
+    keys |= {key for b in whole if b.file is not None for key in index.for_file(b.file, table)}
+    first = whole[0]
+    why = (f"{first.source} line {first.line}: {first.detail} ({len(bad)} problem(s) in that "
+           "table); fix the table, or its events would train as background")
+    return {key: why for key in sorted(keys)}, spans
+
+
+def time_order(row: AnnotationRow):
     return row.start_s, row.end_s, row.label, row.source, row.line
 
 

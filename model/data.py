@@ -101,8 +101,9 @@ class RecordingEvents:
 
 
 def read_recordings(prepared: Prepared, split: str) -> list:
-    """The recordings of one split from `recordings.jsonl`, sorted by key ([] when the
-    folder predates that file)."""
+    """The fully annotated recordings of one split from `recordings.jsonl`, sorted by key
+    ([] when the folder predates that file). Partly annotated ones (`--annotated-extent
+    selections`) are left out: their unselected time may hold events no one marked."""
     from earmark.model.events import Event
     path = os.path.join(prepared.root, RECORDINGS_FILE)
     if not tf.io.gfile.exists(path):
@@ -111,7 +112,7 @@ def read_recordings(prepared: Prepared, split: str) -> list:
     with tf.io.gfile.GFile(path) as f:
         for line in f:
             r = json.loads(line) if line.strip() else None
-            if r and r["split"] == split:
+            if r and r["split"] == split and r.get("annotated_extent", "full") == "full":
                 out.append(RecordingEvents(r["key"], r["source"], r["split"], r["duration_s"],
                                            tuple(Event(*e) for e in r["events"])))
     return sorted(out, key=lambda r: r.key)

@@ -168,7 +168,8 @@ def recording_segments(predictor, path: str, post, batch_size: int = 128,
 
 
 def evaluate_events(model_dir: str, recordings, *, source: str, annotations: str,
-                    unannotated=(), problems=(), report_dir: str = None,
+                    unannotated=(), left_out=(), problems=(), ignore_s=None,
+                    report_dir: str = None,
                     batch_size: int = 64, read_bytes=read_local_file,
                     precision: str = "float32") -> dict:
     """Event metrics of the model's default labeling on annotated long recordings, the
@@ -176,9 +177,12 @@ def evaluate_events(model_dir: str, recordings, *, source: str, annotations: str
 
     `recordings`: (key, path, annotation rows) for every annotated recording (`key`: its
     path relative to the corpus root, as in the report); `unannotated`: the keys of the
-    recordings no table annotates; `problems`: `model.annotations.BadAnnotation`s met while
-    reading the tables; `source`, `annotations`: the corpus and the tables as the report
-    names them. Writes EVENT_EVALUATION_FILE to `report_dir` (default `model_dir`)."""
+    recordings no table annotates; `left_out`: (key, why) of recordings whose tables could
+    not be read whole (not scored: an event there would count as a false alarm);
+    `problems`: `model.annotations.BadAnnotation`s met while reading the tables; `ignore_s`:
+    {key: [(start_s, end_s)]} spans of rows that could not be used: segments touching them
+    are not scored; `source`, `annotations`: the corpus and the tables as the report names
+    them. Writes EVENT_EVALUATION_FILE to `report_dir` (default `model_dir`)."""
     from earmark.model import event_metrics, export
     from earmark.model.annotations import to_events
     from earmark.model.events import Event
@@ -201,7 +205,9 @@ def evaluate_events(model_dir: str, recordings, *, source: str, annotations: str
         past_end += [{"file": key, "event": [e.start_s, e.end_s, e.label]} for e in events
                      if e.end_s > duration + 1e-3]
         truth[key] = [e for e in events if e.end_s <= duration + 1e-3]
-        predicted[key] = [Event(s.start_s, s.end_s, s.label) for s in segments]
+        ignored = (ignore_s or {}).get(key, ())
+        predicted[key] = [Event(s.start_s, s.end_s, s.label) for s in segments
+                          if not any(min(s.end_s, b) > max(s.start_s, a) for a, b in ignored)]
         durations[key] = duration
     if not truth:
         raise UserError(f"none of the {len(recordings)} annotated recordings could be decoded "
@@ -215,6 +221,7 @@ def evaluate_events(model_dir: str, recordings, *, source: str, annotations: str
         "post_processing": {l: resolved[l][0] for l in written},
         "recordings_annotated": len(recordings), "recordings_scored": len(truth),
         "recordings_unannotated": sorted(unannotated),
+        "recordings_left_out": [{"file": key, "reason": why} for key, why in sorted(left_out)],
         "failed": failed,
         "annotation_problems": [dict(source=b.source, line=b.line, reason=b.reason,
                                      detail=b.detail) for b in problems]

@@ -5,7 +5,9 @@ the event when the event is shorter than the window) gets that event's label; ov
 events of different labels give a multi-label window. A window that touches an event, or
 an ignored span (a bad annotation's), less than that is ambiguous and left out of
 training. A window that touches nothing gets the background label, or is left out when
-there is none. A labeled clip is one event spanning the whole clip, so clip corpora follow
+there is none; with `extent="selections"` (a partly annotated recording: only what the user
+selected is known) it is left out unless a negative selection (a span the user marked as
+holding no event) covers it, which makes it a background example. A labeled clip is one event spanning the whole clip, so clip corpora follow
 the same rule (a zero-padded tail window holding little of the clip is ambiguous).
 """
 import dataclasses
@@ -16,23 +18,33 @@ from earmark.model.events import Event
 
 DEFAULT_MIN_OVERLAP = 0.5
 EVENT, BACKGROUND, AMBIGUOUS, NO_BACKGROUND = "event", "background", "ambiguous", "no_background"
+OUTSIDE_SELECTIONS = "outside_selections"
+EXTENTS = ("full", "selections")  # what an annotated recording's tables cover
 
 
 @dataclasses.dataclass(frozen=True)
 class WindowLabel:
-    kind: str       # EVENT, BACKGROUND, AMBIGUOUS or NO_BACKGROUND (background dropped)
+    kind: str       # EVENT, BACKGROUND, AMBIGUOUS, NO_BACKGROUND (background dropped) or
+    #                 OUTSIDE_SELECTIONS (extent "selections": nothing known there)
     labels: tuple   # sorted label names; empty unless kind is EVENT or BACKGROUND
 
 
 def label_windows(starts_s: np.ndarray, window_s: float, events, ignore=(),
-                  min_overlap: float = DEFAULT_MIN_OVERLAP, background: str = None) -> list:
+                  min_overlap: float = DEFAULT_MIN_OVERLAP, background: str = None,
+                  negatives=(), negative_label: str = None, extent: str = "full") -> list:
     """→ one `WindowLabel` per window starting at `starts_s`. `events`: `Event`s (or objects
     with start_s, end_s, label); `ignore`: (start_s, end_s) spans whose windows are left
-    out of training whatever else they hold."""
+    out of training whatever else they hold; `negatives`: (start_s, end_s) spans marked as
+    holding no event: a window they cover at least `min_overlap` of, and no event touches,
+    is background (`negative_label`, default `background`); `extent`: see the module."""
+    if extent not in EXTENTS:
+        raise ValueError(f"extent {extent!r}: one of {', '.join(EXTENTS)}")
     events = list(events)
+    negative_label = negative_label or background
     ev_start = np.array([e.start_s for e in events], np.float64)
     ev_end = np.array([e.end_s for e in events], np.float64)
     needed = min_overlap * np.minimum(window_s, ev_end - ev_start) - 1e-9
+    negatives = _merged(negatives)
     out = []
     for start in np.asarray(starts_s, np.float64):
         end = start + window_s
@@ -42,15 +54,55 @@ def label_windows(starts_s: np.ndarray, window_s: float, events, ignore=(),
         overlap = np.minimum(end, ev_end) - np.maximum(start, ev_start)
         touched = np.flatnonzero(overlap > 0)
         covered = {events[i].label for i in touched if overlap[i] >= needed[i]}
+        negative = sum(max(0.0, min(end, b) - max(start, a)) for a, b in negatives)
         # a window is that label's only if no other label's event reaches into it
         if covered and all(events[i].label in covered for i in touched):
             out.append(WindowLabel(EVENT, tuple(sorted(covered))))
         elif len(touched):
             out.append(WindowLabel(AMBIGUOUS, ()))
+        elif negative_label and negative >= min_overlap * window_s - 1e-9:
+            out.append(WindowLabel(BACKGROUND, (negative_label,)))
+        elif extent == "selections":
+            out.append(WindowLabel(OUTSIDE_SELECTIONS, ()))
         elif background is None:
             out.append(WindowLabel(NO_BACKGROUND, ()))
         else:
             out.append(WindowLabel(BACKGROUND, (background,)))
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class WindowRules:
+    """How prepare labels the windows of annotated recordings (recorded in features.json)."""
+    min_overlap: float = DEFAULT_MIN_OVERLAP
+    background: str = None          # unannotated time's label (extent full); None: left out
+    extent: str = "full"            # EXTENTS
+    negative_labels: tuple = ()     # more annotation labels that mark "no event here"
+
+    @property
+    def negative_label(self) -> str:
+        """The label negative selections train as."""
+        return self.background or "background"
+
+    def is_negative(self, label: str) -> bool:
+        return is_negative(label, self.negative_labels + ((self.background,) if self.background else ()))
+
+    def label(self, starts_s, window_s: float, events, ignore=()) -> list:
+        """`label_windows` of a recording's annotated events (negative ones split off)."""
+        positives = [e for e in events if not self.is_negative(e.label)]
+        negatives = [(e.start_s, e.end_s) for e in events if self.is_negative(e.label)]
+        return label_windows(starts_s, window_s, positives, ignore, self.min_overlap,
+                             self.background, negatives, self.negative_label, self.extent)
+
+
+def _merged(spans) -> list:
+    """(start, end) spans, sorted, overlapping ones joined (so coverage is not counted twice)."""
+    out = []
+    for a, b in sorted(spans):
+        if out and a <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], b))
+        else:
+            out.append((a, b))
     return out
 
 
@@ -61,6 +113,15 @@ def clip_event(label: str, duration_s: float) -> Event:
 
 BACKGROUND_NAMES = ("background", "noise", "silence", "none", "nothing")
 NEGATIVE_PREFIXES = ("not_", "not-", "no_", "no-", "non_", "non-")
+
+
+def is_negative(label: str, negative_labels=()) -> bool:
+    """Whether an annotation's label marks a span holding no event: `background`, a name
+    in `negative_labels` (--negative-label, the --background label), or `not_<label>`
+    style (`NEGATIVE_PREFIXES`), in any case."""
+    lowered = label.lower()
+    return lowered == "background" or lowered in {n.lower() for n in negative_labels} \
+        or lowered.startswith(NEGATIVE_PREFIXES)
 
 
 def background_labels(labels) -> list:

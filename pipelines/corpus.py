@@ -29,6 +29,7 @@ class Recording:
     events: tuple = None  # annotated recordings: `model.annotations.AnnotationRow`s; None: a clip
     ignore_s: tuple = ()  # annotated recordings: (start_s, end_s) spans of rows that could not
     #                       be used: windows touching them are left out of training
+    split: str = None     # the split a manifest's --split-column chose; None: assign_split(key)
 
 
 def assign_split(key: str, fractions=(0.8, 0.1, 0.1)) -> str:
@@ -244,68 +245,104 @@ class AnnotatedCorpus:
     #                       could not be read whole
     not_audio: list       # files under --input that are neither audio nor a table
     bad: list             # model.annotations.BadAnnotation
-    tables: int
+    tables: list          # one TableSummary per annotation file, in path order
 
 
-def list_annotated(input_path: str, annotations_path: str, label_column: str) -> AnnotatedCorpus:
+@dataclasses.dataclass
+class TableSummary:
+    """What became of one annotation file's rows (stats.json `annotations.per_table`):
+    rows = events + events_left_out + sum(failed_by_reason)."""
+    table: str                 # its path
+    format: str                # Raven, Audacity, CSV; "" when it could not be read
+    encoding: str              # what it was decoded as
+    rows: int = 0              # rows read (a table that could not be read: 1)
+    events: int = 0            # rows that label windows of a recording
+    events_left_out: int = 0   # good rows of recordings left out whole
+    failed_by_reason: dict = dataclasses.field(default_factory=dict)
+    recordings: int = 0        # recordings it annotates that are used
+    recordings_left_out: int = 0
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def list_annotated(input_path: str, annotations_path: str, label_column: str,
+                   encoding: str = None) -> AnnotatedCorpus:
     """Recordings under --input (every audio file, any depth) matched to the tables under
-    --annotations (a folder, searched recursively, or one file)."""
+    --annotations (a folder, searched recursively, or one file). `encoding`: the tables'
+    text encoding when not UTF-8 (--annotation-encoding; default: UTF-8, UTF-16 with a BOM,
+    else Windows-1252 with a note)."""
     paths, source = list_audio(input_path)
     root = source.root
-    tables, bad, failed_tables = [], [], []
     table_files, table_root = _annotation_files(annotations_path)
-    for path in table_files:
-        rows, errors = annotations.parse_file(relative_key(path, table_root),
-                                              fs.read_bytes(path), label_column)
-        # dead-letter records name the table by its full path
-        rows = [dataclasses.replace(r, source=path) for r in rows]
-        errors = [dataclasses.replace(b, source=path) for b in errors]
-        bad += errors
-        tables.append((relative_key(path, table_root), rows))
-        failed_tables.append(errors)
-    if tables and all(b.reason == "no_label_column" for b in bad) and len(bad) == len(tables):
-        raise UserError(f"--annotations {annotations_path}: no table has a {label_column!r} "
-                        f"column ({bad[0].detail}); choose the label column with --label-column")
     candidates = [p for p in paths if p not in set(table_files)]
     keys = {relative_key(p, root): p for p in candidates
             if os.path.splitext(p)[1].lower() in AUDIO_EXTENSIONS}
-    matched, unmatched = annotations.match_recordings(tables, sorted(keys))
-    unusable, ignore_s = _untrusted(tables, failed_tables, sorted(keys))
-    recordings = [Recording(keys[k], "", k, tuple(rows), tuple(sorted(ignore_s.get(k, ()))))
+    index = annotations.RecordingIndex(sorted(keys))
+    read = [(path, _read_table(path, relative_key(path, table_root), label_column, encoding))
+            for path in table_files]
+    if read and all(t.bad and t.bad[0].reason == "no_label_column" for _, t in read):
+        first = read[0][1].bad[0]
+        raise UserError(f"--annotations {annotations_path}: no table has a {label_column!r} "
+                        f"column ({first.source}: {first.detail})")
+    _note_encodings(read)
+    matched, bad, unusable, ignore_s, per_table = {}, [], {}, {}, []
+    for path, table in read:
+        name = relative_key(path, table_root)
+        found, unmatched = annotations.match_table(index, name, table.rows)
+        unmatched = [dataclasses.replace(b, source=path) for b in unmatched]
+        for key, rows in found.items():
+            matched.setdefault(key, []).extend(rows)
+        left_out, spans = annotations.untrusted(index, name, table.rows, table.bad + unmatched)
+        for key, why in left_out.items():
+            unusable.setdefault(key, why)
+        for key, found_spans in spans.items():
+            ignore_s.setdefault(key, []).extend(found_spans)
+        bad += table.bad + unmatched
+        per_table.append((path, table, found, unmatched))
+    recordings = [Recording(keys[k], "", k, tuple(sorted(rows, key=annotations.time_order)),
+                            tuple(sorted(ignore_s.get(k, ()))))
                   for k, rows in sorted(matched.items()) if k not in unusable]
     unannotated = [Recording(p, "", k) for k, p in sorted(keys.items())
                    if k not in matched and k not in unusable]
     not_audio = [Recording(p, "", relative_key(p, root)) for p in candidates
                  if os.path.splitext(p)[1].lower() not in AUDIO_EXTENSIONS]
-    return AnnotatedCorpus(recordings, unannotated,
-                           [(Recording(keys[k], "", k, tuple(matched.get(k, ()))), why)
-                            for k, why in sorted(unusable.items())],
-                           not_audio, bad + unmatched, len(tables))
+    return AnnotatedCorpus(
+        recordings, unannotated,
+        [(Recording(keys[k], "", k, tuple(matched.get(k, ()))), why)
+         for k, why in sorted(unusable.items())],
+        not_audio, bad, [_summary(*t, unusable) for t in per_table])
 
 
-def _untrusted(tables, failed_tables, recording_keys):
-    """What the rows a table could not use mean for its recordings: a failure is never a
-    negative. A table that could not be read, a row whose times are unknown, or any bad row
-    of a table whose rows name their recordings (`Begin File`, a CSV `file`) leaves out
-    every recording the table annotates → ({key: why}); a bad row of a one-recording table
-    whose times were read makes that span ambiguous → ({key: [(start_s, end_s)]})."""
-    unusable, ignore_s = {}, {}
-    for (table, rows), errors in zip(tables, failed_tables):
-        if not errors:
-            continue
-        names_files = any(r.file is not None for r in rows)
-        keys = sorted(annotations.match_recordings([(table, rows)], recording_keys)[0]) or \
-            sorted(annotations.match_recordings([(table, [])], recording_keys)[0])
-        whole = [b for b in errors if b.span_s is None or names_files]
-        for key in keys:
-            if whole:
-                first = whole[0]
-                unusable.setdefault(key, f"{first.source} line {first.line}: {first.detail} "
-                                         f"({len(errors)} problem(s) in that table); fix the "
-                                         "table, or its events would train as background")
-            else:
-                ignore_s.setdefault(key, []).extend(b.span_s for b in errors)
-    return unusable, ignore_s
+def _read_table(path, name, label_column, encoding):
+    """One table read; its rows and bad rows name the table by its full path (dead letter)."""
+    table = annotations.read_table(name, fs.read_bytes(path), label_column, encoding)
+    return dataclasses.replace(table, rows=[dataclasses.replace(r, source=path) for r in table.rows],
+                               bad=[dataclasses.replace(b, source=path) for b in table.bad])
+
+
+def _note_encodings(read) -> None:
+    """One log line naming the tables read in the fallback encoding."""
+    names = [path for path, t in read if t.encoding == annotations.FALLBACK_ENCODING]
+    if names:
+        logging.getLogger("earmark.corpus").warning(
+            "%d annotation table(s) are not UTF-8 and were read as Windows-1252 (%s%s); if "
+            "their labels look wrong, name the encoding with --annotation-encoding",
+            len(names), ", ".join(names[:3]), ", ..." if len(names) > 3 else "")
+
+
+def _summary(path, table, found, unmatched, unusable) -> TableSummary:
+    failed = {}
+    for b in table.bad + unmatched:
+        failed[b.reason] = failed.get(b.reason, 0) + 1
+    used = [k for k in found if k not in unusable]
+    empty_unmatched = sum(1 for b in unmatched if b.line == 0)  # an empty table, no recording
+    return TableSummary(
+        path, table.format, table.encoding, len(table.rows) + len(table.bad) + empty_unmatched,
+        events=sum(len(found[k]) for k in used),
+        events_left_out=sum(len(rows) for k, rows in found.items() if k in unusable),
+        failed_by_reason=dict(sorted(failed.items())), recordings=len(used),
+        recordings_left_out=len(set(found) - set(used)))
 
 
 def _annotation_files(annotations_path: str):

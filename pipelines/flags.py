@@ -42,3 +42,11 @@ def add_label_column(p: argparse.ArgumentParser) -> None:
 def add_precision(p: argparse.ArgumentParser, help: str) -> None:
     """--precision of a command that runs a model's image base (model/precision.py)."""
     p.add_argument("--precision", default=DEFAULT_PRECISION, choices=PRECISIONS, help=help)
+
+
+def add_annotation_encoding(p: argparse.ArgumentParser) -> None:
+    """--annotation-encoding of a command that reads --annotations (model/annotations.py)."""
+    p.add_argument("--annotation-encoding", default=None,
+                   help="text encoding of the annotation tables when they are not UTF-8 and "
+                        "not Windows-1252 (e.g. latin-1, utf-16, shift_jis); default: UTF-8, "
+                        "UTF-16 with a byte-order mark, else Windows-1252 with a note")

@@ -38,8 +38,7 @@ class DecodeToPatches(beam.DoFn):
     FILE_OK = "file_ok"
 
     def __init__(self, config_json: str, labels, fractions, decoder: str, files_matched: int,
-                 single_process: bool = True, min_overlap: float = window_labels.DEFAULT_MIN_OVERLAP,
-                 background: str = None):
+                 single_process: bool = True, rules: window_labels.WindowRules = None):
         self._config_json = config_json
         # progress: a total (and so an ETA) only where this process does the whole run
         self._progress_total = files_matched if single_process else None
@@ -47,8 +46,7 @@ class DecodeToPatches(beam.DoFn):
         self._labels = list(labels)
         self._fractions = tuple(fractions)
         self._decoder = decoder
-        self._min_overlap = min_overlap
-        self._background = background
+        self._rules = rules or window_labels.WindowRules()
         self._files_ok = beam.metrics.Metrics.counter("prepare", "files_ok")
         self._files_failed = beam.metrics.Metrics.counter("prepare", "files_failed")
         self._patches = beam.metrics.Metrics.counter("prepare", "patches")
@@ -122,8 +120,12 @@ class DecodeToPatches(beam.DoFn):
         from earmark.model.examples import make_example
         c = self._config
         split = corpus.assign_split(recording.key, self._fractions)
-        kinds = window_labels.label_windows(starts, c.patch_samples / c.sample_rate_hz, events,
-                                            ignore, self._min_overlap, self._background)
+        window_s = c.patch_samples / c.sample_rate_hz
+        if recording.events is None:  # a clip: its label, whatever its name
+            kinds = window_labels.label_windows(starts, window_s, events, ignore,
+                                                self._rules.min_overlap)
+        else:
+            kinds = self._rules.label(starts, window_s, events, ignore)
         per_label, skipped = {}, {}
         for patch, start, w in zip(patches, starts, kinds):
             if w.kind not in (window_labels.EVENT, window_labels.BACKGROUND):
@@ -136,6 +138,8 @@ class DecodeToPatches(beam.DoFn):
                                       recording.path, recording.key, float(start), float(end),
                                       start + c.patch_seconds > duration_s + 1e-9, self._config_hash)
         kept = len(patches) - sum(skipped.values())
+        truth = events if recording.events is None else \
+            [e for e in events if not self._rules.is_negative(e.label)]
         self._files_ok.inc()
         self._patches.inc(kept)
         self._progress(kept)
@@ -144,7 +148,11 @@ class DecodeToPatches(beam.DoFn):
             "per_label": per_label, "skipped": skipped,
             "recording": {"key": recording.key, "source": recording.path, "split": split,
                           "duration_s": round(duration_s, 6),
-                          "events": [[e.start_s, e.end_s, e.label] for e in sorted(events)]}})
+                          "events": [[e.start_s, e.end_s, e.label] for e in sorted(truth)],
+                          # a partly annotated recording's other time is unknown: not for
+                          # scoring events (model.data.read_recordings leaves it out)
+                          "annotated_extent": "full" if recording.events is None
+                          else self._rules.extent}})
 
     def _dead_letter(self, recording, stage, reason, detail):
         self._files_failed.inc()
@@ -200,7 +208,7 @@ def _per_split_skipped(file_ok: dict):
 
 
 def _write_stats(_, per_split_label, skipped, failures, path, files_matched, launcher_counts,
-                 shards=()):
+                 shards=(), table_failures=()):
     splits = {s: {} for s in corpus.SPLITS}
     for (split, label), (files, patches, seconds) in sorted(per_split_label):
         splits[split][label] = {"files": files, "patches": patches, "seconds": round(seconds, 3)}
@@ -208,7 +216,6 @@ def _write_stats(_, per_split_label, skipped, failures, path, files_matched, lau
     for (split, kind), n in sorted(skipped):
         windows_skipped[split][kind] = n
     file_failures = {r: n for (stage, r), n in failures if stage != ANNOTATION_STAGE}
-    annotation_failures = {r: n for (stage, r), n in failures if stage == ANNOTATION_STAGE}
     files_failed = sum(file_failures.values())
     stats = {
         "files_matched": files_matched,
@@ -220,29 +227,48 @@ def _write_stats(_, per_split_label, skipped, failures, path, files_matched, lau
         "windows_left_out": windows_skipped,
     }
     if launcher_counts:  # annotated recordings: every annotation used or dead-lettered
-        matched = launcher_counts["events_matched"]
-        left_out = launcher_counts.get("events_left_out", 0)
-        stats["annotations"] = {
-            "tables": launcher_counts["tables"],
-            # rows read (a table that could not be read at all counts once)
-            "read": matched + left_out + launcher_counts["problems_before_pipeline"],
-            "events_used": matched - annotation_failures.get("past_end", 0),
-            # good rows of recordings left out whole (`unusable_annotations`): never background
-            "events_left_out": left_out,
-            "failed": sum(annotation_failures.values()),
-            "failed_by_reason": dict(sorted(annotation_failures.items()))}
+        stats["annotations"] = _annotation_stats(launcher_counts["per_table"], table_failures)
     # exactly the shards this run wrote (relative to the output): what train reads
     stats["shards"] = {s: sorted(name for split, name in shards if split == s) for s in corpus.SPLITS}
     fs.write_json(path, stats)
     return path
 
 
+def _annotation_stats(per_table, table_failures) -> dict:
+    """The import summary: per table (`corpus.TableSummary`), the rows the pipeline found
+    unusable (events past the recording's end) moved from events to failed; and totals.
+    For each table and in total: rows = events + events_left_out + failed."""
+    found = {}
+    for (table, reason), n in table_failures:
+        found.setdefault(table, {})[reason] = n
+    tables = []
+    for t in per_table:
+        t = dict(t, failed_by_reason=dict(t["failed_by_reason"]))
+        for reason, n in found.get(t["table"], {}).items():
+            t["events"] -= n
+            t["failed_by_reason"][reason] = t["failed_by_reason"].get(reason, 0) + n
+        t["failed_by_reason"] = dict(sorted(t["failed_by_reason"].items()))
+        tables.append(t)
+    by_reason = {}
+    for t in tables:
+        for reason, n in t["failed_by_reason"].items():
+            by_reason[reason] = by_reason.get(reason, 0) + n
+    return {
+        "tables": len(tables),
+        "read": sum(t["rows"] for t in tables),
+        "events_used": sum(t["events"] for t in tables),
+        # good rows of recordings left out whole (`unusable_annotations`): never background
+        "events_left_out": sum(t["events_left_out"] for t in tables),
+        "failed": sum(by_reason.values()),
+        "failed_by_reason": dict(sorted(by_reason.items())),
+        "per_table": tables}
+
+
 ANNOTATION_STAGE = "annotations"
 
 
 def build_pipeline(p, source, output, config, labels, fractions, decoder, files_matched,
-                   num_shards, launcher_dead=(), min_overlap=window_labels.DEFAULT_MIN_OVERLAP,
-                   background=None, launcher_counts=None, run_id=""):
+                   num_shards, launcher_dead=(), rules=None, launcher_counts=None, run_id=""):
     """Wire the prepare transforms onto pipeline `p`. `source` is a `corpus.Source` (a
     folder or glob of class folders, listed inside the pipeline) or a list of `Recording`s
     (manifest rows, annotated recordings). `launcher_dead`: dead-letter records found before the pipeline (annotation
@@ -260,7 +286,7 @@ def build_pipeline(p, source, output, config, labels, fractions, decoder, files_
         | "Reshuffle" >> beam.Reshuffle()
         | "DecodeToPatches" >> beam.ParDo(DecodeToPatches(
             config.to_json(), labels, fractions, decoder, files_matched,
-            fs.single_process(p.options), min_overlap, background)).with_outputs(
+            fs.single_process(p.options), rules)).with_outputs(
                 DecodeToPatches.DEAD_LETTER, DecodeToPatches.FILE_OK, main="examples"))
     by_split = results.examples | "BySplit" >> beam.Partition(
         lambda kv, n: corpus.SPLITS.index(kv[0]), len(corpus.SPLITS))
@@ -299,11 +325,16 @@ def build_pipeline(p, source, output, config, labels, fractions, decoder, files_
     failures = (dead | "FailureReason" >> beam.Map(lambda d: (d["stage"] == ANNOTATION_STAGE and
                                                               ANNOTATION_STAGE or "file", d["reason"]))
                 | "CountReasons" >> beam.combiners.Count.PerElement())
+    table_failures = (results[DecodeToPatches.DEAD_LETTER]
+                      | "TableFailures" >> beam.FlatMap(
+                          lambda d: [((d["path"], d["reason"]), 1)]
+                          if d["stage"] == ANNOTATION_STAGE else [])
+                      | "CountTableFailures" >> beam.CombinePerKey(sum))
     trigger = p | "StatsTrigger" >> beam.Create([None])
     stats_written = trigger | "WriteStats" >> beam.Map(
         _write_stats, beam.pvalue.AsList(per_split_label), beam.pvalue.AsList(skipped),
         beam.pvalue.AsList(failures), fs.join(output, STATS_FILE), files_matched,
-        launcher_counts, beam.pvalue.AsList(shards))
+        launcher_counts, beam.pvalue.AsList(shards), beam.pvalue.AsList(table_failures))
     # last, once every file is written (side inputs): the output manifest, complete
     _ = trigger | "FinishRun" >> beam.Map(
         _finish_run, output, run_id, beam.pvalue.AsList(shards), beam.pvalue.AsList(stats_written),
@@ -349,9 +380,9 @@ def run(argv=None, save_main_session=True, test_pipeline=None):
     fractions = corpus.parse_fractions(args.split)
     config = feature_config_for(args.base, args.patch_hop_seconds, args.resample_quality)
     output = fs.absolute(args.output)
-    launcher_dead, launcher_counts, background = [], None, None
+    launcher_dead, launcher_counts, rules = [], None, None
     if args.annotations:
-        source, files_matched, labels, background, launcher_dead, launcher_counts = \
+        source, files_matched, labels, rules, launcher_dead, launcher_counts = \
             _annotated_source(args)
     elif args.manifest:
         manifest = fs.absolute(args.manifest)
@@ -380,30 +411,36 @@ def run(argv=None, save_main_session=True, test_pipeline=None):
         "feature_config": config.to_dict(),
         "feature_config_hash": config.hash(),
         "labels": labels,
-        "background_labels": [background] if background else
+        "background_labels": [l for l in labels if rules.is_negative(l)] if rules else
         window_labels.background_labels(labels),
         "split_fractions": dict(zip(corpus.SPLITS, fractions)),
         "source": args.manifest or args.input,
         "annotations": {"path": args.annotations, "label_column": args.label_column,
-                        "min_overlap": args.min_overlap, "background": background}
+                        "encoding": args.annotation_encoding, "min_overlap": rules.min_overlap,
+                        "background": rules.background, "annotated_extent": rules.extent,
+                        "negative_labels": list(rules.negative_labels)}
         if args.annotations else None,
         "example_schema": "see docs/prepare.md#example-schema",
     })
     p = test_pipeline or beam.Pipeline(options=options)
     build_pipeline(p, source, output, config, labels, fractions, args.decoder, files_matched,
-                   args.num_shards, launcher_dead, args.min_overlap, background, launcher_counts,
-                   run_id)
+                   args.num_shards, launcher_dead,
+                   rules or window_labels.WindowRules(args.min_overlap), launcher_counts, run_id)
     return outputs.run_pipeline(p, options, [output])
 
 
 def _annotated_source(args):
-    """--input recordings + --annotations → (recordings, files matched, labels, background
-    label, dead-letter records found before the pipeline, annotation counts)."""
+    """--input recordings + --annotations → (recordings, files matched, labels, window
+    rules, dead-letter records found before the pipeline, annotation counts)."""
     if not 0 < args.min_overlap <= 1:
         raise UserError(f"--min-overlap {args.min_overlap}: must be in (0, 1], e.g. 0.5")
     background = None if args.background.strip().lower() == "none" else args.background.strip()
+    negatives = tuple(n.strip() for value in args.negative_label for n in value.split(",")
+                      if n.strip())
+    rules = window_labels.WindowRules(args.min_overlap, background, args.annotated_extent,
+                                      negatives)
     found = corpus.list_annotated(fs.absolute(args.input), fs.absolute(args.annotations),
-                                  args.label_column)
+                                  args.label_column, args.annotation_encoding)
     if not found.recordings:
         raise UserError(f"--annotations {args.annotations}: no table matches a recording under "
                         f"--input {args.input} ({len(found.bad)} problems, e.g. "
@@ -420,15 +457,14 @@ def _annotated_source(args):
               "detail": why} for r, why in found.unusable]
     dead += [{"path": r.path, "label": "", "stage": "match", "reason": "unsupported_extension",
               "detail": "neither audio nor an annotation table"} for r in found.not_audio]
-    labels = sorted({row.label for r in found.recordings for row in r.events}
-                    | ({background} if background else set()))
-    counts = {"tables": found.tables,
-              "events_matched": sum(len(r.events) for r in found.recordings),
-              "events_left_out": sum(len(r.events) for r, _ in found.unusable),
-              "problems_before_pipeline": len(found.bad)}
+    rows = [row for r in found.recordings for row in r.events]
+    labels = {row.label for row in rows if not rules.is_negative(row.label)}
+    if any(rules.is_negative(row.label) for row in rows) or (background and rules.extent == "full"):
+        labels.add(rules.negative_label)
+    counts = {"per_table": [t.to_dict() for t in found.tables]}
     matched = len(found.recordings) + len(found.unannotated) + len(found.unusable) + \
         len(found.not_audio)
-    return found.recordings, matched, labels, background, dead, counts
+    return found.recordings, matched, sorted(labels), rules, dead, counts
 
 
 def summarize(output: str) -> dict:
@@ -442,24 +478,48 @@ def summarize(output: str) -> dict:
     lines.append(f"files: {stats['files_matched']} matched, {stats['files_ok']} ok, "
                  f"{stats['files_failed']} failed {stats['failures_by_reason'] or ''}".rstrip())
     left_out = {k: sum(s.get(k, 0) for s in stats.get("windows_left_out", {}).values())
-                for k in (window_labels.AMBIGUOUS, window_labels.NO_BACKGROUND)}
+                for k in (window_labels.AMBIGUOUS, window_labels.NO_BACKGROUND,
+                          window_labels.OUTSIDE_SELECTIONS)}
     if any(left_out.values()):
         lines.append(f"windows left out of training: {left_out[window_labels.AMBIGUOUS]} "
-                     f"ambiguous (touching an event too little), "
-                     f"{left_out[window_labels.NO_BACKGROUND]} background (--background none)")
+                     "ambiguous (touching an event too little, or a row that could not be "
+                     f"used), {left_out[window_labels.NO_BACKGROUND]} background (--background "
+                     f"none), {left_out[window_labels.OUTSIDE_SELECTIONS]} outside every "
+                     "selection (--annotated-extent selections)")
     a = stats.get("annotations")
     if a:
-        left_out = (f", {a['events_left_out']} left out with their recordings"
-                    if a.get("events_left_out") else "")
-        lines.append(f"annotations: {a['tables']} tables, {a['read']} read, {a['events_used']} "
-                     f"events used{left_out}, {a['failed']} failed "
-                     f"{a['failed_by_reason'] or ''}".rstrip())
+        lines += annotation_summary_lines(a)
     print("\n".join(lines))
     if stats["files_ok"] == 0:
         top = max(stats["failures_by_reason"].items(), key=lambda kv: kv[1], default=("none", 0))
         raise UserError(f"all {stats['files_matched']} files failed (most often: {top[0]}); "
                         f"see {fs.join(output, DEAD_LETTER_FILE)}")
     return stats
+
+
+# the import summary prints every table up to this many, else those with problems
+TABLES_PRINTED = 20
+
+
+def annotation_summary_lines(a: dict) -> list:
+    """stats.json `annotations` as lines: the totals, then one line per table (those with
+    problems when there are many)."""
+    left_out = (f", {a['events_left_out']} left out with their recordings"
+                if a.get("events_left_out") else "")
+    lines = [f"annotations: {a['tables']} tables, {a['read']} rows read, {a['events_used']} "
+             f"events used{left_out}, {a['failed']} failed {a['failed_by_reason'] or ''}".rstrip()]
+    tables = a.get("per_table", [])
+    shown = tables if len(tables) <= TABLES_PRINTED else \
+        [t for t in tables if t["failed_by_reason"] or t["recordings_left_out"]][:TABLES_PRINTED]
+    for t in shown:
+        how = f"{t['format'] or 'unreadable'}" + (f", {t['encoding']}" if t["encoding"] not in
+                                                 ("", "utf-8", "utf-8-sig") else "")
+        lines.append(f"  {t['table']} ({how}): {t['rows']} rows, {t['events']} events used, "
+                     f"{t['events_left_out']} left out, failed {t['failed_by_reason'] or 0}; "
+                     f"{t['recordings']} recordings annotated, {t['recordings_left_out']} left out")
+    if len(shown) < len(tables):
+        lines.append(f"  ... {len(tables) - len(shown)} more tables: see stats.json")
+    return lines
 
 
 def main(argv=None) -> dict:

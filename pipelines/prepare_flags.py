@@ -35,6 +35,16 @@ def build_arg_parser() -> argparse.ArgumentParser:
     p.add_argument("--background", default="background",
                    help="label of annotated windows touching no event (default background; "
                         "'none' leaves them out)")
+    p.add_argument("--annotated-extent", default="full", choices=window_labels.EXTENTS,
+                   help="what the tables cover: full (default): each annotated recording "
+                        "whole, so time outside every event is background; selections: only "
+                        "the selections (reviewed detections): windows outside them are left "
+                        "out, and selections labeled as negatives are background examples")
+    p.add_argument("--negative-label", action="append", default=[],
+                   help="an annotation label that marks a span holding no event, trained as "
+                        "background (repeatable or comma-separated; background, the "
+                        "--background label and not_<label> / no_<label> always are)")
+    flags.add_annotation_encoding(p)
     flags.add_output_folder(p)
     p.add_argument("--split", default="80/10/10",
                    help="train/validation/test fractions (default 80/10/10)")

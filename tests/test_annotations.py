@@ -2,7 +2,7 @@ import pytest
 
 from earmark.model.annotations import (
     AnnotationRow, match_recordings, to_events, parse_audacity, parse_csv, parse_file,
-    parse_raven, table_recording_name,
+    parse_raven, read_table, table_recording_name,
 )
 from earmark.model.events import Event
 
@@ -215,11 +215,27 @@ def test_parse_file_label_column():
     assert reasons(parse_file("r.selections.txt", table)[1]) == [(0, "no_label_column")]
 
 
-def test_parse_file_rejects_other_formats_and_encodings():
-    rows, bad = parse_file("rec.txt", "1\t2\tcafé\n".encode("latin-1"))
-    assert rows == [] and reasons(bad) == [(0, "not_utf8")] and bad[0].source == "rec.txt"
-    assert "byte 7" in bad[0].detail
-    assert reasons(parse_file("rec.txt", b"\xff\xfe1\x00")[1]) == [(0, "not_utf8")]
+def test_read_table_decodes_as_the_tools_write():
+    """UTF-8 (with or without BOM), UTF-16 with a BOM (LE or BE), Windows-1252 (Raven on
+    Windows) as a fallback that says so; anything else is a bad table naming the flag."""
+    table = raven(both_views(1, 1, 2, "râle"), newline="\r\n")
+    for data, encoding in [(table.encode("utf-8"), "utf-8"),
+                           (b"\xef\xbb\xbf" + table.encode("utf-8"), "utf-8-sig"),
+                           (table.encode("utf-16"), "utf-16"),  # BOM + native order
+                           (b"\xfe\xff" + table.encode("utf-16-be"), "utf-16"),
+                           (b"\xff\xfe" + table.encode("utf-16-le"), "utf-16"),
+                           (table.encode("cp1252"), "cp1252")]:
+        read = read_table("rec.selections.txt", data)
+        assert (read.format, read.encoding, read.bad) == ("Raven", encoding, [])
+        assert spans(read.rows) == [(None, 1.0, 2.0, "râle", 2)]
+    # an encoding named by the user wins over the fallback
+    assert read_table("rec.txt", "1\t2\tcafé\n".encode("latin-1"),
+                      encoding="latin-1").rows[0].label == "café"
+    rows, bad = parse_file("rec.txt", b"1\t2\t\x81\xff\n")  # neither UTF-8 nor cp1252
+    assert rows == [] and reasons(bad) == [(0, "undecodable")] and bad[0].source == "rec.txt"
+    assert "byte 0x81 at offset 4" in bad[0].detail and "--annotation-encoding" in bad[0].detail
+    assert reasons(parse_file("rec.txt", b"1\t2\ta\n", encoding="klingon")[1]) == \
+        [(0, "unknown_encoding")]
     assert reasons(parse_file("rec.json", b"{}")[1]) == [(0, "unknown_format")]
 
 
@@ -235,6 +251,10 @@ def test_parse_file_rejects_other_formats_and_encodings():
     ("labels.csv", "labels"),
     ("sub/dir/rec.Table.1.selections.txt", "rec"),
     ("sub.d/rec", "rec"),
+    ("rec.BirdNET.selection.table.txt", "rec"),     # BirdNET-Analyzer
+    ("rec.birdnet.Selection.Table.txt", "rec"),
+    ("rec.BirdNET.results.csv", "rec"),
+    ("rec.audacity.txt", "rec"),                     # Audacity
 ])
 def test_table_recording_name(name, expected):
     assert table_recording_name(name) == expected
@@ -322,3 +342,35 @@ def test_match_rows_with_file_do_not_claim_the_table_recording():
     keys = ["labels.wav", "a.wav"]
     events, bad = matched([("labels.csv", [row(1, 2, file="a.wav")])], keys)
     assert bad == [] and events == {"a.wav": [Event(1, 2, "snore")]}
+
+
+def test_match_a_full_path_from_another_machine_by_its_trailing_folders():
+    keys = ["site A/rec.wav", "site B/rec.wav", "solo.wav"]
+    rows = [row(1, 2, file="D:\\survey\\site A\\rec.wav", line=2),   # Windows path
+            row(3, 4, file="/home/x/site B/rec.wav", line=3),            # another machine's
+            row(5, 6, file="C:\\solo.wav", line=4),
+            row(7, 8, file="/elsewhere/rec.wav", line=5)]                 # either: ambiguous
+    events, bad = matched([("birdnet.selections.txt", rows)], keys)
+    assert events == {"site A/rec.wav": [Event(1, 2, "snore")],
+                      "site B/rec.wav": [Event(3, 4, "snore")], "solo.wav": [Event(5, 6, "snore")]}
+    assert reasons(bad) == [(5, "ambiguous_recording")]
+    assert "site A/rec.wav" in bad[0].detail and "site B/rec.wav" in bad[0].detail
+
+
+def test_csv_reads_other_tools_column_names_and_the_label_column():
+    text = ("Start (s),End (s),Scientific name,Common name,Confidence,File\n"
+            "1.5,4.5,Porzana carolina,Sora,0.8,/data/rec.wav\n")
+    assert spans(parse_csv(text, "t", label_column="Common Name")[0]) == \
+        [("/data/rec.wav", 1.5, 4.5, "Sora", 2)]
+    assert reasons(parse_csv(text, "t")[1]) == [(0, "no_label_column")]
+
+
+def test_raven_begin_path_and_offset_and_a_bad_row_keeps_its_file():
+    columns = ["Selection", "Begin Time (s)", "End Time (s)", "Begin Path", "File Offset (s)",
+               "Annotation"]
+    rows, bad = parse_raven(raven([[1, 12, 13.5, "C:\\a\\r2.wav", 2, "x"],
+                                   [2, 20, 21, "C:\\a\\r3.wav", 0.5, ""],
+                                   [3, "?", 21, "C:\\a\\r3.wav", 0.5, "y"]], columns), "t")
+    assert spans(rows) == [("C:\\a\\r2.wav", 2.0, 3.5, "x", 2)]
+    assert [(b.reason, b.span_s, b.file) for b in bad] == [
+        ("no_label", (0.5, 1.5), "C:\\a\\r3.wav"), ("bad_row", None, "C:\\a\\r3.wav")]

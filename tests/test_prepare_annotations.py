@@ -97,20 +97,20 @@ def test_every_annotation_and_recording_is_used_or_dead_lettered(annotated, tmp_
 
 
 def test_a_table_that_cannot_be_read_leaves_its_recording_out_never_all_background(tmp_path):
-    """Not UTF-8, or no label column: the recording is not "annotated with no events"."""
+    """Undecodable, or no label column: the recording is not "annotated with no events"."""
     from earmark.pipelines import corpus
     rec, ann = tmp_path / "recordings", tmp_path / "annotations"
     rec.mkdir(), ann.mkdir()
-    for name in ("latin.wav", "nolabel.wav", "good.wav", "blank.wav"):
+    for name in ("garbled.wav", "nolabel.wav", "good.wav", "blank.wav"):
         write(str(rec / name), tone(3.0, 16000), 16000)
-    (ann / "latin.Table.1.selections.txt").write_bytes(
-        "Selection\tBegin Time (s)\tEnd Time (s)\tAnnotation\n1\t1\t2\tr\xe2le\n".encode("cp1252"))
+    (ann / "garbled.Table.1.selections.txt").write_bytes(  # neither UTF-8 nor Windows-1252
+        b"Selection\tBegin Time (s)\tEnd Time (s)\tAnnotation\n1\t1\t2\tr\x81le\n")
     (ann / "nolabel.csv").write_text("start_s,end_s,what\n1,2,snore\n")
     (ann / "good.csv").write_text("start_s,end_s,label\n1,2,snore\n2.5,2.5,snore\n")
     (ann / "blank.Table.1.selections.txt").write_text(
         "Selection\tBegin Time (s)\tEnd Time (s)\tAnnotation\n")   # no events: all background
     found = corpus.list_annotated(str(rec), str(ann), "Annotation")
-    assert sorted(r.key for r, _ in found.unusable) == ["latin.wav", "nolabel.wav"]
+    assert sorted(r.key for r, _ in found.unusable) == ["garbled.wav", "nolabel.wav"]
     assert {r.key: r.ignore_s for r in found.recordings} == \
         {"good.wav": ((2.5, 2.501),), "blank.wav": ()}
 

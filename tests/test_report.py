@@ -387,3 +387,21 @@ def test_page_renders_in_chromium_with_every_section_and_no_console_errors(built
         browser.save_screenshot(os.environ["EARMARK_REPORT_SCREENSHOT"])
     severe = [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
     assert severe == []
+
+
+def test_evaluate_events_leaves_out_what_the_tables_could_not_say(built, tmp_path, capsys):
+    """A recording whose table cannot be read is listed, not scored as all background; a
+    segment over a row that could not be used is not scored (a false alarm or a hit?)."""
+    from earmark.commands import evaluate
+    tables = tmp_path / "tables"
+    (tables / "night").mkdir(parents=True)
+    # a.wav: class_0 0-2 s, class_1 3.5-6 s; the class_1 row has no label
+    (tables / "a.csv").write_text("start_s,end_s,label\n0,2,class_0\n3.5,6,\n")
+    (tables / "night" / "c.txt").write_bytes(b"0\t3\tclass_0\n5\t7\tclass_\x81\n")
+    report = evaluate.main(["--model", built["model"], "--input", built["corpus"],
+                            "--annotations", str(tables), "--report", str(tmp_path / "r")])
+    capsys.readouterr()
+    assert [r["file"] for r in report["recordings_left_out"]] == ["night/c.flac"]
+    assert report["recordings_scored"] == 1 and ODD_NAME in report["recordings_unannotated"]
+    # the class_1 event at 3.5-6 s is unlabeled in the table: finding it is no false alarm
+    assert report["per_label"]["class_1"]["predicted"] == 0

@@ -53,3 +53,20 @@ def test_a_clip_is_one_event_and_its_padded_tail_window_is_ambiguous():
     assert kinds(got) == [(EVENT, ("snore",)), (AMBIGUOUS, ())]
     # a clip shorter than the window labels its one (padded) window
     assert kinds(label_windows([0.0], 0.975, [clip_event("snore", 0.3)])) == [(EVENT, ("snore",))]
+
+
+def test_selections_extent_uses_only_selected_time_and_negative_selections():
+    from earmark.model.window_labels import OUTSIDE_SELECTIONS, WindowRules
+    starts = np.arange(8) * 1.0
+    events = [Event(1.0, 2.0, "snore"), Event(4.0, 6.0, "not_snore"), Event(6.3, 6.6, "noise")]
+    rules = WindowRules(background="bg", extent="selections", negative_labels=("noise",))
+    got = kinds(rules.label(starts, 1.0, events))
+    assert got == [
+        (OUTSIDE_SELECTIONS, ()), (EVENT, ("snore",)), (OUTSIDE_SELECTIONS, ()),
+        (OUTSIDE_SELECTIONS, ()),
+        (BACKGROUND, ("bg",)), (BACKGROUND, ("bg",)),   # inside the not_snore selection
+        (OUTSIDE_SELECTIONS, ()),                       # 0.3 s of "noise": too little known
+        (OUTSIDE_SELECTIONS, ())]
+    # the same selections with extent full: unselected time is background too
+    full = kinds(WindowRules(background="bg", negative_labels=("noise",)).label(starts, 1.0, events))
+    assert full == [(BACKGROUND, ("bg",)), (EVENT, ("snore",))] + [(BACKGROUND, ("bg",))] * 6

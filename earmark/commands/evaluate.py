@@ -32,6 +32,7 @@ def build_arg_parser() -> argparse.ArgumentParser:
                         "tables, Audacity label tracks or a CSV file,start_s,end_s,label (a "
                         "folder or a file), as for 'earmark prepare --annotations'")
     flags.add_label_column(p)
+    flags.add_annotation_encoding(p)
     p.add_argument("--split", default="test", choices=SPLITS,
                    help="with --data: which split (default test)")
     p.add_argument("--report", help="where to write evaluation.json and plots (default: --model)")
@@ -62,14 +63,17 @@ def labeled_clips(manifest: str = None, input_path: str = None) -> list:
 def evaluate_events(args) -> dict:
     from earmark.model import evaluate
     from earmark.pipelines import corpus, fs
-    found = corpus.list_annotated(args.input, args.annotations, args.label_column)
+    found = corpus.list_annotated(args.input, args.annotations, args.label_column,
+                                  args.annotation_encoding)
     if not found.recordings:
         raise UserError(f"--annotations {args.annotations}: no table matches a recording under "
                         f"--input {args.input}; name each table after its recording")
     return evaluate.evaluate_events(
         args.model, [(r.key, r.path, list(r.events)) for r in found.recordings],
         source=fs.absolute(args.input), annotations=fs.absolute(args.annotations),
-        unannotated=[r.key for r in found.unannotated], problems=found.bad,
+        unannotated=[r.key for r in found.unannotated],
+        left_out=[(r.key, why) for r, why in found.unusable], problems=found.bad,
+        ignore_s={r.key: list(r.ignore_s) for r in found.recordings if r.ignore_s},
         report_dir=args.report, batch_size=args.batch_size, read_bytes=fs.read_bytes,
         precision=args.precision)
 

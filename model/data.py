@@ -14,6 +14,7 @@ import tensorflow as tf
 
 from earmark.model.data_files import (FEATURES_FILE, RECORDINGS_FILE, SHARD_SUFFIX, SPLITS,  # noqa: F401
                                      STATS_FILE)
+from earmark.model import file_kinds
 from earmark.model.errors import UserError
 from earmark.model.examples import parse_example, utf8_strings
 from earmark.model.features import FeatureConfig
@@ -56,12 +57,27 @@ class SplitArrays:
         return len(self.label)
 
 
+def _check_file(root: str, path: str, max_bytes: int = None) -> None:
+    """A file of the --data folder `root` that exists, before it is opened: a FIFO, a device
+    or a folder in its place is a one-line UserError, and so is one over `max_bytes` (a
+    gs:// object's size from its metadata)."""
+    name = os.path.basename(path)
+    subject = f"--data {root}: {name}"
+    fix = "point --data at the --output folder of 'earmark prepare', or re-run it"
+    if path.startswith("gs://"):
+        if max_bytes is not None:
+            file_kinds.check_size(subject, tf.io.gfile.stat(path).length, max_bytes, name, fix)
+        return
+    file_kinds.check_regular_file(path, subject, max_bytes, name, fix)
+
+
 def split_files(root: str, split: str) -> list:
     """The shards of one split: exactly those the prepare run that wrote the folder lists in
     `stats.json` (`shards`), so shards of any other run never mix in; for a folder prepared
     before stats.json listed them, every `{split}-*` shard there."""
     stats_path = os.path.join(root, STATS_FILE)
     if tf.io.gfile.exists(stats_path):
+        _check_file(root, stats_path, file_kinds.MAX_LIST_BYTES)
         with tf.io.gfile.GFile(stats_path) as f:
             shards = json.load(f).get("shards")
         if shards is not None:
@@ -78,11 +94,13 @@ def open_prepared(root: str) -> Prepared:
     if not tf.io.gfile.exists(path):
         raise UserError(f"--data {root}: no {FEATURES_FILE} there; point it at the --output "
                         "folder of 'earmark prepare'")
+    _check_file(root, path, file_kinds.MAX_JSON_BYTES)
     with tf.io.gfile.GFile(path) as f:
         meta = json.load(f)
     h = hashlib.sha256(json.dumps(meta, sort_keys=True).encode())
     for split in SPLITS:
         for shard in split_files(root, split):
+            _check_file(root, shard)  # a FIFO in a shard's place would block tf.data for good
             h.update(f"{os.path.basename(shard)}:{tf.io.gfile.stat(shard).length}".encode())
     return Prepared(root, tuple(meta["labels"]), FeatureConfig.from_dict(meta["feature_config"]),
                     h.hexdigest()[:16], tuple(meta.get("background_labels", ())),
@@ -108,6 +126,7 @@ def read_recordings(prepared: Prepared, split: str) -> list:
     path = os.path.join(prepared.root, RECORDINGS_FILE)
     if not tf.io.gfile.exists(path):
         return []
+    _check_file(prepared.root, path)  # read line by line: its kind, not its size
     out = []
     with tf.io.gfile.GFile(path) as f:
         for line in f:

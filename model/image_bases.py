@@ -21,7 +21,7 @@ import re
 
 import numpy as np
 
-from earmark.model import base_registry
+from earmark.model import base_registry, file_kinds
 from earmark.model.errors import UserError
 
 CACHE_ROOT = os.path.expanduser(os.environ.get("EARMARK_CACHE", "~/.cache/earmark"))
@@ -122,9 +122,10 @@ def resolve_weights(weights: str, cache_root: str = CACHE_ROOT) -> WeightsInfo:
     if weights in ("imagenet", "none"):
         return WeightsInfo(weights)
     local = _copy_from_gcs(weights, cache_root) if weights.startswith("gs://") else weights
-    if not os.path.isfile(local):
-        raise UserError(f"--weights {weights!r}: no such file; pass imagenet, none, "
-                        "or the path of a weights file (.weights.h5 or .h5)")
+    fix = "pass imagenet, none, or the path of a weights file (.weights.h5 or .h5)"
+    # a FIFO, a device or a folder: named as such, never opened (hashing a FIFO blocks)
+    if file_kinds.check_regular_file(local, f"--weights {weights}", fix=fix) is None:
+        raise UserError(f"--weights {weights!r}: no such file; {fix}")
     return WeightsInfo(weights, os.path.abspath(local), sha256_file(local))
 
 

@@ -7,6 +7,7 @@ import json
 import os
 import zipfile
 
+from earmark.model import file_kinds
 from earmark.model.errors import UserError
 
 MODEL_FILE = "model.keras"
@@ -50,13 +51,34 @@ def model_id(meta: dict, read_bytes) -> str:
 RETRAIN = "re-run 'earmark train'"
 
 
+def check_local_file(where: str, name: str, max_bytes: int, what: str) -> None:
+    """The file `name` of the local model dir `where`, before anything opens it: a one-line
+    UserError for a FIFO, a device, a socket, a folder, a broken link or a file over
+    `max_bytes`; nothing for a missing file (the reader says what is missing) or gs://."""
+    if not where.startswith("gs://"):
+        file_kinds.check_regular_file(
+            os.path.join(where, name), f"--model {where}: {name}", max_bytes, what,
+            f"point --model at the --model-dir of 'earmark train' or {RETRAIN}")
+
+
+def check_local_files(where: str, meta: dict) -> None:
+    """`check_local_file` for each file serving needs besides model.json (`model_files`)."""
+    for name in model_files(meta)[1:]:
+        check_local_file(where, name, file_kinds.MAX_MODEL_BYTES, "a model file")
+
+
 def read_card(read_bytes, where: str):
     """The `model_card.ModelCard` of the model dir `where` (named in messages), its
     model.json read by `read_bytes(name)`: a one-line UserError for anything a reader would
-    trip on."""
+    trip on. For a local dir, model.json and then the files serving needs are checked
+    before any reader opens them (`check_local_files`): a FIFO there would block it for
+    good, a link to /dev/zero fill its memory."""
     from earmark.model.model_card import ModelCard
+    check_local_file(where, META_FILE, file_kinds.MAX_JSON_BYTES, "model.json")
     try:
         data = read_bytes(META_FILE)
+    except UserError:
+        raise
     except Exception as e:  # FileNotFoundError locally, Beam's BeamIOError on gs://
         what = "no" if isinstance(e, FileNotFoundError) else f"cannot read ({type(e).__name__})"
         raise UserError(f"--model {where}: {what} {META_FILE} there; point it at the "
@@ -66,7 +88,9 @@ def read_card(read_bytes, where: str):
     except ValueError as e:  # JSONDecodeError and UnicodeDecodeError alike
         raise UserError(f"--model {where}: {META_FILE} is not valid UTF-8 JSON "
                         f"({str(e).splitlines()[0][:120]}); {RETRAIN}") from None
-    return ModelCard.from_dict(meta, where)
+    card = ModelCard.from_dict(meta, where)
+    check_local_files(where, card.to_dict())
+    return card
 
 
 def read_meta(read_bytes, where: str) -> dict:
@@ -76,9 +100,9 @@ def read_meta(read_bytes, where: str) -> dict:
 
 def read_local_card(model_dir: str):
     """`read_card` of a local model dir."""
-    def read_bytes(name):
-        with open(os.path.join(model_dir, name), "rb") as f:
-            return f.read()
+    def read_bytes(name):  # checked first by read_card; read no further than the bound
+        return file_kinds.read_local(os.path.join(model_dir, name), f"--model {model_dir}: "
+                                     f"{name}", file_kinds.MAX_JSON_BYTES, "model.json")
     return read_card(read_bytes, model_dir)
 
 

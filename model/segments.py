@@ -62,6 +62,19 @@ class PostProcessing:
             raise ValueError(" ".join(wrong))
         return cls(**{f: (int if f == "smoothing_windows" else float)(d[f]) for f in cls.FIELDS})
 
+    @classmethod
+    def parse(cls, field: str, text: str):
+        """One field's value from text (a flag's): int for smoothing_windows, float for the
+        rest, in range (RULES), else ValueError("must be WHAT")."""
+        ok, what = cls.RULES[field]
+        try:
+            value = (int if field == "smoothing_windows" else float)(text)
+        except ValueError:
+            raise ValueError(f"must be {what}") from None
+        if not ok(value):
+            raise ValueError(f"must be {what}")
+        return value
+
 
 assert PostProcessing.FIELDS == tuple(f.name for f in dataclasses.fields(PostProcessing))
 

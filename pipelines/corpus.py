@@ -1,9 +1,10 @@
 """What a corpus is: recordings with labels and a split, from a folder/glob or a manifest.
 
-Labels come from the file's parent folder (`--input`) or the manifest's `label` column.
+Labels come from the file's parent folder (`--input`) or the manifest's label column.
 A recording's split is a stable hash of its key (its path relative to the corpus root,
-or its manifest `group`), so a recording never spans two splits and adding files never
-moves old ones.
+or its manifest group), so a recording never spans two splits and adding files never
+moves old ones; or, with a manifest's split column (`--split-column fold --test-values 5`),
+the rows' values choose it (`ManifestColumns`).
 """
 import csv
 import dataclasses
@@ -12,8 +13,9 @@ import io
 import logging
 import os
 import posixpath
+import string
 
-from earmark.model import annotations, audio
+from earmark.model import annotations, audio, file_kinds
 from earmark.model.data_files import SPLITS
 from earmark.model.errors import UserError
 from earmark.pipelines import fs
@@ -85,6 +87,17 @@ def input_source(input_path: str, flag: str = "--input") -> Source:
         return Source("glob", input_path, _glob_root(input_path))
     raise UserError(f"{flag} {input_path} does not exist; pass a folder, a file or a glob "
                     "such as 'corpus/*/*.wav'")
+
+
+def check_output_outside(source: Source, output: str, flag: str = "--input") -> None:
+    """An --output inside a folder being listed (at any depth) would be read as part of
+    the corpus on the next run: refused in one line. (A glob matches what it names.)"""
+    if source.kind != "folder":
+        return
+    root = source.root.rstrip("/")
+    if output.rstrip("/") == root or output.startswith(root + "/"):
+        raise UserError(f"--output {output} is inside {flag} {source.spec}: earmark would read "
+                        "its own outputs as input; choose an output folder outside it")
 
 
 def _glob_root(pattern: str) -> str:
@@ -163,16 +176,124 @@ def unique_recordings(recordings):
     return out, len(recordings) - len(out)
 
 
-MANIFEST_COLUMNS = ("path", "label", "group")
+DEFAULT_FRACTIONS = (0.8, 0.1, 0.1)
 
 
-def read_manifest(manifest_path: str, require_label: bool = True):
-    """Rows of a `path,label[,group]` CSV; relative paths resolve against its folder.
-    For labeling (`require_label=False`) only `path` is needed; other columns are ignored
-    and named in the log. Not UTF-8, a row with more fields than the header, or one file
-    given two labels: a one-line UserError."""
+@dataclasses.dataclass(frozen=True)
+class ManifestColumns:
+    """Which columns of a manifest earmark reads, so a dataset's metadata file is read as it
+    ships (ESC-50's `esc50.csv`: `--path-column filename --label-column category
+    --split-column fold --test-values 5`). `path` is a column, or a template over columns in
+    braces (UrbanSound8K: `fold{fold}/{slice_file_name}`). `group`: None reads the column
+    `group` when there is one. `split`: a column whose `test_values` (and `validation_values`)
+    choose those rows' split; the other rows are train, or, without `validation_values`,
+    train/validation by the stable hash at --split's train:validation ratio."""
+    path: str = "path"
+    label: str = "label"
+    group: str = None
+    split: str = None
+    test_values: tuple = ()
+    validation_values: tuple = ()
+
+    @classmethod
+    def from_args(cls, args) -> "ManifestColumns":
+        """The manifest flags a command parsed (those it lacks count as not given); a flag
+        that needs --manifest or another flag without it: a one-line UserError."""
+        given = {flag: getattr(args, flag.lstrip("-").replace("-", "_"), None)
+                 for flag in ("--path-column", "--group-column", "--split-column",
+                              "--test-values", "--validation-values", "--audio-root")}
+        if not getattr(args, "manifest", None):
+            used = [flag for flag, value in given.items() if value is not None]
+            if used:
+                raise UserError(f"{used[0]} reads a manifest; it applies only with --manifest "
+                                "CSV (drop it, or give the corpus as a manifest)")
+            return cls()
+        split = given["--split-column"]
+        test = _values(given["--test-values"], "--test-values")
+        validation = _values(given["--validation-values"], "--validation-values")
+        if split is not None and not test:
+            raise UserError(f"--split-column {split} needs --test-values: the {split} values "
+                            f"of the test rows, comma-separated (e.g. --test-values 5)")
+        if split is None and (test or validation):
+            flag = "--test-values" if test else "--validation-values"
+            raise UserError(f"{flag} needs --split-column: the column holding those values "
+                            "(e.g. --split-column fold)")
+        both = sorted(set(test) & set(validation))
+        if both:
+            raise UserError(f"--test-values and --validation-values both name {','.join(both)}; "
+                            "a value chooses one split")
+        return cls(path=given["--path-column"] or "path",
+                   label=getattr(args, "label_column", None) or "label",
+                   group=given["--group-column"], split=split, test_values=test,
+                   validation_values=validation)
+
+    def record(self):
+        """features.json `split_column`: how the split column chose splits, or None."""
+        if self.split is None:
+            return None
+        return {"column": self.split, "test_values": list(self.test_values),
+                "validation_values": list(self.validation_values)}
+
+
+def _values(text, flag) -> tuple:
+    if text is None:
+        return ()
+    values = tuple(v.strip() for v in text.split(",") if v.strip())
+    if not values:
+        raise UserError(f"{flag} {text!r} names no value; give them comma-separated, e.g. 5 or 4,5")
+    return values
+
+
+def _path_fields(template: str) -> list:
+    """The columns a --path-column names: itself, or a template's fields (`{fold}`)."""
+    if "{" not in template and "}" not in template:
+        return [template]
+    fields = []
     try:
-        data = fs.read_bytes(manifest_path)
+        for _, field, spec, conversion in string.Formatter().parse(template):
+            if field is None:
+                continue
+            if not field or spec or conversion or any(ch in field for ch in ".[]"):
+                raise ValueError(field)
+            fields.append(field)
+    except ValueError:
+        fields = []
+    if not fields:
+        raise UserError(f"--path-column {template!r} is not a column name nor a template of "
+                        "column names in braces, e.g. 'fold{fold}/{slice_file_name}'")
+    return fields
+
+
+def _row_path(row: dict, template: str, fields: list) -> str:
+    """A row's path: its path column, or the template filled in; "" when a part is empty."""
+    values = {f: (row.get(f) or "").strip() for f in fields}
+    if fields == [template]:
+        return values[template]
+    if not all(values.values()):
+        return ""
+    return "".join(literal + (values[field] if field is not None else "")
+                   for literal, field, _, _ in string.Formatter().parse(template))
+
+
+def read_manifest(manifest_path: str, require_label: bool = True,
+                  columns: ManifestColumns = None, audio_root: str = None,
+                  fractions=DEFAULT_FRACTIONS):
+    """Rows of a `path,label[,group]` CSV, or of the columns `columns` names; relative paths
+    resolve against `audio_root` (default: the CSV's folder). For labeling
+    (`require_label=False`) only the path is needed. Other columns are ignored and named in
+    the log. With a split column each Recording carries its split (ManifestColumns).
+    `audio_root` (--audio-root) must be a folder. A manifest that is not a regular file (a
+    FIFO, a device: never opened) or is over `file_kinds.MAX_TABLE_BYTES` (never read), not
+    UTF-8, a row with more fields than the header, a missing column, or one file given two
+    labels or two split values: a one-line UserError."""
+    columns = columns or ManifestColumns()
+    limit = file_kinds.MAX_TABLE_BYTES
+    try:  # a FIFO, a device (a link to /dev/zero) or a file over the bound: never read
+        data = fs.read_user_file(manifest_path, f"--manifest {manifest_path}", limit, "a manifest",
+                                 f"pass a regular CSV file (at most {file_kinds.megabytes(limit)}; "
+                                 "split a larger one)")
+    except UserError:
+        raise
     except Exception as e:
         raise UserError(f"--manifest {manifest_path} cannot be read ({type(e).__name__}); "
                         "check the path") from None
@@ -184,52 +305,150 @@ def read_manifest(manifest_path: str, require_label: bool = True):
                         f"0x{data[e.start]:02x} on line {line}); save it as UTF-8 (a "
                         "spreadsheet's 'CSV UTF-8')") from None
     reader = csv.DictReader(io.StringIO(text))
-    columns = set(reader.fieldnames or [])
-    needed = {"path", "label"} if require_label else {"path"}
-    if not needed <= columns:
-        raise UserError(f"--manifest {manifest_path} needs a header with columns "
-                        f"{','.join(sorted(needed, reverse=True))} (and optional group); "
-                        f"found {sorted(columns)}")
-    # metadata files as datasets ship them carry more columns (ESC-50: fold, target, ...):
+    path_fields = _path_fields(columns.path)
+    group_column = columns.group or "group"
+    read = _check_header(manifest_path, reader.fieldnames or [], columns, path_fields,
+                         require_label)
+    # metadata files as datasets ship them carry more columns (ESC-50: target, esc10, ...):
     # read past, named once; an empty header cell (a trailing comma) is no column
-    unknown = [c for c in reader.fieldnames if c.strip() and c not in MANIFEST_COLUMNS]
+    unknown = [c for c in reader.fieldnames if c.strip() and c not in read]
     if unknown:
         logging.getLogger("earmark.corpus").warning(
             "--manifest %s: columns %s ignored (earmark reads %s)", manifest_path,
-            ", ".join(repr(c) for c in unknown), ",".join(MANIFEST_COLUMNS))
-    base = fs.dirname(manifest_path)
-    recordings, first_label = [], {}
+            ", ".join(repr(c) for c in unknown), ",".join(read))
+    base = _audio_root(audio_root) or fs.dirname(manifest_path)
+    rows, first_label = [], {}
+    splits = _SplitColumn(manifest_path, columns, group_column) if columns.split else None
     for row in reader:
         line_no = reader.line_num
         if row.get(None):
             raise UserError(f"--manifest {manifest_path} line {line_no}: "
                             f"{len(reader.fieldnames) + len(row[None])} fields but the header "
                             f"has {len(reader.fieldnames)}; quote values that hold commas")
-        path, label = (row.get("path") or "").strip(), (row.get("label") or "").strip()
+        path = _row_path(row, columns.path, path_fields)
+        label = (row.get(columns.label) or "").strip()
         if not path or (require_label and not label):
-            raise UserError(f"--manifest {manifest_path} line {line_no}: empty path or label; "
-                            "every row needs both")
-        key = path if not require_label else (row.get("group") or "").strip() or path
-        resolved = _resolve(path, base, manifest_path, line_no)
+            raise UserError(f"--manifest {manifest_path} line {line_no}: empty {columns.path} "
+                            f"or {columns.label}; every row needs both")
+        group = (row.get(group_column) or "").strip()
+        key = path if not require_label else group or path
+        resolved = _resolve(path, base, manifest_path, line_no, audio_root)
         if require_label:
             before = first_label.setdefault(resolved, (label, line_no))
             if before[0] != label:
                 raise UserError(f"--manifest {manifest_path} lines {before[1]} and {line_no} "
                                 f"give {path} two labels ({before[0]!r}, {label!r}); keep the "
                                 "row with the right label and delete the other")
-        recordings.append(Recording(resolved, label, key))
-    if not recordings:
-        raise UserError(f"--manifest {manifest_path} has no rows; add path,label lines")
-    return recordings
+        if splits:
+            splits.add(row, line_no, path, resolved, group)
+        rows.append(Recording(resolved, label, key))
+    if not rows:
+        raise UserError(f"--manifest {manifest_path} has no rows; add "
+                        f"{columns.path},{columns.label} lines")
+    return splits.assign(rows, fractions) if splits else rows
 
 
-def _resolve(path: str, base: str, manifest_path: str, line_no: int) -> str:
+def _check_header(manifest_path, header, columns, path_fields, require_label) -> list:
+    """→ the columns read, in order; one that is missing: a UserError naming the columns
+    found and the flag that chooses it."""
+    wanted = [(f, "path", "--path-column") for f in path_fields]
+    if require_label:
+        wanted.append((columns.label, "label", "--label-column"))
+    if columns.group is not None:
+        wanted.append((columns.group, "group", "--group-column"))
+    if columns.split is not None:
+        wanted.append((columns.split, "split", "--split-column"))
+    missing = [w for w in wanted if w[0] not in header]
+    if missing:
+        name, role, flag = missing[0]
+        optional = f" (and optional {columns.group or 'group'})" if columns.group is None else ""
+        raise UserError(f"--manifest {manifest_path} needs a header with columns "
+                        f"{','.join(w[0] for w in wanted)}{optional}; found "
+                        f"{[c for c in header if c.strip()]}; no {name!r} column: name the "
+                        f"{role} column with {flag}")
+    read = [w[0] for w in wanted]
+    for optional in (columns.label, columns.group or "group"):
+        if optional in header and optional not in read:
+            read.append(optional)
+    return read
+
+
+class _SplitColumn:
+    """--split-column: each row's value, checked (a file, or a group, in one value only; every
+    --test-values / --validation-values value present), then the split of every row."""
+
+    def __init__(self, manifest_path, columns, group_column):
+        self._manifest, self._columns, self._group_column = manifest_path, columns, group_column
+        self._values = []                     # one per row, in order
+        self._by_path, self._by_group = {}, {}
+
+    def add(self, row, line_no, path, resolved, group) -> None:
+        column = self._columns.split
+        value = (row.get(column) or "").strip()
+        before = self._by_path.setdefault(resolved, (value, line_no))
+        if before[0] != value:
+            raise UserError(f"--manifest {self._manifest} lines {before[1]} and {line_no} list "
+                            f"{path} with {column} {before[0]!r} and {value!r}; a file belongs "
+                            "to one split: keep the row with the right value")
+        if group:
+            before = self._by_group.setdefault(group, (value, line_no))
+            if before[0] != value:
+                raise UserError(f"--manifest {self._manifest} lines {before[1]} and {line_no}: "
+                                f"group {group!r} ({self._group_column}) has {column} "
+                                f"{before[0]!r} and {value!r}; a group stays in one split: "
+                                f"fix the {column} values or choose another --group-column")
+        self._values.append(value)
+
+    def assign(self, recordings, fractions) -> list:
+        c = self._columns
+        found = sorted(set(self._values), key=lambda v: (not v.isdigit(), int(v) if v.isdigit()
+                                                          else 0, v))
+        for flag, values in (("--test-values", c.test_values),
+                             ("--validation-values", c.validation_values)):
+            absent = [v for v in values if v not in found]
+            if absent:
+                shown = ", ".join(repr(v) for v in found[:20]) + (", ..." if len(found) > 20 else "")
+                raise UserError(f"{flag} {','.join(absent)}: no row of --manifest "
+                                f"{self._manifest} has that {c.split} value; its {c.split} "
+                                f"values are {shown}")
+        train, validation = fractions[0], fractions[1]
+        out = []
+        for r, value in zip(recordings, self._values):
+            if value in c.test_values:
+                split = "test"
+            elif value in c.validation_values:
+                split = "validation"
+            elif c.validation_values:
+                split = "train"
+            elif train + validation <= 0:
+                raise UserError(f"--split gives train and validation no share, and rows outside "
+                                f"--test-values need one (e.g. --split 80/10/10), or name "
+                                f"their --validation-values")
+            else:
+                split = assign_split(r.key, (train / (train + validation),
+                                             validation / (train + validation), 0.0))
+            out.append(dataclasses.replace(r, split=split))
+        return out
+
+
+def _audio_root(audio_root: str):
+    """--audio-root made absolute; a local one must be a folder."""
+    if audio_root is None:
+        return None
+    if not fs.is_gcs(audio_root) and not os.path.isdir(audio_root):
+        raise UserError(f"--audio-root {audio_root} is not a folder; name the folder the "
+                        "manifest's relative paths are relative to")
+    return fs.absolute(audio_root).rstrip("/") or "/"
+
+
+def _resolve(path: str, base: str, manifest_path: str, line_no: int, audio_root: str = None) -> str:
     if fs.is_gcs(path) or path.startswith("/"):
         return path
     normalized = posixpath.normpath(path.replace("\\", "/"))
     if normalized == ".." or normalized.startswith("../"):
-        raise UserError(f"--manifest {manifest_path} line {line_no}: {path!r} escapes the "
-                        "manifest's folder; use a path inside it or an absolute path")
+        where = "--audio-root" if audio_root else "the manifest's folder"
+        raise UserError(f"--manifest {manifest_path} line {line_no}: {path!r} escapes {where}; "
+                        "use a path inside it or an absolute path")
     return fs.join(base, normalized)
 
 
@@ -315,10 +534,29 @@ def list_annotated(input_path: str, annotations_path: str, label_column: str,
 
 
 def _read_table(path, name, label_column, encoding):
-    """One table read; its rows and bad rows name the table by its full path (dead letter)."""
-    table = annotations.read_table(name, fs.read_bytes(path), label_column, encoding)
+    """One table read; its rows and bad rows name the table by its full path (dead letter).
+    A table that is not a regular file (a FIFO, a device, a broken link), is over
+    `file_kinds.MAX_TABLE_BYTES` or cannot be read is never opened or read whole: it is a
+    bad table, which leaves out the recording it is named after."""
+    limit, what = file_kinds.MAX_TABLE_BYTES, "an annotation table"
+    found = fs.stat_entry(path)
+    if found.problem:
+        return _bad_table(path, found.problem, found.detail)
+    if found.size_bytes > limit:
+        return _bad_table(path, "too_large", file_kinds.too_large(found.size_bytes, limit, what))
+    try:
+        data = fs.read_user_file(path, path, limit, what)
+    except UserError:  # it held more than its size said (a /proc file, one still growing)
+        return _bad_table(path, "too_large", file_kinds.too_large(None, limit, what))
+    except OSError as e:
+        return _bad_table(path, "read_error", f"{type(e).__name__}: {e}"[:300])
+    table = annotations.read_table(name, data, label_column, encoding)
     return dataclasses.replace(table, rows=[dataclasses.replace(r, source=path) for r in table.rows],
                                bad=[dataclasses.replace(b, source=path) for b in table.bad])
+
+
+def _bad_table(path, reason, detail) -> annotations.Table:
+    return annotations.Table([], [annotations.BadAnnotation(path, 0, reason, detail)], "", "")
 
 
 def _note_encodings(read) -> None:
@@ -350,8 +588,14 @@ def _annotation_files(annotations_path: str):
     if not fs.is_gcs(annotations_path) and not os.path.exists(annotations_path):
         raise UserError(f"--annotations {annotations_path} does not exist; pass a folder of "
                         "Raven/Audacity tables or a CSV file,start_s,end_s,label")
-    if annotations_path.lower().endswith(ANNOTATION_EXTENSIONS) and \
-            not fs.stat_entry(annotations_path).problem:
+    found = fs.stat_entry(annotations_path)
+    if not fs.is_gcs(annotations_path) and not os.path.isdir(annotations_path) and found.problem:
+        raise UserError(f"--annotations {annotations_path}: {found.detail}; pass a folder of "
+                        "tables or one regular table file")
+    if annotations_path.lower().endswith(ANNOTATION_EXTENSIONS) and not found.problem:
+        file_kinds.check_size(f"--annotations {annotations_path}", found.size_bytes,
+                              file_kinds.MAX_TABLE_BYTES, "an annotation table",
+                              "pass a smaller table, or split it into one table per recording")
         return [annotations_path], fs.dirname(annotations_path)
     root = annotations_path.rstrip("/")
     files = [e.path for e in fs.list_files(root) if e.path.lower().endswith(ANNOTATION_EXTENSIONS)]

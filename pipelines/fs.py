@@ -4,9 +4,10 @@ import errno
 import json
 import os
 import posixpath
-import stat
 
 from apache_beam.io.filesystems import FileSystems
+
+from earmark.model import file_kinds
 
 GLOB_CHARS = "*?["
 
@@ -91,30 +92,14 @@ class FileEntry:
 
 def stat_entry(path: str) -> FileEntry:
     """What one path is, without opening it: a FIFO or a device would block or never end;
-    a dangling link or a link loop cannot be read."""
+    a dangling link or a link loop cannot be read (locally: `model.file_kinds.classify`)."""
     if is_gcs(path):
         found = _match_metadata(escape_glob(path))
         if not found:
             return FileEntry(path, problem="missing", detail="no such object")
         return FileEntry(path, found[0].size_in_bytes, found[0].last_updated_in_seconds)
-    try:
-        st = os.stat(path)
-    except OSError as e:
-        if e.errno == errno.ELOOP:
-            return FileEntry(path, problem="symlink_loop", detail="a symbolic link loop")
-        if e.errno == errno.ENOENT and os.path.lexists(path):
-            return FileEntry(path, problem="dangling_link",
-                             detail=f"a symbolic link to {os.readlink(path)!r}, which does not exist")
-        if e.errno == errno.ENOENT:
-            return FileEntry(path, problem="missing", detail="no such file")
-        return FileEntry(path, problem="read_error", detail=f"{type(e).__name__}: {e}"[:300])
-    if not stat.S_ISREG(st.st_mode):
-        kind = ("a directory" if stat.S_ISDIR(st.st_mode) else "a FIFO (named pipe)"
-                if stat.S_ISFIFO(st.st_mode) else "a socket" if stat.S_ISSOCK(st.st_mode)
-                else "a device file" if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)
-                else "not a regular file")
-        return FileEntry(path, problem="not_a_regular_file", detail=f"{kind}; not opened")
-    return FileEntry(path, st.st_size, st.st_mtime)
+    found = file_kinds.classify(path)
+    return FileEntry(path, found.size_bytes, found.updated_s, found.problem, found.detail)
 
 
 def list_files(root: str) -> list:
@@ -176,13 +161,41 @@ class _FullReads:
 
 
 def open_seekable(path: str):
-    """Open a file (local or gs://) for random-access reads by audio decoders."""
-    return _FullReads(FileSystems.open(path, compression_type="uncompressed"))
+    """Open a file (local or gs://) for random-access reads by audio decoders. One that
+    cannot seek to its end (a /proc or /sys file: regular, yet its size is unknown) is an
+    OSError here, not inside libsndfile's length callback, where it would be printed as an
+    "Exception ignored from cffi callback" traceback and the file taken for empty."""
+    f = FileSystems.open(path, compression_type="uncompressed")
+    try:
+        f.seek(0, os.SEEK_END)
+        f.seek(0)
+    except OSError as e:
+        f.close()
+        raise OSError(e.errno, f"cannot seek to its end ({e.strerror}): not a recording "
+                      "(a /proc or /sys file?)", path) from None
+    return _FullReads(f)
 
 
 def read_bytes(path: str) -> bytes:
+    """A file's bytes, whatever it is: for a path a user named, `read_user_file`."""
     with FileSystems.open(path, compression_type="uncompressed") as f:
         return f.read()
+
+
+def read_user_file(path: str, subject: str, max_bytes: int, what: str = "this file",
+                   fix: str = "pass a regular file") -> bytes:
+    """The bytes of a file a user named (local or gs://), checked before it is opened: a
+    FIFO, a device, a socket, a folder or a broken link is a one-line UserError (`subject:
+    a FIFO (named pipe); not opened; fix`), and so is a file over `max_bytes` (a gs://
+    object's size from its metadata; a local one is read no further than the bound).
+    FileNotFoundError when it does not exist, as `read_bytes` would raise."""
+    if not is_gcs(path):
+        return file_kinds.read_local(path, subject, max_bytes, what, fix)
+    found = stat_entry(path)
+    if found.problem:
+        raise FileNotFoundError(errno.ENOENT, found.detail, path)
+    file_kinds.check_size(subject, found.size_bytes, max_bytes, what, fix)
+    return read_bytes(path)
 
 
 def write_bytes(path: str, data: bytes) -> None:

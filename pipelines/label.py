@@ -24,57 +24,37 @@ from earmark.model import data_files, model_files, precision
 from earmark.model.errors import UserError
 from earmark.model.features import FeatureConfig
 from earmark.model.segments import PostProcessing, WindowGrid, model_post_processing, written_labels
-from earmark.pipelines import corpus, fs, label_formats, ledger, outputs
-from earmark.pipelines.label_flags import build_arg_parser
+from earmark.pipelines import corpus, fs, label_formats, ledger, outputs, sinks
+from earmark.pipelines.label_flags import OVERRIDE_FLAGS, build_arg_parser
 from earmark.pipelines.label_steps import DEAD_LETTER, MakeSegments, ReadWindows, Score
 from earmark.pipelines.label_formats import (DEAD_LETTER_FILE, RUN_FILE, SEGMENTS_CSV,
                                              SEGMENTS_JSONL)
 
 log = logging.getLogger("earmark.label")
 
-# label flag → PostProcessing field, and how to read its value
-OVERRIDE_FLAGS = {"threshold": ("threshold", float), "smoothing": ("smoothing_windows", int),
-                  "min_duration": ("min_duration_s", float), "max_gap": ("max_gap_s", float),
-                  "extend": ("extend_s", float)}
-
 
 def post_processing(meta: dict, args) -> tuple:
     """Per label: the `PostProcessing` label uses (None: a background label, not written
     unless --emit-background), and for run.json where each value came from: `model`
-    (calibrated at train time), `flag`, or `default` (a model trained before calibration)."""
+    (calibrated at train time), `flag`, or `default` (a model trained before calibration).
+    The flags' values were checked as they were parsed (`label_flags.override`); their
+    LABEL= names are checked here, against the model's labels."""
     labels = meta["labels"]
     resolved = model_post_processing(meta)
     settings = {l: resolved[l][0] for l in labels}
     sources = {l: resolved[l][1] for l in labels}
-    for flag, (field, kind) in OVERRIDE_FLAGS.items():
+    for flag, (field, _) in OVERRIDE_FLAGS.items():
         for item in getattr(args, flag):
-            name, value = _override(flag, item, labels, kind)
+            if item.label and item.label not in labels:
+                raise UserError(f"--{flag.replace('_', '-')} {item.text}: {item.label!r} is not "
+                                f"a label of this model ({', '.join(labels)})")
             for label in labels:
-                if not name or name == label:
-                    settings[label][field], sources[label][field] = value, "flag"
+                if not item.label or item.label == label:
+                    settings[label][field], sources[label][field] = item.value, "flag"
     written = set(written_labels(meta, args.emit_background))
-    out = []
-    for label in labels:
-        wrong = PostProcessing.problem(settings[label])
-        if wrong:
-            raise UserError(f"post-processing of {label!r}: {wrong[0]} {wrong[1]}; fix the flag")
-        pp = PostProcessing.from_dict(settings[label])
-        out.append(pp if label in written else None)
+    out = [PostProcessing.from_dict(settings[l]) if l in written else None for l in labels]
     return out, {l: {"settings": settings[l], "from": sources[l], "written": l in written}
                  for l in labels}
-
-
-def _override(flag, item, labels, kind):
-    name, _, value = item.rpartition("=")
-    try:
-        v = kind(value)
-    except ValueError:
-        raise UserError(f"--{flag.replace('_', '-')} {item!r}: expected a number or "
-                        f"LABEL=number") from None
-    if name and name not in labels:
-        raise UserError(f"--{flag.replace('_', '-')} {item!r}: {name!r} is not a label of this "
-                        f"model ({', '.join(labels)})")
-    return name, v
 
 
 def per_recording_files(name: str, formats, scores: bool) -> dict:
@@ -82,24 +62,32 @@ def per_recording_files(name: str, formats, scores: bool) -> dict:
     return label_formats.per_recording_files(name, formats, scores)
 
 
-def _write_per_file(result, output, formats, low_hz, high_hz, model_id):
-    """Write one recording's Raven / Audacity / scores files → their names (relative)."""
+def _output_name(result, names) -> str:
+    """A recording's output name: `outputs.recording_name`, or the launcher's fallback
+    (`outputs.unique_names`) where that cannot be used."""
+    return names.get(result["file"]) or outputs.recording_name(result["file"], result["path"])
+
+
+def _write_per_file(result, output, formats, low_hz, high_hz, model_id, run_id, names):
+    """Write one recording's Raven / Audacity / scores files, named in the run's journal
+    first → their names (relative)."""
     segs = result["segments"]
-    name = outputs.recording_name(result["file"], result["path"])
+    name = _output_name(result, names)
     files = per_recording_files(name, formats, result["scores"] is not None)
+    outputs.journal(output, run_id, outputs.journal_entry_name(name), files.values())
     for fmt, rel in files.items():
         data = label_formats.OUTPUT_FORMATS[fmt].write(segs, dict(result, low_hz=low_hz, high_hz=high_hz))
         fs.write_bytes(fs.join(output, *rel.split("/")), data.encode())
     return sorted(files.values())
 
 
-def _write_tables(_, results, output, formats, model_id):
+def _write_tables(_, results, output, formats, model_id, names):
     """segments.csv / segments.jsonl (as `formats` asks) and sources.csv → names written."""
     results = sorted(results, key=lambda r: r["file"])
     segments = [dataclasses.replace(s, file=r["file"], model_id=model_id)
                 for r in results for s in r["segments"]]
     written = {outputs.SOURCES_FILE: outputs.sources_csv(
-        (outputs.recording_name(r["file"], r["path"]), r["path"]) for r in results)}
+        (_output_name(r, names), r["path"]) for r in results)}
     written.update(_tables(segments, formats))
     for name, data in written.items():
         fs.write_bytes(fs.join(output, name), data)
@@ -163,17 +151,20 @@ class WriteSegments(beam.PTransform):
         labeled = pcolls["results"] | "AddLabels" >> beam.Map(
             lambda r: {**r, "labels": labels, "hop_s": config.patch_hop_seconds})
         per_recording = labeled | "WritePerRecording" >> beam.Map(
-            _write_per_file, self._output, formats, config.mel_min_hz, config.mel_max_hz, self._model_id)
+            _write_per_file, self._output, formats, config.mel_min_hz, config.mel_max_hz, self._model_id,
+            self._finish.run_id, self._finish.names)
         summaries = labeled | "DropScores" >> beam.Map(lambda r: {**r, "scores": None})
         trigger = p | "Once" >> beam.Create([None])
         table_formats = formats if tables_dir == self._output else sorted(set(formats) | {"csv"})
         tables = trigger | "WriteTables" >> beam.Map(_write_tables, beam.pvalue.AsList(summaries),
-                                                     tables_dir, table_formats, self._model_id)
+                                                     tables_dir, table_formats, self._model_id,
+                                                     self._finish.names)
         counts = trigger | "CountRun" >> beam.Map(_count_run, beam.pvalue.AsList(summaries),
                                                   beam.pvalue.AsList(dead))
         dead_written = (dead | "DeadLetterJson" >> beam.Map(lambda d: json.dumps(d, sort_keys=True))
-                        | "WriteDeadLetter" >> beam.io.WriteToText(
+                        | "WriteDeadLetter" >> sinks.write_text(
                             fs.join(tables_dir, data_files.stem(DEAD_LETTER_FILE)),
+                            self._output, self._finish.run_id,
                             file_name_suffix=".jsonl", num_shards=1,
                             shard_name_template=""))
         # side inputs: it runs once every write above is done
@@ -218,26 +209,55 @@ def _model_meta(model_dir: str) -> dict:
     return meta
 
 
+def labeling_config(meta: dict, hop_s: float = None) -> FeatureConfig:
+    """The model's FeatureConfig (its windows' rate and length) with the labeling hop:
+    `hop_s` (--hop-seconds) or the model's default. A hop the model's windows cannot move
+    by is a one-line UserError: it must be a whole number of steps (a log-mel frame, 10 ms;
+    a sample for an embedding base), at least 10 ms (one frame), and at most a window (a
+    longer hop would leave audio unscored)."""
+    from earmark.model import export
+    _, _, default_hop_s = export.window_spec(meta)
+    config = FeatureConfig.from_dict(meta["feature_config"])
+    if hop_s is None:
+        return config.with_patch_hop(default_hop_s)
+    rate = config.sample_rate_hz
+    step = 1 / rate if config.is_waveform else config.hop_seconds
+    window_s = config.patch_samples / rate
+    steps = round(hop_s / step)
+    if not (config.hop_seconds - 1e-9 <= hop_s <= window_s + 1e-9
+            and abs(steps * step - hop_s) <= 1e-6):
+        good = f"a multiple of {step:g} s" if not config.is_waveform else "whole samples"
+        raise UserError(f"--hop-seconds {hop_s:g}: this model's windows ({window_s:g} s at "
+                        f"{rate} Hz) can move by {good}, from {config.hop_seconds:g} s up "
+                        f"to {window_s:g} s, e.g. {default_hop_s:g} (its default)")
+    return config.with_patch_hop(hop_s)
+
+
 def _list_source(args, with_versions=False):
-    """→ (source for build_pipeline, files matched, {key: version} or None)."""
+    """→ (source for build_pipeline, the recordings listed, {key: version} or None). A
+    folder or glob is listed again on the workers (`ListRecordings`); the launcher's list
+    names the outputs and counts the files."""
     if args.manifest:
         manifest = fs.absolute(args.manifest)
-        recs, duplicates = corpus.unique_recordings(
-            corpus.read_manifest(manifest, require_label=False))
+        recs, duplicates = corpus.unique_recordings(corpus.read_manifest(
+            manifest, require_label=False, columns=corpus.ManifestColumns.from_args(args),
+            audio_root=args.audio_root))
         if duplicates:
             log.info("label: %d manifest rows name a file listed before; each file counts once",
                      duplicates)
         versions = {r.key: _version(fs.stat_entry(r.path)) for r in recs} if with_versions else None
-        return recs, len(recs), versions
+        return recs, recs, versions
     input_path = fs.absolute(args.input)
     paths, source = corpus.list_audio(input_path)
     if not with_versions:
-        return source, len(paths), None
+        return source, [corpus.Recording(p, "", corpus.relative_key(p, source.root))
+                        for p in paths], None
     entries = ([fs.stat_entry(p) for p in paths] if source.kind != "folder"
                else fs.list_files(source.spec))
-    recs = [corpus.Recording(e.path, "", corpus.relative_key(e.path, source.root)) for e in entries]
-    versions = {r.key: _version(e) for r, e in zip(recs, entries)}
-    return sorted(recs, key=lambda r: r.key), len(recs), versions
+    recs = sorted((corpus.Recording(e.path, "", corpus.relative_key(e.path, source.root))
+                   for e in entries), key=lambda r: r.key)
+    versions = {corpus.relative_key(e.path, source.root): _version(e) for e in entries}
+    return recs, recs, versions
 
 
 def _version(entry: fs.FileEntry) -> str:
@@ -252,18 +272,13 @@ def run(argv=None, save_main_session=True, test_pipeline=None):
     args, beam_args = build_arg_parser().parse_known_args(argv)
     fs.check_beam_flags(beam_args, "earmark label")
     options = fs.pipeline_options(beam_args, save_main_session)
-    formats = [f.strip() for f in args.formats.split(",") if f.strip()]
-    unknown = set(formats) - set(label_formats.FORMATS)
-    if unknown:
-        raise UserError(f"--formats: unknown {sorted(unknown)}; choose from {','.join(label_formats.FORMATS)}")
+    formats = args.formats  # checked as parsed, like every number (label_flags)
+    corpus.ManifestColumns.from_args(args)  # --path-column, --audio-root: only with --manifest
 
+    # every check of the model and of the flags against it, before --output is touched
     model_dir = fs.absolute(args.model)
     meta = _model_meta(model_dir)
-    from earmark.model import export
-    # the model's own windows (rate, length: its FeatureConfig) and default hop
-    _, _, default_hop_s = export.window_spec(meta)
-    config = FeatureConfig.from_dict(meta["feature_config"]).with_patch_hop(
-        args.hop_seconds or default_hop_s)
+    config = labeling_config(meta, args.hop_seconds)
     try:
         ran_here = precision.effective(args.precision, meta)
     except ValueError as e:
@@ -272,7 +287,15 @@ def run(argv=None, save_main_session=True, test_pipeline=None):
     post, post_summary = post_processing(meta, args)
     grid = WindowGrid(hop_s=config.patch_hop_seconds, window_s=config.patch_samples / config.sample_rate_hz)
     output = fs.absolute(args.output)
-    source, files_matched, versions = _list_source(args, with_versions=args.incremental)
+    if args.input:
+        corpus.check_output_outside(corpus.input_source(fs.absolute(args.input)), output)
+    if args.keep_missing and not args.incremental:
+        raise UserError("--keep-missing keeps an incremental folder's recordings that left the "
+                        "corpus; add --incremental, or drop --keep-missing")
+    source, listed, versions = _list_source(args, with_versions=args.incremental)
+    files_matched = len(listed)
+    names = outputs.unique_names([(r.key, r.path) for r in listed], lambda name: per_recording_files(
+        name, formats, args.scores).values())
     model_id = meta["model_id"]
     log.info("label: %d files matched; model %s (%s)", files_matched, model_id, ", ".join(labels))
     fs.check_writable_output(output)  # creates it
@@ -286,8 +309,23 @@ def run(argv=None, save_main_session=True, test_pipeline=None):
         state = ledger.read_state(output)
         if not template:
             ledger.repair_combined(output, state, formats)
-            ledger.remove_orphan_runs(output, state)
+            removed = ledger.remove_orphan_runs(output, state, previous)
+            gone_parts = tuple(f + "/" for f in removed)
+            previous = dict(previous or {}, folders=[
+                f for f in (previous or {}).get("folders", ()) if f not in removed], files=[
+                f for f in (previous or {}).get("files", ()) if not f.startswith(gone_parts)])
         todo = set(ledger.pending(state.get("files", {}), versions, model_id))
+        gone = [] if args.keep_missing else ledger.missing(state.get("files", {}), versions)
+        if not todo and not template:
+            # nothing to label: an interrupted run's manifest is closed, as its run would have
+            if previous and not previous.get("complete", True):
+                outputs.finish(output, "label", previous.get("run_id", run_id),
+                               previous.get("files", ()), incremental=True, previous=previous)
+        if not todo and gone and not template:
+            ledger.forget_missing(output, state, gone, state.get("formats", formats))
+            print(f"nothing new; {len(gone)} recordings no longer in the corpus removed from "
+                  f"the outputs (--keep-missing keeps them)")
+            return None
         if not todo:
             log.info("label: nothing new: all %d files already labeled by model %s", files_matched, model_id)
             print(f"nothing new: all {files_matched} files are already labeled by model {model_id}; "
@@ -296,9 +334,10 @@ def run(argv=None, save_main_session=True, test_pipeline=None):
         source = [r for r in source if r.key in todo]
         tables_dir = fs.join(output, ledger.RUNS_DIR, run_id)
         log.info("label: incremental run %s: %d new or changed of %d files", run_id, len(todo), files_matched)
-    files, patterns = _planned_outputs(formats, args.scores, args.incremental and run_id)
+    files, folders = _planned_outputs(output, tables_dir, formats, args.incremental and run_id,
+                                      run_id)
     if not template:
-        outputs.begin(output, "label", run_id, files, patterns, args.incremental, previous)
+        outputs.begin(output, "label", run_id, files, folders, args.incremental, previous)
     fs.makedirs(tables_dir)
     summary = {
         "model_id": model_id, "model": args.model,
@@ -317,28 +356,36 @@ def run(argv=None, save_main_session=True, test_pipeline=None):
     if args.incremental:
         incremental = {"run_id": run_id, "versions": {k: versions[k] for k in todo},
                        "todo": sorted(todo), "model_id": model_id, "formats": formats,
-                       "sources": {r.key: r.path for r in source}}
-    finish = FinishRun(output, tables_dir, summary, time.time(), incremental, run_id, files)
+                       "sources": {r.key: r.path for r in source},
+                       "names": {k: v for k, v in names.items() if k in todo}, "missing": gone}
+        summary["files_removed"] = len(gone)
+    finish = FinishRun(output, tables_dir, summary, time.time(), incremental, run_id, files, names)
     p = test_pipeline or beam.Pipeline(options=options)
     build_pipeline(p, source, output, model_dir, meta, config, grid, post, formats,
                    args.scores, args.chunk_seconds, args.batch_size, tables_dir, finish,
                    args.precision)
-    return outputs.run_pipeline(p, options, {output, tables_dir})
+    return outputs.run_pipeline(p, options, output, _temp_folders(output, tables_dir, run_id))
 
 
-def _planned_outputs(formats, scores: bool, incremental_run: str):
+def _planned_outputs(output, tables_dir, formats, incremental_run: str, run_id: str):
     """What a run is about to write, for the output manifest: exact names (relative to the
-    output), and patterns for the per-recording files (named in the pipeline) and, for an
-    incremental run, its partition."""
+    output) and the folders only it creates (its sink's temporary folder; for an
+    incremental run, its partition). Per-recording files are named in the run's journal
+    as each is written."""
     top = [RUN_FILE, outputs.SOURCES_FILE] + label_formats.table_names(formats)
-    patterns = sorted(per_recording_files("**", formats, scores).values())
+    temp = _temp_folders(output, tables_dir, run_id)
     if not incremental_run:
-        return top + [DEAD_LETTER_FILE], patterns
+        return top + [DEAD_LETTER_FILE], temp
     part = f"{ledger.RUNS_DIR}/{incremental_run}"
     run_files = [RUN_FILE, outputs.SOURCES_FILE, SEGMENTS_CSV, DEAD_LETTER_FILE] + (
         [SEGMENTS_JSONL] if "jsonl" in formats else [])
-    return (top + [ledger.LEDGER_FILE] + [f"{part}/{n}" for n in run_files],
-            patterns + [f"{part}/**"])
+    return top + [ledger.LEDGER_FILE] + [f"{part}/{n}" for n in run_files], temp + [part]
+
+
+def _temp_folders(output, tables_dir, run_id) -> list:
+    """The Beam temporary folder of the run's dead-letter sink (`pipelines/sinks.py`)."""
+    return sinks.temp_folders(output, [fs.join(tables_dir, data_files.stem(DEAD_LETTER_FILE))],
+                              run_id)
 
 
 @dataclasses.dataclass
@@ -354,6 +401,8 @@ class FinishRun:
     incremental: dict = None  # run_id, versions (of todo), todo, model_id, formats, sources
     run_id: str = ""
     files: tuple = ()      # the names (relative to output) the run writes besides per-recording ones
+    names: dict = dataclasses.field(default_factory=dict)  # {key: output name} where the
+    #                        plain one cannot be used (`outputs.unique_names`)
 
     def __call__(self, _, counts: dict, dead: list, per_recording: list, *written):
         wall_s = time.time() - self.started_unix_s
@@ -382,11 +431,27 @@ def main(argv=None) -> dict:
         return {}
     output = fs.absolute(args.output)
     stats = fs.read_json(fs.join(output, RUN_FILE))
-    print(f"files: {stats['files_matched']} matched, {stats['files_labeled']} labeled, "
+    new = stats.get("files_new_or_changed")  # an incremental run: those it labeled
+    print(f"files: {stats['files_matched']} matched, "
+          + ("" if new is None else f"{new} new or changed, ")
+          + (f"{stats['files_removed']} removed (no longer in the corpus), "
+             if stats.get("files_removed") else "")
+          + f"{stats['files_labeled']} labeled, "
           f"{stats['files_failed']} failed {stats['failures_by_reason'] or ''}".rstrip())
     print(f"audio: {stats['audio_hours']:.3f} h in {stats['wall_s']:.1f} s "
           f"({stats['audio_hours_per_wall_hour']}x real time); segments: {stats['segments_per_label']}")
     print(f"outputs: {output}")
-    if stats["files_labeled"] == 0 and stats["files_matched"]:
-        raise UserError(f"all {stats['files_matched']} files failed; see {fs.join(output, DEAD_LETTER_FILE)}")
+    if stats["files_labeled"] == 0 and stats["files_failed"]:
+        raise UserError(all_failed(output, stats))
     return stats
+
+
+def all_failed(output: str, stats: dict) -> str:
+    """The error of a run that labeled none of its files: how many of this run's files
+    failed, and its dead letter (an incremental run's: in its partition) when it is there."""
+    n, run_id = stats["files_failed"], stats.get("run_id")
+    what = "new or changed file" if run_id else "file"
+    text = f"the one {what} failed" if n == 1 else f"all {n} {what}s failed"
+    dead = (fs.join(output, ledger.RUNS_DIR, run_id, DEAD_LETTER_FILE) if run_id
+            else fs.join(output, DEAD_LETTER_FILE))
+    return text + (f"; see {dead}" if outputs.exists(dead) else "")

@@ -103,21 +103,37 @@ def pause_for_test(stage: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
+def output_name(key: str, entry: dict) -> str:
+    """The name a ledger entry's per-recording files carry (`outputs.unique_names`)."""
+    return entry.get("name") or outputs.recording_name(key, entry.get("source", key))
+
+
+def _remove_per_recording(output, entries: dict, keys) -> None:
+    """Delete the per-recording files (every format, scores) of `keys`, by name."""
+    stale = [rel for key in sorted(keys) for rel in label_formats.per_recording_files(
+        output_name(key, entries[key]), label_formats.PER_RECORDING, True).values()]
+    outputs.delete(output, [rel for rel in stale if outputs.exists(fs.join(output, rel))])
+
+
 def finish_incremental(output, inc, failed):
     """Record this run's files in the ledger (`failed`: their keys that failed): first the
     combined view from each file's latest run, then the ledger, atomically, naming this run
     and the digest of each combined file. Killed anywhere before the ledger is replaced, the
-    old ledger still describes the folder (and the next run rebuilds a half-written view)."""
+    old ledger still describes the folder (and the next run rebuilds a half-written view).
+    Recordings gone from the corpus (`inc["missing"]`) leave the ledger, the combined view
+    and their per-recording files."""
     entries = read(output)
     for key in inc["todo"]:
         entries[key] = {"version": inc["versions"][key], "model_id": inc["model_id"],
                         "run_id": inc["run_id"], "status": "failed" if key in failed else "labeled",
-                        "source": inc["sources"][key]}
-    # a recording that failed this time keeps no per-recording files of an older version
-    stale = [rel for key in sorted(set(inc["todo"]) & failed)
-             for rel in label_formats.per_recording_files(
-                 outputs.recording_name(key, inc["sources"][key]), ("raven", "audacity"), True).values()]
-    outputs.delete(output, [rel for rel in stale if outputs.exists(fs.join(output, rel))])
+                        "source": inc["sources"][key],
+                        **({"name": inc["names"][key]} if key in inc.get("names", {}) else {})}
+    # a recording that failed this time keeps no per-recording files of an older version;
+    # one gone from the corpus keeps none at all
+    missing = set(inc.get("missing", ())) & set(entries)
+    _remove_per_recording(output, entries, (set(inc["todo"]) & failed) | missing)
+    for key in missing:
+        del entries[key]
     combined = combined_files(output, entries, inc["formats"], inc["run_id"])
     write_combined(output, combined,
                    after_each=lambda name: name == SEGMENTS_CSV and pause_for_test("segments_csv"))
@@ -133,7 +149,7 @@ def combined_files(output, entries, formats, run_id) -> dict:
     sources.csv and run.json (the summary of run `run_id`; None: left out)."""
     files = label_formats.tables(combined_segments(output, entries), formats)
     files[outputs.SOURCES_FILE] = outputs.sources_csv(
-        (outputs.recording_name(k, e.get("source", k)), e.get("source", k))
+        (output_name(k, e), e.get("source", k))
         for k, e in entries.items() if e["status"] == "labeled")
     if run_id:
         files[RUN_FILE] = fs.read_bytes(fs.join(output, RUNS_DIR, run_id, RUN_FILE))
@@ -175,18 +191,35 @@ def repair_combined(output, state: dict, formats) -> None:
                    drop_others=want is not None)
 
 
-def remove_orphan_runs(output, state: dict) -> None:
-    """Run partitions the ledger does not name are what killed runs left: removed, so the
-    folder holds what uninterrupted runs write. (One output takes one run at a time.)"""
+def missing(entries: dict, current) -> list:
+    """Keys the ledger holds that the corpus no longer does (sorted)."""
+    return sorted(set(entries) - set(current))
+
+
+def forget_missing(output, state: dict, keys, formats) -> None:
+    """Without a run (nothing new to label): recordings gone from the corpus leave the
+    per-recording files, the combined view and the ledger, in that order (killed in
+    between, the next run finds them missing again)."""
+    entries = dict(state.get("files", {}))
+    _remove_per_recording(output, entries, keys)
+    for key in keys:
+        del entries[key]
+    complete_run = state.get("complete_run")
+    combined = combined_files(output, entries, formats, complete_run)
+    write_combined(output, combined)
+    write(output, entries, complete_run, {name: digest(data) for name, data in combined.items()},
+          formats)
+
+
+def remove_orphan_runs(output, state: dict, manifest: dict = None) -> list:
+    """Run partitions the output manifest lists and the ledger does not name are what
+    killed runs left: removed, so the folder holds what uninterrupted runs write. (One
+    output takes one run at a time.) A folder under runs/ that no earmark run made stays.
+    → the folders removed."""
     keep = {e["run_id"] for e in state.get("files", {}).values()} | {state.get("complete_run")}
-    runs = fs.join(output, RUNS_DIR)
-    if not fs.is_gcs(runs):
-        import shutil
-        for run in sorted(set(os.listdir(runs) if os.path.isdir(runs) else ()) - keep):
-            log.info("label: removing %s/%s, left by a run that did not finish", RUNS_DIR, run)
-            shutil.rmtree(os.path.join(runs, run), ignore_errors=True)
-        return
-    orphans = [n for n in outputs.list_files(runs) if n.split("/")[0] not in keep]
-    if orphans:
-        log.info("label: removing %d files of runs that did not finish", len(orphans))
-        outputs.delete(runs, orphans)
+    listed = [f for f in (manifest or {}).get("folders", ())
+              if f.startswith(RUNS_DIR + "/") and f.split("/")[1] not in keep]
+    for folder in listed:
+        log.info("label: removing %s, left by a run that did not finish", folder)
+        outputs.remove_folder(output, folder)
+    return listed

@@ -20,7 +20,7 @@ from earmark.model.data_files import (DEAD_LETTER_FILE, FEATURES_FILE, RECORDING
                                      STATS_FILE, stem)
 from earmark.model.errors import UserError
 from earmark.model.features import FeatureConfig
-from earmark.pipelines import corpus, fs, outputs
+from earmark.pipelines import corpus, flags, fs, outputs, sinks
 from earmark.pipelines.prepare_flags import build_arg_parser
 
 log = logging.getLogger("earmark.prepare")
@@ -119,7 +119,7 @@ class DecodeToPatches(beam.DoFn):
     def _examples(self, recording, patches, starts, duration_s, events, ignore):
         from earmark.model.examples import make_example
         c = self._config
-        split = corpus.assign_split(recording.key, self._fractions)
+        split = recording.split or corpus.assign_split(recording.key, self._fractions)
         window_s = c.patch_samples / c.sample_rate_hz
         if recording.events is None:  # a clip: its label, whatever its name
             kinds = window_labels.label_windows(starts, window_s, events, ignore,
@@ -295,8 +295,8 @@ def build_pipeline(p, source, output, config, labels, fractions, decoder, files_
         shards.append(
             examples
             | f"Values{split.title()}" >> beam.Values()
-            | f"Write{split.title()}" >> beam.io.WriteToTFRecord(
-                fs.join(output, split), file_name_suffix=SHARD_SUFFIX,
+            | f"Write{split.title()}" >> sinks.write_tfrecord(
+                fs.join(output, split), output, run_id, file_name_suffix=SHARD_SUFFIX,
                 num_shards=num_shards, compression_type=beam.io.filesystem.CompressionTypes.GZIP)
             | f"ShardNames{split.title()}" >> beam.Map(
                 lambda path, split=split: (split, outputs.relative(output, path))))
@@ -306,14 +306,14 @@ def build_pipeline(p, source, output, config, labels, fractions, decoder, files_
             | "AllDeadLetters" >> beam.Flatten())
     dead_written = (dead
          | "DeadLetterJson" >> beam.Map(lambda d: json.dumps(d, sort_keys=True))
-         | "WriteDeadLetter" >> beam.io.WriteToText(
-             fs.join(output, stem(DEAD_LETTER_FILE)), file_name_suffix=".jsonl",
+         | "WriteDeadLetter" >> sinks.write_text(
+             fs.join(output, stem(DEAD_LETTER_FILE)), output, run_id, file_name_suffix=".jsonl",
              num_shards=1, shard_name_template=""))
     file_ok = results[DecodeToPatches.FILE_OK]
     recordings_written = (file_ok
          | "RecordingJson" >> beam.Map(lambda r: json.dumps(r["recording"], sort_keys=True))
-         | "WriteRecordings" >> beam.io.WriteToText(
-             fs.join(output, stem(RECORDINGS_FILE)), file_name_suffix=".jsonl",
+         | "WriteRecordings" >> sinks.write_text(
+             fs.join(output, stem(RECORDINGS_FILE)), output, run_id, file_name_suffix=".jsonl",
              num_shards=1, shard_name_template=""))
     per_split_label = (
         file_ok
@@ -376,17 +376,23 @@ def run(argv=None, save_main_session=True, test_pipeline=None):
     args, beam_args = build_arg_parser().parse_known_args(argv)
     fs.check_beam_flags(beam_args, "earmark prepare")
     options = fs.pipeline_options(beam_args, save_main_session)
+    flags.resolve_label_column(args)
+    columns = corpus.ManifestColumns.from_args(args)
 
     fractions = corpus.parse_fractions(args.split)
     config = feature_config_for(args.base, args.patch_hop_seconds, args.resample_quality)
     output = fs.absolute(args.output)
+    if args.input:
+        corpus.check_output_outside(corpus.input_source(fs.absolute(args.input)), output)
     launcher_dead, launcher_counts, rules = [], None, None
     if args.annotations:
         source, files_matched, labels, rules, launcher_dead, launcher_counts = \
             _annotated_source(args)
     elif args.manifest:
         manifest = fs.absolute(args.manifest)
-        recordings, duplicates = corpus.unique_recordings(corpus.read_manifest(manifest))
+        recordings, duplicates = corpus.unique_recordings(corpus.read_manifest(
+            manifest, columns=columns, audio_root=args.audio_root,
+            fractions=fractions))
         if duplicates:
             log.info("prepare: %d manifest rows name a file listed before; each file counts once",
                      duplicates)
@@ -406,7 +412,7 @@ def run(argv=None, save_main_session=True, test_pipeline=None):
         outputs.claim(output, "prepare", args.overwrite)
         outputs.begin(output, "prepare", run_id,
                       [FEATURES_FILE, STATS_FILE, DEAD_LETTER_FILE, RECORDINGS_FILE],
-                      [f"{split}-*-of-*{SHARD_SUFFIX}" for split in corpus.SPLITS])
+                      _temp_folders(output, run_id))
     fs.write_json(fs.join(output, FEATURES_FILE), {
         "feature_config": config.to_dict(),
         "feature_config_hash": config.hash(),
@@ -414,6 +420,7 @@ def run(argv=None, save_main_session=True, test_pipeline=None):
         "background_labels": [l for l in labels if rules.is_negative(l)] if rules else
         window_labels.background_labels(labels),
         "split_fractions": dict(zip(corpus.SPLITS, fractions)),
+        "split_column": columns.record(),
         "source": args.manifest or args.input,
         "annotations": {"path": args.annotations, "label_column": args.label_column,
                         "encoding": args.annotation_encoding, "min_overlap": rules.min_overlap,
@@ -426,7 +433,14 @@ def run(argv=None, save_main_session=True, test_pipeline=None):
     build_pipeline(p, source, output, config, labels, fractions, args.decoder, files_matched,
                    args.num_shards, launcher_dead,
                    rules or window_labels.WindowRules(args.min_overlap), launcher_counts, run_id)
-    return outputs.run_pipeline(p, options, [output])
+    return outputs.run_pipeline(p, options, output, _temp_folders(output, run_id))
+
+
+def _temp_folders(output, run_id) -> list:
+    """The Beam temporary folders of the run's sinks (`pipelines/sinks.py`)."""
+    prefixes = [fs.join(output, split) for split in corpus.SPLITS] + \
+        [fs.join(output, stem(name)) for name in (DEAD_LETTER_FILE, RECORDINGS_FILE)]
+    return sinks.temp_folders(output, prefixes, run_id)
 
 
 def _annotated_source(args):

@@ -133,6 +133,51 @@ def test_recording_name_is_relative_and_safe(key, source, want):
     assert not got.startswith("/") and ".." not in got.split("/") and "://" not in got
 
 
+def test_unique_names_give_every_recording_files_of_its_own():
+    from earmark.pipelines.label_formats import per_recording_files
+
+    def files_of(name):
+        return per_recording_files(name, ["raven", "audacity"], True).values()
+    long = "n" * 250 + ".wav"
+    keys = ["A.wav", "a.wav", "a/b.wav", "a\\b.wav", "c.wav", "c.wav.selections.txt/x.wav",
+            long, "caf\u00e9.wav", "cafe\u0301.wav", "plain.wav"]
+    names = outputs.unique_names([(k, "/corpus/" + k) for k in keys], files_of)
+    # the first of each colliding set (code-point order) keeps its plain name
+    assert set(names) == {"a.wav", "a\\b.wav", "c.wav", long, "caf\u00e9.wav"}
+    final = {k: names.get(k, outputs.recording_name(k, "/corpus/" + k)) for k in keys}
+    all_files = [rel for k in keys for rel in files_of(final[k])]
+    folded = [outputs._fold(rel) for rel in all_files]
+    assert len(set(folded)) == len(folded)  # unique even where case and accents fold
+    folders = {f.rsplit("/", i)[0] for f in folded for i in range(1, f.count("/") + 1)}
+    assert not folders & set(folded)
+    assert all(len(part.encode()) <= 255 for rel in all_files for part in rel.split("/"))
+    # stable: the same key, the same fallback, whatever else the corpus holds
+    assert outputs.unique_names([("a.wav", "x"), ("A.wav", "y")], files_of)["a.wav"] == names["a.wav"]
+
+
+def test_colliding_and_overlong_names_each_get_their_own_files(model, tmp_path):
+    """Names that differ only in case or separators, a name too long once `.selections.txt`
+    is added (legal for the audio on ext4), a file beside a folder named like its table: the
+    run labels them all, and sources.csv says which outputs are whose."""
+    corpus_dir = tmp_path / "odd"
+    keys = ["A.wav", "a.wav", "a\\b.wav", "a/b.wav", "n" * 246 + ".wav", "c.wav",
+            "c.wav.selections.txt/x.wav"]
+    for i, key in enumerate(keys):
+        save(str(corpus_dir / key), [(1.0, "class_0"), (1.0, None)], i)
+    out = tmp_path / "out"
+    stats = run_label(model, out, "--scores", source=str(corpus_dir))
+    assert stats["files_labeled"] == len(keys) and stats["files_failed"] == 0
+    with open(out / "sources.csv", newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert sorted(os.path.relpath(r["source"], corpus_dir) for r in rows) == sorted(keys)
+    names = [r["name"] for r in rows]
+    assert len({outputs._fold(n) for n in names}) == len(keys)
+    for name in names:
+        for rel in label.per_recording_files(name, FORMATS.split(","), True).values():
+            assert os.path.isfile(out / rel), rel
+    assert "A.wav" in names and "a.wav" not in names  # the first keeps its plain name
+
+
 # --- 2. no mixing -----------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -181,6 +226,41 @@ def test_overwrite_refuses_a_folder_earmark_did_not_write(model, corpus, tmp_pat
     assert os.listdir(out) == ["segments.csv"]
 
 
+def test_overwrite_after_a_killed_run_removes_its_files_by_name_and_nothing_else(
+        model, corpus, tmp_path):
+    """A run killed as its first Raven table appears; the user then puts files of their own
+    beside its outputs, under names like earmark's temporary ones. --overwrite removes every
+    file the killed run wrote (named in its manifest and journal before writing) and none of
+    the user's; the result is a fresh run's folder plus the user's files."""
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "earmark", "label", "--model", model, "--input", corpus,
+           "--output", str(out), "--formats", FORMATS]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=REPO,
+                            start_new_session=True)
+    try:
+        assert _poll(lambda: os.path.isdir(out / "raven") and any(
+            n.endswith(".selections.txt") for _, _, names in os.walk(out / "raven") for n in names),
+            proc), proc.stderr.read()[-2000:]
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert not outputs.read_manifest(str(out))["complete"]
+    mine = {"raven/mine.selections.txt": b"my table", "beam-temp-mine": b"a name like Beam's",
+            "notes.tmp": b"tmp", "run.json.1234.tmp": b"looks like an old temp file",
+            "earmark_journal.txt": b"x"}
+    for name, data in mine.items():
+        (out / name).write_bytes(data)
+    run_label(model, out, "--overwrite", source=corpus)
+    fresh = tmp_path / "fresh"
+    run_label(model, fresh, source=corpus)
+    assert set(outputs.list_files(str(out))) == set(outputs.list_files(str(fresh))) | set(mine)
+    assert all(read(out / name) == data for name, data in mine.items())
+    assert not [n for n in outputs.list_files(str(out)) if n.startswith(outputs.JOURNAL_DIR + "/")]
+
+
 def make_clips(root, per_label=8):
     for label_name, hz in (("low", 500.0), ("high", 3000.0)):
         os.makedirs(os.path.join(root, label_name), exist_ok=True)
@@ -213,24 +293,29 @@ def test_prepare_over_an_older_run_leaves_train_only_the_new_shards(tmp_path):
 
 
 def test_a_failed_pipeline_leaves_no_beam_temp_folder(tmp_path):
-    """A write that fails midway leaves Beam's beam-temp-* folder (shown first on a plain
-    run); `outputs.run_pipeline` removes it before the error goes on."""
-    def build(folder):
+    """A write that fails midway leaves Beam's beam-temp-* folder (shown first with Beam's
+    own sink); earmark's sinks name it by the run (`pipelines/sinks.py`), and
+    `outputs.run_pipeline` removes exactly that folder before the error goes on."""
+    from earmark.pipelines import sinks
+
+    def build(folder, write):
         p = beam.Pipeline()
         _ = (p | "Create" >> beam.Create(range(4))
              | "Fail" >> beam.Map(lambda i: 1 // (i - 3))
-             | "Write" >> beam.io.WriteToText(os.path.join(folder, "part")))
+             | "Write" >> write(os.path.join(folder, "part")))
         return p
     plain, managed = tmp_path / "plain", tmp_path / "managed"
     plain.mkdir()
-    managed.mkdir()
+    (managed / "beam-temp-mine").mkdir(parents=True)   # the user's, by its name only
+    (managed / "beam-temp-mine" / "keep.txt").write_text("mine")
     with pytest.raises(Exception, match="division"):
-        build(str(plain)).run().wait_until_finish()
+        build(str(plain), beam.io.WriteToText).run().wait_until_finish()
     assert [n for n in os.listdir(plain) if n.startswith("beam-temp-")], "the case leaves nothing to clean"
-    p = build(str(managed))
+    p = build(str(managed), lambda prefix: sinks.write_text(prefix, str(managed), "run1"))
     with pytest.raises(Exception, match="division"):
-        outputs.run_pipeline(p, p.options, [str(managed)])
-    assert os.listdir(managed) == []
+        outputs.run_pipeline(p, p.options, str(managed),
+                             sinks.temp_folders(str(managed), [str(managed / "part")], "run1"))
+    assert outputs.list_files(str(managed)) == ["beam-temp-mine/keep.txt"]
 
 
 def test_gcs_output_refused_then_overwritten_keeping_foreign_objects(model, corpus, gcs_emulator):
@@ -309,12 +394,28 @@ def per_recording(out) -> dict:
             if p.split(os.sep)[0] in ("raven", "audacity", "scores")}
 
 
+def manifest_shape(out):
+    """The output manifest with each run's id replaced by its place in time order."""
+    manifest = outputs.read_manifest(str(out))
+    runs = sorted(os.listdir(out / "runs"))
+
+    def placed(name):
+        for i, run in enumerate(runs):
+            name = name.replace(run, f"RUN{i}")
+        return name
+    return (manifest["complete"], manifest["incremental"], sorted(map(placed, manifest["files"])),
+            sorted(map(placed, manifest["folders"])))
+
+
 def assert_same_result(out, reference):
     for name in RESULT_FILES:
         assert read(out / name) == read(reference / name), name
     assert per_recording(out) == per_recording(reference)
     assert len(os.listdir(out / "runs")) == len(os.listdir(reference / "runs"))
-    assert not [n for n in outputs.list_files(str(out)) if "beam-temp" in n]
+    left = [n for n in outputs.list_files(str(out)) if "beam-temp" in n or
+            n.endswith(outputs.TEMP_SUFFIX) or n.startswith(outputs.JOURNAL_DIR)]
+    assert not left
+    assert manifest_shape(out) == manifest_shape(reference)
 
 
 def test_reference_run_replaced_what_changed(nights):
@@ -391,6 +492,37 @@ def test_incremental_run_killed_at_any_stage_resumes_to_the_uninterrupted_result
     assert run_label(model, out, "--incremental", source=nights["corpus"]) == {}
 
 
+def test_incremental_drops_recordings_gone_from_the_corpus_unless_kept(model, tmp_path):
+    corpus_dir = make_corpus(str(tmp_path / "corpus"))
+    kept, out = tmp_path / "kept", tmp_path / "out"
+    for folder in (out, kept):
+        run_label(model, folder, "--incremental", source=corpus_dir)
+    os.remove(os.path.join(corpus_dir, "room_a", "one.wav"))
+    before = files_under(kept)
+    assert run_label(model, kept, "--incremental", "--keep-missing", source=corpus_dir) == {}
+    assert files_under(kept) == before
+    # nothing new, one gone: its tables, segments and sources row leave the outputs
+    assert run_label(model, out, "--incremental", source=corpus_dir) == {}
+    assert not [n for n in outputs.list_files(str(out)) if "one.wav" in n]
+    assert "one.wav" not in read(out / "segments.csv", "r") + read(out / "sources.csv", "r")
+    assert set(ledger.read(str(out))) == {"room_b/two.flac", "room_b/broken.wav"}
+    # with something new too: counted in run.json
+    save(os.path.join(corpus_dir, "room_c", "new.wav"), [(2, "class_1")], 5)
+    os.remove(os.path.join(corpus_dir, "room_b", "two.flac"))
+    stats = run_label(model, out, "--incremental", source=corpus_dir)
+    assert stats["files_removed"] == 1 and stats["files_new_or_changed"] == 1
+    assert not [n for n in outputs.list_files(str(out)) if "two.flac" in n and "runs/" not in n]
+    assert set(ledger.read(str(out))) == {"room_b/broken.wav", "room_c/new.wav"}
+
+
+def test_an_output_inside_the_input_is_refused(model, corpus, tmp_path):
+    with pytest.raises(UserError, match="inside --input"):
+        run_label(model, os.path.join(corpus, "labels"), source=corpus)
+    assert not os.path.exists(os.path.join(corpus, "labels"))
+    with pytest.raises(UserError, match="--keep-missing"):
+        run_label(model, tmp_path / "o", "--keep-missing", source=corpus)
+
+
 def test_a_half_written_combined_view_is_rebuilt_from_runs(model, nights, tmp_path):
     """The ledger names the run whose combined view is whole, and its digests: a view that
     was lost or damaged after the run is rebuilt on the next start."""
@@ -415,3 +547,10 @@ def test_incremental_refuses_a_non_incremental_folder_until_overwrite(model, cor
     assert read(out / "segments.csv") == plain_csv
     assert len(ledger.read(str(out))) == 3
     assert run_label(model, out, "--incremental", source=corpus) == {}
+
+
+def test_prepare_refuses_an_output_inside_its_input(tmp_path):
+    clips = make_clips(str(tmp_path / "clips"), per_label=2)
+    with pytest.raises(UserError, match="inside --input"):
+        prepare.run(["--input", clips, "--output", os.path.join(clips, "prepared")])
+    assert sorted(os.listdir(clips)) == ["high", "low"]

@@ -24,7 +24,9 @@ def build_arg_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="model dir written by 'earmark train'")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--data", help="prepared-data folder ('earmark prepare' output)")
-    src.add_argument("--manifest", help="CSV with columns path,label (raw clips)")
+    src.add_argument("--manifest", help="CSV with columns path,label (raw clips), or a "
+                                        "dataset's metadata CSV with its columns named by "
+                                        "--path-column and --label-column")
     src.add_argument("--input", help="folder of <label>/ sub-folders of raw clips; with "
                                      "--annotations, a folder of long recordings")
     p.add_argument("--annotations", default=None,
@@ -32,6 +34,7 @@ def build_arg_parser() -> argparse.ArgumentParser:
                         "tables, Audacity label tracks or a CSV file,start_s,end_s,label (a "
                         "folder or a file), as for 'earmark prepare --annotations'")
     flags.add_label_column(p)
+    flags.add_manifest_flags(p, split="evaluate")
     flags.add_annotation_encoding(p)
     p.add_argument("--split", default="test", choices=SPLITS,
                    help="with --data: which split (default test)")
@@ -44,13 +47,17 @@ def build_arg_parser() -> argparse.ArgumentParser:
     return p
 
 
-def labeled_clips(manifest: str = None, input_path: str = None) -> list:
-    """(path, label) rows of raw clips: a manifest's rows (path,label[,group]; relative paths
-    against its folder), or the audio files in the label folders of --input."""
+def labeled_clips(manifest: str = None, input_path: str = None, columns=None,
+                  audio_root: str = None) -> list:
+    """(path, label) rows of raw clips: a manifest's rows (path,label[,group], or the columns
+    `columns` names, a `corpus.ManifestColumns`; relative paths against `audio_root` or its
+    folder; with a split column only the rows of its test values), or the audio files in the
+    label folders of --input."""
     from earmark.model.audio import AUDIO_EXTENSIONS
     from earmark.pipelines import corpus
     if manifest:
-        return [(r.path, r.label) for r in corpus.read_manifest(manifest)]
+        rows = corpus.read_manifest(manifest, columns=columns, audio_root=audio_root)
+        return [(r.path, r.label) for r in rows if r.split in (None, "test")]
     recordings, _ = corpus.list_input(input_path)
     rows = [(r.path, r.label) for r in recordings
             if os.path.splitext(r.path)[1].lower() in AUDIO_EXTENSIONS]
@@ -81,6 +88,9 @@ def evaluate_events(args) -> dict:
 def main(argv=None) -> dict:
     """Parse, evaluate, print the report as JSON; returns the report."""
     args = build_arg_parser().parse_args(argv)
+    from earmark.pipelines import corpus
+    flags.resolve_label_column(args)
+    columns = corpus.ManifestColumns.from_args(args)
     if args.annotations and not args.input:
         raise UserError("--annotations scores events on long recordings: give them with "
                         "--input FOLDER")
@@ -93,7 +103,7 @@ def main(argv=None) -> dict:
                                             precision=args.precision)
     else:
         from earmark.pipelines import fs
-        rows = labeled_clips(args.manifest, args.input)
+        rows = labeled_clips(args.manifest, args.input, columns, args.audio_root)
         report = evaluate.evaluate_clips(args.model, rows,
                                          fs.absolute(args.manifest or args.input),
                                          report_dir=args.report, batch_size=args.batch_size,

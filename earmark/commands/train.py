@@ -10,6 +10,7 @@ import sys
 from earmark.model import base_registry, image_bases
 from earmark.model import train_config
 from earmark.model.errors import UserError
+from earmark.pipelines import flags
 from earmark.pipelines.flags import ArgumentParser
 
 DEFAULTS = train_config.TrainConfig(data_dir="", model_dir="")
@@ -68,30 +69,37 @@ def build_arg_parser() -> argparse.ArgumentParser:
                         "L2 and learning rate chosen on validation) or auto (whichever "
                         "validates better, by cross-validation when validation is small; best "
                         "clip accuracy, not yet best events: docs/train.md)")
-    p.add_argument("--input-size", type=int, default=d.input_px,
+    p.add_argument("--input-size", type=flags.positive_int("--input-size", 96), default=d.input_px,
                    help="base input size in pixels (default: the base's, 96)")
     p.add_argument("--pooling", default=d.pooling, choices=image_bases.POOLINGS,
                    help="base features: average-pooled from three depths (multiscale, "
                         "default) or from the last layer only")
-    p.add_argument("--epochs", type=int, default=d.epochs,
+    p.add_argument("--epochs", type=flags.positive_int("--epochs", d.epochs), default=d.epochs,
                    help=f"head epochs (default {d.epochs})")
-    p.add_argument("--finetune-epochs", type=int, default=d.finetune_epochs,
+    p.add_argument("--finetune-epochs", default=d.finetune_epochs,
+                   type=flags.non_negative_int("--finetune-epochs", d.finetune_epochs),
                    help=f"epochs with the top blocks unfrozen (default {d.finetune_epochs})")
-    p.add_argument("--finetune-layers", type=int, default=d.finetune_blocks,
+    p.add_argument("--finetune-layers", default=d.finetune_blocks,
+                   type=flags.non_negative_int("--finetune-layers", d.finetune_blocks),
                    help="top blocks of the base to unfreeze in finetune "
                         f"(default {d.finetune_blocks})")
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
-    p.add_argument("--learning-rate", type=float, default=d.learning_rate)
-    p.add_argument("--finetune-learning-rate", type=float, default=d.finetune_learning_rate)
-    p.add_argument("--dropout", type=float, default=d.dropout_rate)
-    p.add_argument("--patience", type=int, default=d.patience_epochs,
+    p.add_argument("--batch-size", type=flags.positive_int("--batch-size", d.batch_size),
+                   default=d.batch_size)
+    p.add_argument("--learning-rate", default=d.learning_rate,
+                   type=flags.positive_float("--learning-rate", d.learning_rate))
+    p.add_argument("--finetune-learning-rate", default=d.finetune_learning_rate,
+                   type=flags.positive_float("--finetune-learning-rate", d.finetune_learning_rate))
+    p.add_argument("--dropout", default=d.dropout_rate,
+                   type=flags.fraction("--dropout", d.dropout_rate, below_one=True))
+    p.add_argument("--patience", default=d.patience_epochs,
+                   type=flags.non_negative_int("--patience", d.patience_epochs),
                    help="early stopping: epochs without validation improvement "
                         f"(default {d.patience_epochs})")
     p.add_argument("--class-weight", default=d.class_weight, choices=("balanced", "none"))
     p.add_argument("--augment", default="none",
                    help="none, specaugment, mixup or specaugment,mixup (turns the cache off)")
     p.add_argument("--multi-label", action="store_true", help="sigmoid outputs, one per label")
-    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--seed", type=flags.non_negative_int("--seed", d.seed), default=d.seed)
     p.add_argument("--cache-dir", default=d.cache_dir,
                    help=f"bottleneck and weights cache (default {d.cache_dir})")
     p.add_argument("--no-cache", action="store_true",

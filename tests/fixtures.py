@@ -158,3 +158,14 @@ def built_once(tmp_path_factory, name, build):
             build(folder)
             done.touch()
     return folder
+
+
+def one_line_error(capsys, argv) -> str:
+    """Run `earmark ARGV` in-process; it must exit 2 with one stderr line."""
+    from earmark import cli
+    capsys.readouterr()
+    rc = cli.main(argv)
+    err = capsys.readouterr().err.strip()
+    assert rc == 2, err
+    assert err.startswith("earmark: error: ") and "\n" not in err, err
+    return err

@@ -17,19 +17,10 @@ import soundfile as sf
 
 from earmark import cli
 from earmark.model.segments import PostProcessing
+from tests.fixtures import one_line_error
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LABELS = {"ronflé": 300.0, "bruit": 3000.0}
-
-
-def one_line_error(capsys, argv) -> str:
-    """Run `earmark ARGV` in-process; it must exit 2 with one stderr line."""
-    capsys.readouterr()
-    rc = cli.main(argv)
-    err = capsys.readouterr().err.strip()
-    assert rc == 2, err
-    assert err.startswith("earmark: error: ") and "\n" not in err, err
-    return err
 
 
 def write_tones(root, per_label, seconds, rate=16000, seed=0):

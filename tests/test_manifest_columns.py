@@ -10,11 +10,11 @@ import os
 
 import pytest
 
-from earmark import cli
 from earmark.model.errors import UserError
 from earmark.pipelines import corpus, prepare
 from tests.audio_fixtures import tone, write
 from tests.prepared import load_json
+from tests.fixtures import one_line_error
 
 RATE = 16000
 ESC50_COLUMNS = ["filename", "fold", "target", "category", "esc10", "src_file", "take"]
@@ -124,15 +124,6 @@ def test_urbansound8k_metadata_with_a_path_template_and_a_validation_fold(tmp_pa
                                for row in US8K_ROWS}
     assert load_json(out, "features.json")["labels"] == ["dog_bark", "gun_shot"]
     assert load_json(out, "stats.json")["files_failed"] == 0
-
-
-def one_line_error(capsys, argv) -> str:
-    capsys.readouterr()
-    rc = cli.main(argv)
-    err = capsys.readouterr().err.strip()
-    assert rc == 2, err
-    assert err.startswith("earmark: error: ") and "\n" not in err, err
-    return err
 
 
 def with_rows(tmp_path, rows, columns=ESC50_COLUMNS):

@@ -235,18 +235,8 @@ def test_overwrite_after_a_killed_run_removes_its_files_by_name_and_nothing_else
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "earmark", "label", "--model", model, "--input", corpus,
            "--output", str(out), "--formats", FORMATS]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=REPO,
-                            start_new_session=True)
-    try:
-        assert _poll(lambda: os.path.isdir(out / "raven") and any(
-            n.endswith(".selections.txt") for _, _, names in os.walk(out / "raven") for n in names),
-            proc), proc.stderr.read()[-2000:]
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=60)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+    run_until(cmd, lambda: os.path.isdir(out / "raven") and any(
+        n.endswith(".selections.txt") for _, _, names in os.walk(out / "raven") for n in names))
     assert not outputs.read_manifest(str(out))["complete"]
     mine = {"raven/mine.selections.txt": b"my table", "beam-temp-mine": b"a name like Beam's",
             "notes.tmp": b"tmp", "run.json.1234.tmp": b"looks like an old temp file",
@@ -433,6 +423,24 @@ def test_reference_run_replaced_what_changed(nights):
     assert set(state["combined"]) == {"segments.csv", "segments.jsonl", "sources.csv", "run.json"}
 
 
+def run_until(cmd, trigger, env=None):
+    """Run `cmd` and SIGKILL its process group as soon as `trigger()` holds (a file
+    appearing, not a guess at timing); → the process, waited for. With `trigger` None, the
+    process is left to end (killing itself through the ledger's test hook)."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=REPO,
+                            env=env, start_new_session=True)
+    try:
+        if trigger is not None:
+            assert _poll(trigger, proc), proc.stderr.read()[-2000:]
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=180)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    return proc
+
+
 def _poll(path_test, proc, timeout=180):
     deadline = time.time() + timeout
     while time.time() < deadline and proc.poll() is None:
@@ -460,23 +468,11 @@ def test_incremental_run_killed_at_any_stage_resumes_to_the_uninterrupted_result
         env[ledger.TEST_PAUSE_ENV] = stage
     cmd = [sys.executable, "-m", "earmark", "label", "--model", model, "--input", nights["corpus"],
            "--output", str(out), "--formats", FORMATS, "--incremental"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=REPO,
-                            env=env, start_new_session=True)
-    try:
-        def new_run():
-            return sorted(set(os.listdir(out / "runs")) - first_runs)
-        if stage == "run_dir":
-            assert _poll(lambda: new_run(), proc), proc.stderr.read()[-2000:]
-        elif stage == "run_segments":
-            assert _poll(lambda: new_run() and os.path.exists(out / "runs" / new_run()[0] / "segments.csv"),
-                         proc), proc.stderr.read()[-2000:]
-        if stage in ("run_dir", "run_segments"):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=180)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+    def new_run():
+        return sorted(set(os.listdir(out / "runs")) - first_runs)
+    triggers = {"run_dir": new_run, "run_segments": lambda: new_run() and os.path.exists(
+        out / "runs" / new_run()[0] / "segments.csv")}
+    proc = run_until(cmd, triggers.get(stage), env)
     assert proc.returncode == -signal.SIGKILL, proc.stderr.read()[-2000:]
     if stage == "ledger":
         assert read(out / "ledger.json") != first_ledger

@@ -123,6 +123,23 @@ def load(model_dir: str, precision: str = "float32"):
     return model, meta
 
 
+def in_precision(model, precision: str):
+    """`model` (an image-base serving model just trained, float32) as `earmark label` runs
+    it by default here: a copy whose image base computes in `precision` (resolved: bfloat16
+    where native), through a save and load so the original is untouched; the model itself
+    when that is float32. For `train`'s calibration: the scores it chooses settings on are
+    the scores `label` will see, at label's speed."""
+    if precisions.resolve(precision) in ("float32", "int8"):
+        return model
+    import tempfile
+    with tempfile.TemporaryDirectory(prefix="earmark-calibration-") as tmp:
+        path = os.path.join(tmp, MODEL_FILE)
+        model.save(path)
+        copy = keras.models.load_model(path, safe_mode=True, compile=False)
+    precisions.apply(copy, precision)
+    return copy
+
+
 def _int8_file(model_dir: str, meta: dict) -> bytes:
     """model_int8.tflite, checked against the sha256 model.json records for it."""
     path = os.path.join(model_dir, INT8_FILE)

@@ -34,11 +34,15 @@ from earmark.model.train_config import (HEADS, STRATEGIES, TrainConfig,  # noqa:
 
 logger = logging.getLogger("earmark.train")
 
-# auto: training patches below FROZEN_MAX → frozen; below FINETUNE_MAX → finetune top 2
-# blocks; above → finetune top 4 blocks (or scratch when --weights none).
+# auto: training patches below FROZEN_MAX → frozen; with more, and pretrained weights, the
+# frozen head first, then the top blocks fine-tuned (2 blocks below FINETUNE_MAX, 4 above)
+# when that fits in what is left of --time-budget and validation shows it pays; with random
+# weights (--weights none) above FROZEN_MAX → scratch.
 AUTO_FROZEN_MAX_EXAMPLES = 2000
 AUTO_FINETUNE_MAX_EXAMPLES = 20000
 AUTO_LARGE_FINETUNE_BLOCKS = 4
+# fine-tuning steps timed (after one to build the graph) to estimate a phase's length
+TIMED_STEPS = 3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,6 +50,7 @@ class StrategyChoice:
     name: str
     finetune_blocks: int
     reason: str
+    if_time: bool = False   # auto: fine-tune only within the time budget, if it validates better
 
 
 def choose_strategy(requested: str, n_train: int, random_weights: bool,
@@ -59,12 +64,11 @@ def choose_strategy(requested: str, n_train: int, random_weights: bool,
     if random_weights:
         return StrategyChoice("scratch", 0, f"{n_train} training patches and no pretrained "
                               "weights: train everything")
-    if n_train < AUTO_FINETUNE_MAX_EXAMPLES:
-        return StrategyChoice("finetune", finetune_blocks, f"{n_train} training patches: "
-                              f"medium data, fine-tune the top {finetune_blocks} blocks")
-    return StrategyChoice("finetune", max(finetune_blocks, AUTO_LARGE_FINETUNE_BLOCKS),
-                          f"{n_train} training patches >= {AUTO_FINETUNE_MAX_EXAMPLES}: "
-                          "large data, fine-tune much of the base")
+    blocks = finetune_blocks if n_train < AUTO_FINETUNE_MAX_EXAMPLES else \
+        max(finetune_blocks, AUTO_LARGE_FINETUNE_BLOCKS)
+    return StrategyChoice("finetune", blocks, f"{n_train} training patches: the frozen head "
+                          f"first, then the top {blocks} blocks fine-tuned if that fits the "
+                          "time budget and validates better", if_time=True)
 
 
 Log = Callable[[str], None]
@@ -290,16 +294,29 @@ def train_image(config: TrainConfig, *, log: Log, warn: Log, compute_bottlenecks
         phases.append(f"{choice.name} through the base")
     if choice.name == "finetune" and choice.finetune_blocks > 0 and config.finetune_epochs > 0:
         n_layers = image_bases.unfreeze_top_blocks(base, config.base, choice.finetune_blocks)
-        log(f"fine-tuning the top {choice.finetune_blocks} blocks ({n_layers} layers) at "
-            f"learning rate {config.finetune_learning_rate}")
-        t0 = time.monotonic()
         ds = data.training_dataset(train_split.log_mel, y_train, config.batch_size, config.seed,
                                    augment, stats.mean, sw)
-        ft = _fit(full, None, val_xy_mel, config.finetune_epochs, config.patience_epochs,
-                  config.finetune_learning_rate, loss, verbose, dataset=ds)
-        timings["finetune_fit_s"] = round(time.monotonic() - t0, 2)
-        history = {k: history.get(k, []) + ft[k] for k in ft}
-        phases.append(f"fine-tune top {choice.finetune_blocks} blocks")
+        go, why = _finetune_fits(config, choice, full, ds, loss, len(train_split),
+                                 time.monotonic() - t_start, timings, log)
+        if go:
+            log(f"fine-tuning the top {choice.finetune_blocks} blocks ({n_layers} layers) at "
+                f"learning rate {config.finetune_learning_rate}{why}")
+            frozen_weights, frozen_loss = full.get_weights(), _val_loss(full, val_xy_mel, loss)
+            t0 = time.monotonic()
+            ft = _fit(full, None, val_xy_mel, config.finetune_epochs, config.patience_epochs,
+                      config.finetune_learning_rate, loss, verbose, dataset=ds)
+            timings["finetune_fit_s"] = round(time.monotonic() - t0, 2)
+            tuned_loss = _val_loss(full, val_xy_mel, loss)
+            if choice.if_time and frozen_loss is not None and tuned_loss >= frozen_loss:
+                full.set_weights(frozen_weights)  # it did not pay: the frozen model stays
+                phases.append(f"fine-tuned top {choice.finetune_blocks} blocks, not kept "
+                              f"(validation loss {tuned_loss:.4f} >= frozen {frozen_loss:.4f})")
+            else:
+                history = {k: history.get(k, []) + ft[k] for k in ft}
+                phases.append(f"fine-tune top {choice.finetune_blocks} blocks")
+        else:
+            phases.append(f"fine-tuning skipped: {why}")
+            warn(f"fine-tuning skipped: {why}")
         base.trainable = False
 
     # Thresholds and validation metrics from the final model.
@@ -316,20 +333,78 @@ def train_image(config: TrainConfig, *, log: Log, warn: Log, compute_bottlenecks
     int8_tflite = _int8(serving, timings, log) if config.int8 else None
     return _finish(
         config, prepared, t_start=t_start, probs=probs, eval_labels=eval_labels,
-        predict=lambda w: serving.predict(w, batch_size=128, verbose=0),
+        predict=_label_like(serving, log),
         hops_s=[LOG_MEL_LABELING_HOP_SECONDS],
         described={
             "base": image.describe(),
             "weights": {"source": weights_info.source, "file_sha256": weights_info.file_sha256,
                         "fingerprint": checksum[:16], "checksum": checksum},
             "adapter": {"mean": stats.mean, "std": stats.std}},
-        strategy={"used": choice.name, "reason": choice.reason,
-                  "finetune_blocks": choice.finetune_blocks, "phases": phases},
+        strategy={"used": "frozen" if tuned_not_kept(phases) else choice.name,
+                  "reason": choice.reason, "finetune_blocks": choice.finetune_blocks,
+                  "phases": phases},
         head_meta=head_meta, examples={"train": len(train_split), "validation": len(val_split)},
         augment=augment, cache_used=cache_used, history=history, timings=timings,
         save=lambda meta: export.save(config.model_dir, serving, meta, history,
                                       int8_tflite=int8_tflite),
         log=log, warn=warn)
+
+
+def _label_like(serving, log: Log):
+    """Calibration's scorer: the serving model in the arithmetic `label` runs it in by
+    default here (`--precision auto`: bfloat16 where native, about 2x faster on such CPUs),
+    so the settings are chosen on the scores label will see. → predict(windows)."""
+    from earmark.model import precision
+    scorer = export.in_precision(serving, precision.DEFAULT_PRECISION)
+    log(f"calibration scores in {precision.resolve(precision.DEFAULT_PRECISION)}, as label "
+        "runs at its defaults here")
+    return lambda windows: scorer.predict(windows, batch_size=128, verbose=0)
+
+
+def tuned_not_kept(phases) -> bool:
+    """auto's fine-tuning was skipped or not kept: the model is the frozen one."""
+    return any(p.startswith("fine-tuning skipped") or ", not kept" in p for p in phases)
+
+
+def _val_loss(model, val_xy, loss) -> float | None:
+    """The validation loss of `model` as it stands (None without a validation split)."""
+    if val_xy is None or not len(val_xy[0]):
+        return None
+    import keras
+    probs = model.predict(val_xy[0], batch_size=64, verbose=0)
+    return float(keras.ops.convert_to_numpy(keras.ops.mean(loss(val_xy[1], probs))))
+
+
+def _finetune_fits(config: TrainConfig, choice: StrategyChoice, full, ds, loss, n_train: int,
+                   elapsed_s: float, timings: dict, log: Log) -> tuple[bool, str]:
+    """Whether fine-tuning runs, and why (a line for the log and model.json). Asked for
+    (`--strategy finetune`): always, with its estimated length said first. Chosen by auto:
+    only when the estimate (TIMED_STEPS steps timed) fits in what --time-budget leaves."""
+    import keras
+    left_s = config.time_budget_s - elapsed_s
+    if choice.if_time and left_s <= 0:
+        return False, (f"the frozen model took {elapsed_s / 60:.1f} of the "
+                       f"{config.time_budget_s / 60:g}-min --time-budget (pass --strategy "
+                       "finetune, or a larger --time-budget, to fine-tune anyway)")
+    before = full.get_weights()  # the timed steps train: undone below
+    full.compile(optimizer=keras.optimizers.Adam(config.finetune_learning_rate), loss=loss)
+    batches = iter(ds.repeat())
+    full.train_on_batch(*next(batches)[:2])  # builds the training graph: not timed
+    t0 = time.monotonic()
+    for _ in range(TIMED_STEPS):
+        full.train_on_batch(*next(batches)[:2])
+    step_s = (time.monotonic() - t0) / TIMED_STEPS
+    full.set_weights(before)
+    estimate_s = step_s * -(-n_train // config.batch_size) * config.finetune_epochs
+    timings["finetune_estimate_s"] = round(estimate_s, 1)
+    say = (f"; about {estimate_s / 60:.1f} min at most ({config.finetune_epochs} epochs of "
+           f"{step_s:.2f} s steps)")
+    if choice.if_time and estimate_s > left_s:
+        return False, (f"about {estimate_s / 60:.1f} min ({config.finetune_epochs} epochs of "
+                       f"{step_s:.2f} s steps), over the {left_s / 60:.1f} min left of the "
+                       f"{config.time_budget_s / 60:g}-min --time-budget (pass --strategy "
+                       "finetune, or a larger --time-budget, to fine-tune anyway)")
+    return True, say
 
 
 def _int8(serving, timings: dict, log: Log) -> bytes:

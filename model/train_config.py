@@ -9,6 +9,7 @@ from earmark.model import image_bases
 from earmark.model.errors import UserError
 
 STRATEGIES = ("auto", "frozen", "finetune", "scratch")   # auto: `model.train.choose_strategy`
+DEFAULT_TIME_BUDGET_MINUTES = 5.0  # auto's budget: a laptop's coffee break
 # heads on cached embeddings: `model.head_search` (linear | mlp | auto, chosen on
 # validation), or `dropout`: `head.build_head` trained with `_fit`, the head that finetune and
 # scratch train through the base
@@ -49,6 +50,7 @@ class TrainConfig:
     pooling: str = "multiscale"        # image_bases.POOLINGS
     epochs: int = 40                   # head epochs (through the base: all epochs)
     finetune_epochs: int = 10          # epochs with the top blocks unfrozen
+    time_budget_s: float = DEFAULT_TIME_BUDGET_MINUTES * 60  # auto: fine-tune only when it fits (`model.train`)
     finetune_blocks: int = 2           # top blocks of the base unfrozen in finetune
     batch_size: int = 32
     learning_rate: float = 1e-3

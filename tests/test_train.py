@@ -76,10 +76,39 @@ def test_finetune_changes_only_the_top_blocks_and_scratch_changes_all(prepared, 
 def test_auto_picks_frozen_for_small_data_and_documents_why():
     assert training.choose_strategy("auto", 500, False, 2).name == "frozen"
     assert training.choose_strategy("auto", 5000, False, 2) == training.StrategyChoice(
-        "finetune", 2, training.choose_strategy("auto", 5000, False, 2).reason)
+        "finetune", 2, training.choose_strategy("auto", 5000, False, 2).reason, if_time=True)
     assert training.choose_strategy("auto", 50000, False, 2).finetune_blocks == 4
     assert training.choose_strategy("auto", 5000, True, 2).name == "scratch"
     assert training.choose_strategy("frozen", 50000, False, 2).name == "frozen"
+
+
+@pytest.mark.slow
+def test_auto_fine_tunes_only_within_the_time_budget(prepared, tmp_path, monkeypatch, capsys):
+    """auto on "enough" data: the frozen head first; fine-tuning is timed, said, and skipped
+    when it would not fit in what --time-budget leaves (the model is then the frozen one);
+    with room, it runs and is kept only if validation loss improves."""
+    monkeypatch.setattr(training, "AUTO_FROZEN_MAX_EXAMPLES", 10)
+    choose = training.choose_strategy   # as with pretrained weights (these tiny runs have none)
+    monkeypatch.setattr(training, "choose_strategy", lambda s, n, _, b: choose(s, n, False, b))
+    tight, roomy = tmp_path / "tight", tmp_path / "roomy"
+    train.main(train_args(prepared, tight, tmp_path / "cache", "--time-budget", "0.001",
+                          "--finetune-layers", "1", "--finetune-epochs", "2", "--epochs", "3"))
+    assert _meta(tight)["strategy"]["used"] == "frozen"
+    phases = _meta(tight)["strategy"]["phases"]
+    assert phases[0] == "head on bottleneck cache" and len(phases) == 2
+    assert phases[1].startswith("fine-tuning skipped: the frozen model took")
+    assert "fine-tuning skipped" in capsys.readouterr().err
+    model, _ = export.load(str(tight))
+    fresh = image_bases.build_base("mobilenet_v2", 32, image_bases.WeightsInfo("none"), seed=0)
+    trained = model.get_layer("embedder").get_layer("mobilenet_v2")
+    np.testing.assert_array_equal(trained.get_layer("Conv_1").get_weights()[0],
+                                  fresh.get_layer("Conv_1").get_weights()[0])
+    train.main(train_args(prepared, roomy, tmp_path / "cache", "--time-budget", "30",
+                          "--finetune-layers", "1", "--finetune-epochs", "2", "--epochs", "3"))
+    meta = _meta(roomy)
+    assert meta["training"]["timings_s"]["finetune_estimate_s"] > 0
+    assert meta["strategy"]["phases"][1].startswith(("fine-tune top 1 blocks",
+                                                     "fine-tuned top 1 blocks, not kept"))
 
 
 @pytest.mark.slow

@@ -76,6 +76,12 @@ def build_arg_parser() -> argparse.ArgumentParser:
                         "default) or from the last layer only")
     p.add_argument("--epochs", type=flags.positive_int("--epochs", d.epochs), default=d.epochs,
                    help=f"head epochs (default {d.epochs})")
+    p.add_argument("--time-budget", default=train_config.DEFAULT_TIME_BUDGET_MINUTES,
+                   type=flags.positive_float("--time-budget", train_config.DEFAULT_TIME_BUDGET_MINUTES),
+                   help="minutes: with --strategy auto on enough data, the top blocks are "
+                        "fine-tuned after the frozen head only when the estimated time fits "
+                        "in what is left of this (and kept only if validation improves) "
+                        f"(default {train_config.DEFAULT_TIME_BUDGET_MINUTES:g})")
     p.add_argument("--finetune-epochs", default=d.finetune_epochs,
                    type=flags.non_negative_int("--finetune-epochs", d.finetune_epochs),
                    help=f"epochs with the top blocks unfrozen (default {d.finetune_epochs})")
@@ -120,6 +126,7 @@ def config_from_args(args) -> train_config.TrainConfig:
         strategy=args.strategy, head=args.head, input_px=args.input_size, pooling=args.pooling,
         epochs=args.epochs, finetune_epochs=args.finetune_epochs,
         finetune_blocks=args.finetune_layers, batch_size=args.batch_size,
+        time_budget_s=args.time_budget * 60,
         learning_rate=args.learning_rate, finetune_learning_rate=args.finetune_learning_rate,
         dropout_rate=args.dropout, patience_epochs=args.patience,
         class_weight=args.class_weight, augment=train_config.parse_augment(args.augment),

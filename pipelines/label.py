@@ -284,6 +284,7 @@ def run(argv=None, save_main_session=True, test_pipeline=None):
     except ValueError as e:
         raise UserError(f"--precision {args.precision}: {e}; use --precision auto or float32") from None
     labels = meta["labels"]
+    batch_size = _batch_size(meta, args.memory_budget, args.batch_size)
     post, post_summary = post_processing(meta, args)
     grid = WindowGrid(hop_s=config.patch_hop_seconds, window_s=config.patch_samples / config.sample_rate_hz)
     output = fs.absolute(args.output)
@@ -351,6 +352,7 @@ def run(argv=None, save_main_session=True, test_pipeline=None):
         "input": fs.absolute(args.input) if args.input else None,
         "manifest": fs.absolute(args.manifest) if args.manifest else None,
         "files_matched": files_matched,
+        "batch_size": batch_size, "memory_budget_bytes": args.memory_budget,
     }
     incremental = None
     if args.incremental:
@@ -362,9 +364,23 @@ def run(argv=None, save_main_session=True, test_pipeline=None):
     finish = FinishRun(output, tables_dir, summary, time.time(), incremental, run_id, files, names)
     p = test_pipeline or beam.Pipeline(options=options)
     build_pipeline(p, source, output, model_dir, meta, config, grid, post, formats,
-                   args.scores, args.chunk_seconds, args.batch_size, tables_dir, finish,
+                   args.scores, args.chunk_seconds, batch_size, tables_dir, finish,
                    args.precision)
     return outputs.run_pipeline(p, options, output, _temp_folders(output, tables_dir, run_id))
+
+
+def _batch_size(meta, budget_bytes: int, requested: int = None) -> int:
+    """The windows per model call: the most (up to `requested`, else 128) that keep a
+    labeling process within `budget_bytes` by the base's measured memory figures
+    (`model.memory_budget`); a warning when even the smallest cannot."""
+    from earmark.model import memory_budget
+    batch = memory_budget.label_batch_size(meta, budget_bytes, requested=requested)
+    peak = memory_budget.expected_peak_bytes(meta, batch)
+    if peak > budget_bytes:
+        log.warning("label: --memory-budget %.2f GB is below what this model needs at any "
+                    "batch size (about %.2f GB at %d windows per call); running anyway",
+                    budget_bytes / 1e9, peak / 1e9, batch)
+    return batch
 
 
 def _planned_outputs(output, tables_dir, formats, incremental_run: str, run_id: str):

@@ -34,6 +34,18 @@ def override(attr: str) -> callable:
     return flags.checked("--" + attr.replace("_", "-"), parse, f"{example} or LABEL={example}")
 
 
+def _size(flag: str):
+    """argparse type: a size in bytes ('1.5GB', '800MB', '2GiB') or a one-line error."""
+    def parse(text):
+        from earmark.model.errors import UserError
+        from earmark.model.memory_budget import parse_bytes
+        try:
+            return parse_bytes(text)
+        except ValueError as e:
+            raise UserError(f"{flag} {text}: {e}") from None
+    return parse
+
+
 def build_arg_parser() -> argparse.ArgumentParser:
     p = flags.ArgumentParser(
         prog="earmark label",
@@ -87,8 +99,12 @@ def build_arg_parser() -> argparse.ArgumentParser:
                                 "else float32; int8 (a model trained with --int8): 8-bit weights "
                                 "in TFLite, about 1.2x faster on a CPU, scores within ~0.1 "
                                 "(docs/benchmarks.md); the model file stays float32")
-    p.add_argument("--batch-size", type=flags.positive_int("--batch-size", 128), default=128,
-                   help="windows per model call, >= 1 (default 128)")
+    p.add_argument("--batch-size", type=flags.positive_int("--batch-size", 128), default=None,
+                   help="windows per model call, >= 1 (default: the most, up to 128, that "
+                        "keep the peak within --memory-budget; given, a ceiling)")
+    p.add_argument("--memory-budget", type=_size("--memory-budget"), default="1.5GB",
+                   help="peak memory (RSS) of a labeling process the batch size is chosen for, "
+                        "e.g. 1.5GB (default), 800MB, 4GiB (figures per base: docs/benchmarks.md)")
     p.add_argument("--incremental", action="store_true",
                    help="label only recordings that are new or changed since the last run "
                         "(ledger.json under --output); each run gets runs/RUN_ID/; "

@@ -99,7 +99,8 @@ def test_label_parses_good_values_once():
     assert args.formats == ["csv", "jsonl"]
     defaults, _ = label_flags.build_arg_parser().parse_known_args(LABEL_ARGS)
     assert defaults.formats == ["csv", "raven"] and defaults.threshold == []
-    assert (defaults.hop_seconds, defaults.chunk_seconds, defaults.batch_size) == (None, 60.0, 128)
+    assert (defaults.hop_seconds, defaults.chunk_seconds, defaults.batch_size) == (None, 60.0, None)
+    assert defaults.memory_budget == 1_500_000_000  # the batch is chosen from it
 
 
 def test_label_ranges_are_post_processings():

@@ -168,8 +168,8 @@ def parse_bytes(text) -> int:
     m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", str(text))
     unit = m and m.group(2).lower()
     if not m or unit not in _UNITS:
-        raise ValueError(f"{text!r} is not a size; give e.g. 1.5GB, 800MB or 2GiB")
+        raise ValueError("must be a size such as 1.5GB, 800MB or 2GiB")
     size = int(float(m.group(1)) * _UNITS[unit])
     if size <= 0:
-        raise ValueError(f"{text!r}: the size must be > 0")
+        raise ValueError("must be a size above 0")
     return size

@@ -5,6 +5,7 @@ import argparse
 from typing import NamedTuple, Union
 
 from earmark.model.features import LOG_MEL_LABELING_HOP_SECONDS
+from earmark.model.memory_budget import parse_bytes
 from earmark.model.segments import PostProcessing
 from earmark.pipelines import flags, label_formats
 
@@ -32,18 +33,6 @@ def override(attr: str) -> callable:
         name, _, value = text.rpartition("=")
         return Override(name, PostProcessing.parse(field, value), text)
     return flags.checked("--" + attr.replace("_", "-"), parse, f"{example} or LABEL={example}")
-
-
-def _size(flag: str):
-    """argparse type: a size in bytes ('1.5GB', '800MB', '2GiB') or a one-line error."""
-    def parse(text):
-        from earmark.model.errors import UserError
-        from earmark.model.memory_budget import parse_bytes
-        try:
-            return parse_bytes(text)
-        except ValueError as e:
-            raise UserError(f"{flag} {text}: {e}") from None
-    return parse
 
 
 def build_arg_parser() -> argparse.ArgumentParser:
@@ -102,7 +91,8 @@ def build_arg_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=flags.positive_int("--batch-size", 128), default=None,
                    help="windows per model call, >= 1 (default: the most, up to 128, that "
                         "keep the peak within --memory-budget; given, a ceiling)")
-    p.add_argument("--memory-budget", type=_size("--memory-budget"), default="1.5GB",
+    p.add_argument("--memory-budget", type=flags.checked("--memory-budget", parse_bytes, "1.5GB"),
+                   default="1.5GB",
                    help="peak memory (RSS) of a labeling process the batch size is chosen for, "
                         "e.g. 1.5GB (default), 800MB, 4GiB (figures per base: docs/benchmarks.md)")
     p.add_argument("--incremental", action="store_true",

@@ -247,7 +247,7 @@ def train_image(config: TrainConfig, *, log: Log, warn: Log, compute_bottlenecks
                       config.multi_label)
     val_xy_mel = (val_split.log_mel, targets(val_split, val_split.recording_key, val_split.label,
                                              n_classes, config.multi_label))
-    history, phases = {}, []
+    history, phases, used = {}, [], choice.name
     head_meta = {"kind": "dropout", **dataclasses.asdict(head_cfg)}
     cache_used = False
     use_cache = choice.name in ("frozen", "finetune") and config.use_cache
@@ -309,6 +309,7 @@ def train_image(config: TrainConfig, *, log: Log, warn: Log, compute_bottlenecks
             tuned_loss = _val_loss(full, val_xy_mel, loss)
             if choice.if_time and frozen_loss is not None and tuned_loss >= frozen_loss:
                 full.set_weights(frozen_weights)  # it did not pay: the frozen model stays
+                used = "frozen"
                 phases.append(f"fine-tuned top {choice.finetune_blocks} blocks, not kept "
                               f"(validation loss {tuned_loss:.4f} >= frozen {frozen_loss:.4f})")
             else:
@@ -316,6 +317,7 @@ def train_image(config: TrainConfig, *, log: Log, warn: Log, compute_bottlenecks
                 phases.append(f"fine-tune top {choice.finetune_blocks} blocks")
         else:
             phases.append(f"fine-tuning skipped: {why}")
+            used = "frozen"
             warn(f"fine-tuning skipped: {why}")
         base.trainable = False
 
@@ -340,7 +342,7 @@ def train_image(config: TrainConfig, *, log: Log, warn: Log, compute_bottlenecks
             "weights": {"source": weights_info.source, "file_sha256": weights_info.file_sha256,
                         "fingerprint": checksum[:16], "checksum": checksum},
             "adapter": {"mean": stats.mean, "std": stats.std}},
-        strategy={"used": "frozen" if tuned_not_kept(phases) else choice.name,
+        strategy={"used": used,
                   "reason": choice.reason, "finetune_blocks": choice.finetune_blocks,
                   "phases": phases},
         head_meta=head_meta, examples={"train": len(train_split), "validation": len(val_split)},
@@ -359,11 +361,6 @@ def _label_like(serving, log: Log):
     log(f"calibration scores in {precision.resolve(precision.DEFAULT_PRECISION)}, as label "
         "runs at its defaults here")
     return lambda windows: scorer.predict(windows, batch_size=128, verbose=0)
-
-
-def tuned_not_kept(phases) -> bool:
-    """auto's fine-tuning was skipped or not kept: the model is the frozen one."""
-    return any(p.startswith("fine-tuning skipped") or ", not kept" in p for p in phases)
 
 
 def _val_loss(model, val_xy, loss) -> float | None:

@@ -68,13 +68,12 @@ def _output_name(result, names) -> str:
     return names.get(result["file"]) or outputs.recording_name(result["file"], result["path"])
 
 
-def _write_per_file(result, output, formats, low_hz, high_hz, model_id, run_id, names):
-    """Write one recording's Raven / Audacity / scores files, named in the run's journal
-    first → their names (relative)."""
+def _write_per_file(result, output, formats, low_hz, high_hz, model_id, names):
+    """Write one recording's Raven / Audacity / scores files (named in the output manifest
+    when the run began) → their names (relative)."""
     segs = result["segments"]
     name = _output_name(result, names)
     files = per_recording_files(name, formats, result["scores"] is not None)
-    outputs.journal(output, run_id, outputs.journal_entry_name(name), files.values())
     for fmt, rel in files.items():
         data = label_formats.OUTPUT_FORMATS[fmt].write(segs, dict(result, low_hz=low_hz, high_hz=high_hz))
         fs.write_bytes(fs.join(output, *rel.split("/")), data.encode())
@@ -152,7 +151,7 @@ class WriteSegments(beam.PTransform):
             lambda r: {**r, "labels": labels, "hop_s": config.patch_hop_seconds})
         per_recording = labeled | "WritePerRecording" >> beam.Map(
             _write_per_file, self._output, formats, config.mel_min_hz, config.mel_max_hz, self._model_id,
-            self._finish.run_id, self._finish.names)
+            self._finish.names)
         summaries = labeled | "DropScores" >> beam.Map(lambda r: {**r, "scores": None})
         trigger = p | "Once" >> beam.Create([None])
         table_formats = formats if tables_dir == self._output else sorted(set(formats) | {"csv"})
@@ -338,7 +337,12 @@ def run(argv=None, save_main_session=True, test_pipeline=None):
     files, folders = _planned_outputs(output, tables_dir, formats, args.incremental and run_id,
                                       run_id)
     if not template:
-        outputs.begin(output, "label", run_id, files, folders, args.incremental, previous)
+        # every recording's tables, named before the pipeline writes any
+        planned = [rel for r in (source if args.incremental else listed)
+                   for rel in per_recording_files(names.get(r.key) or outputs.recording_name(
+                       r.key, r.path), formats, args.scores).values()]
+        outputs.begin(output, "label", run_id, files + planned, folders, args.incremental,
+                      previous)
     fs.makedirs(tables_dir)
     summary = {
         "model_id": model_id, "model": args.model,
@@ -386,8 +390,8 @@ def _batch_size(meta, budget_bytes: int, requested: int = None) -> int:
 def _planned_outputs(output, tables_dir, formats, incremental_run: str, run_id: str):
     """What a run is about to write, for the output manifest: exact names (relative to the
     output) and the folders only it creates (its sink's temporary folder; for an
-    incremental run, its partition). Per-recording files are named in the run's journal
-    as each is written."""
+    incremental run, its partition). The launcher adds the per-recording files of the
+    recordings it listed."""
     top = [RUN_FILE, outputs.SOURCES_FILE] + label_formats.table_names(formats)
     temp = _temp_folders(output, tables_dir, run_id)
     if not incremental_run:

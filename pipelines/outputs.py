@@ -8,9 +8,11 @@
   start with what it is about to write: the files whose names it knows, and `folders` only
   it creates (named with its run id: Beam's temporary folders, an incremental run's
   partition, its journal); and again at its end, `complete`, with exactly what it wrote.
-* The run's journal (`JOURNAL_DIR/<run id>/`): names that become known during the run
-  (a recording's tables, the shards a sink settles on) are written there before the files
-  themselves, so a run killed at any instant leaves nothing unnamed.
+* The run's journal (`JOURNAL_DIR/<run id>/`): names that become known only during the run
+  (the shards a Beam sink settles on, `pipelines/sinks.py`) are written there before the
+  files themselves, so a run killed at any instant leaves nothing unnamed. (A label run's
+  per-recording tables are named in the manifest at its start: the launcher lists the
+  corpus.)
 * `claim`: the check at the start of `prepare` and `label`. An output holding files is
   refused, unless `--overwrite`, which removes exactly the files the manifest and the
   journals of its runs name (and the manifest) and nothing else; a folder without a
@@ -219,11 +221,6 @@ def journal(output: str, run_id: str, entry: str, names) -> None:
     whole, under the run's journal folder. `entry`: a name unique within the run."""
     fs.write_bytes(fs.join(output, journal_folder(run_id), entry + ".json"),
                    json.dumps(sorted(names)).encode())
-
-
-def journal_entry_name(name: str) -> str:
-    """A journal entry's name for one recording's files: a digest of its output name."""
-    return "rec-" + hashlib.sha256(name.encode()).hexdigest()[:24]
 
 
 def _journaled(output: str, manifest: dict, present) -> set:

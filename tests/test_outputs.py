@@ -230,7 +230,7 @@ def test_overwrite_after_a_killed_run_removes_its_files_by_name_and_nothing_else
         model, corpus, tmp_path):
     """A run killed as its first Raven table appears; the user then puts files of their own
     beside its outputs, under names like earmark's temporary ones. --overwrite removes every
-    file the killed run wrote (named in its manifest and journal before writing) and none of
+    file the killed run wrote (named in its manifest before writing) and none of
     the user's; the result is a fresh run's folder plus the user's files."""
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "earmark", "label", "--model", model, "--input", corpus,

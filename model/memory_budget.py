@@ -55,7 +55,12 @@ class Measured:
     model_fixed_bytes: int              # the loaded model (and its traced graph) above RUNTIME_BYTES
     per_window_activation_bytes: int    # per window of a batch, beyond the window itself
     input_px: int = None                # image bases: the input size they were measured at
-    min_batch: int = 1                  # fewer windows per call save no memory, only time
+    # bases that run windows in batches of their own (BirdNET's .tflite embedder, which
+    # keeps every intermediate tensor of its batch): the sizes it can be built with, largest
+    # (fastest) first; `model_fixed_bytes` is at the last (1), each further window of its
+    # batch adds `per_inner_window_bytes`
+    inner_batches: tuple = ()
+    per_inner_window_bytes: int = 0
 
 
 MEASURED = {
@@ -63,9 +68,11 @@ MEASURED = {
     # in a third; the line says 5.5); the MTT checkpoint is the same network, other weights
     "musicnn_msd": Measured(335_461_380, 35_415_166),
     "musicnn_mtt": Measured(335_461_380, 35_415_166),
-    # BirdNET's .tflite embedder runs batches of its own (birdnet.DEFAULT_BATCH_SIZE = 4,
-    # padded) and keeps every intermediate tensor of them: ~1 GB whatever label's batch
-    "birdnet": Measured(993_424_091, 619_363, min_batch=4),
+    # BirdNET's .tflite embedder runs batches of its own (padded) and keeps every
+    # intermediate tensor of them: 1.00 / 1.20 / 1.64 GB peaks at 1 / 2 / 4 windows per
+    # call (label batch 4; +1.07 MB per label window), 2026-12-05, same machine
+    "birdnet": Measured(345_000_000, 500_000, inner_batches=(4, 2, 1),
+                        per_inner_window_bytes=220_000_000),
     "inception_v3": Measured(272_447_437, 1_570_294, input_px=96),
     "vgg16": Measured(236_228_241, 5_668_218, input_px=96),
     "mobilenet_v2": Measured(111_850_710, 2_711_190, input_px=96),
@@ -83,7 +90,12 @@ class WindowCost:
     per_window_activation_bytes: int
     fixed_bytes: int
     measured: bool     # False: a base without figures here; the costliest measured ones assumed
-    min_batch: int = 1
+    inner_batch_size: int = None       # the base's own batch, if it has one (BirdNET)
+
+    @property
+    def min_batch(self) -> int:
+        """Fewer windows per call than the base's own batch save no memory, only time."""
+        return self.inner_batch_size or 1
 
     @property
     def per_window_bytes(self) -> int:
@@ -118,44 +130,64 @@ def _costliest() -> Measured:
                     max(m.per_window_activation_bytes for m in MEASURED.values()))
 
 
-def window_cost(meta: dict) -> WindowCost:
+def _members(meta: dict) -> list:
+    """(Measured, measured?, image-size scale) of each network the model runs."""
+    base = meta.get("base") or {}
+    names = [m.get("name") for m in base.get("members", [])] or [base.get("name")]
+    found = []
+    for name in names:
+        m = MEASURED.get(name)
+        scale = 1.0
+        if m is not None and m.input_px and base.get("input_px"):
+            scale = (base["input_px"] / m.input_px) ** 2
+        found.append((m or _costliest(), m is not None, scale))
+    return found
+
+
+def window_cost(meta: dict, inner_batch_size: int = None) -> WindowCost:
     """The figures of the model model.json `meta` describes: its window from
     `feature_config`, its base's measured figures (an image base's activations scaled by the
     square of its `input_px` over the measured one; an ensemble: its members' summed); a base
-    without figures here gets the costliest measured ones (`measured` False)."""
+    without figures here gets the costliest measured ones (`measured` False). A base with a
+    batch of its own (BirdNET) is costed at `inner_batch_size` (None: its largest)."""
     config = FeatureConfig.from_dict(meta["feature_config"])
-    base = meta.get("base") or {}
-    names = [m.get("name") for m in base.get("members", [])] or [base.get("name")]
-    fixed = activation = 0
-    measured, min_batch = True, 1
-    for name in names:
-        m = MEASURED.get(name)
-        if m is None:
-            m, measured = _costliest(), False
-        scale = 1.0
-        px = base.get("input_px")
-        if m.input_px and px:
-            scale = (px / m.input_px) ** 2
-        fixed += m.model_fixed_bytes
-        activation += int(round(m.per_window_activation_bytes * scale))
-        min_batch = max(min_batch, m.min_batch)
+    members = _members(meta)
+    inner = None
+    if any(m.inner_batches for m, _, _ in members):
+        inner = inner_batch_size or max(b for m, _, _ in members for b in m.inner_batches)
+    fixed = sum(m.model_fixed_bytes + ((inner or 1) - 1) * m.per_inner_window_bytes
+                for m, _, _ in members)
     return WindowCost(window_input_bytes=WINDOW_DTYPE_BYTES * config.patch_samples,
-                      per_window_activation_bytes=activation,
+                      per_window_activation_bytes=sum(int(round(m.per_window_activation_bytes * s))
+                                                      for m, _, s in members),
                       fixed_bytes=RUNTIME_BYTES + LABEL_PIPELINE_BYTES + fixed,
-                      measured=measured, min_batch=min_batch)
+                      measured=all(ok for _, ok, _ in members), inner_batch_size=inner)
+
+
+def inner_batch_size(meta: dict, budget_bytes: int = DEFAULT_BUDGET_BYTES) -> int:
+    """For a model whose base runs batches of its own (BirdNET): the largest of its batch
+    sizes whose predicted peak, with as many label windows per call, stays within
+    `budget_bytes` (else its smallest); None for every other model."""
+    sizes = sorted({b for m, _, _ in _members(meta) for b in m.inner_batches}, reverse=True)
+    for size in sizes:
+        if window_cost(meta, size).peak_bytes(size) <= budget_bytes:
+            return size
+    return sizes[-1] if sizes else None
 
 
 def label_batch_size(meta: dict, budget_bytes: int = DEFAULT_BUDGET_BYTES,
                      requested: int = None, max_batch: int = DEFAULT_MAX_BATCH) -> int:
-    """`earmark label`'s batch for the model `meta` within `budget_bytes` of peak RSS."""
-    c = window_cost(meta)
+    """`earmark label`'s batch for the model `meta` within `budget_bytes` of peak RSS (its
+    base's own batch, if it has one, at `inner_batch_size(meta, budget_bytes)`)."""
+    c = window_cost(meta, inner_batch_size(meta, budget_bytes))
     return batch_size_for(budget_bytes, c.window_input_bytes, c.per_window_activation_bytes,
                           c.fixed_bytes, requested, max_batch, c.min_batch)
 
 
-def expected_peak_bytes(meta: dict, batch_size: int) -> int:
-    """`label`'s predicted peak RSS for the model `meta` at `batch_size`."""
-    return window_cost(meta).peak_bytes(batch_size)
+def expected_peak_bytes(meta: dict, batch_size: int, inner_batch_size: int = None) -> int:
+    """`label`'s predicted peak RSS for the model `meta` at `batch_size` (and its base's own
+    batch at `inner_batch_size`; None: its largest)."""
+    return window_cost(meta, inner_batch_size).peak_bytes(batch_size)
 
 
 _UNITS = {"": 1, "b": 1, "k": 10 ** 3, "kb": 10 ** 3, "m": 10 ** 6, "mb": 10 ** 6,

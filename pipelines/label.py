@@ -175,7 +175,7 @@ class WriteSegments(beam.PTransform):
 
 def build_pipeline(p, source, output, model_dir, meta, config, grid, post, formats,
                    keep_scores, chunk_seconds, batch_size, tables_dir, finish,
-                   precision_name=precision.DEFAULT_PRECISION):
+                   precision_name=precision.DEFAULT_PRECISION, embedder_batch_size=None):
     """Wire the label steps onto `p`: ListRecordings → ReadWindows → Score → MakeSegments →
     WriteSegments. Per-recording files go under `output`; the tables, sources.csv and dead
     letter under `tables_dir` (a run partition `runs/RUN_ID/` holds segments.csv whatever
@@ -185,7 +185,8 @@ def build_pipeline(p, source, output, model_dir, meta, config, grid, post, forma
     recordings = p | "ListRecordings" >> ListRecordings(source)
     read = recordings | "ReadWindows" >> ReadWindows(config, chunk_seconds, run_id,
                                                      fs.single_process(p.options))
-    scored = read["windows"] | "Score" >> Score(model_dir, batch_size, run_id, precision_name)
+    scored = read["windows"] | "Score" >> Score(model_dir, batch_size, run_id, precision_name,
+                                                embedder_batch_size)
     made = ({"info": read["info"], "scores": scored["scores"], "chunk_failed": read["chunk_failed"],
              "inference_failed": scored["failed"]}
             | "MakeSegments" >> MakeSegments(meta["labels"], post, grid, keep_scores))
@@ -283,7 +284,7 @@ def run(argv=None, save_main_session=True, test_pipeline=None):
     except ValueError as e:
         raise UserError(f"--precision {args.precision}: {e}; use --precision auto or float32") from None
     labels = meta["labels"]
-    batch_size = _batch_size(meta, args.memory_budget, args.batch_size)
+    batch_size, embedder_batch_size = _batch_sizes(meta, args.memory_budget, args.batch_size)
     post, post_summary = post_processing(meta, args)
     grid = WindowGrid(hop_s=config.patch_hop_seconds, window_s=config.patch_samples / config.sample_rate_hz)
     output = fs.absolute(args.output)
@@ -358,6 +359,8 @@ def run(argv=None, save_main_session=True, test_pipeline=None):
         "files_matched": files_matched,
         "batch_size": batch_size, "memory_budget_bytes": args.memory_budget,
     }
+    if embedder_batch_size:
+        summary["embedder_batch_size"] = embedder_batch_size
     incremental = None
     if args.incremental:
         incremental = {"run_id": run_id, "versions": {k: versions[k] for k in todo},
@@ -369,22 +372,24 @@ def run(argv=None, save_main_session=True, test_pipeline=None):
     p = test_pipeline or beam.Pipeline(options=options)
     build_pipeline(p, source, output, model_dir, meta, config, grid, post, formats,
                    args.scores, args.chunk_seconds, batch_size, tables_dir, finish,
-                   args.precision)
+                   args.precision, embedder_batch_size)
     return outputs.run_pipeline(p, options, output, _temp_folders(output, tables_dir, run_id))
 
 
-def _batch_size(meta, budget_bytes: int, requested: int = None) -> int:
-    """The windows per model call: the most (up to `requested`, else 128) that keep a
-    labeling process within `budget_bytes` by the base's measured memory figures
-    (`model.memory_budget`); a warning when even the smallest cannot."""
+def _batch_sizes(meta, budget_bytes: int, requested: int = None) -> tuple:
+    """→ (windows per model call, windows per call of an installed embedder such as
+    BirdNET's or None): the most (up to `requested`, else 128) that keep a labeling process
+    within `budget_bytes` by the base's measured memory figures (`model.memory_budget`); a
+    warning when even the smallest cannot."""
     from earmark.model import memory_budget
+    inner = memory_budget.inner_batch_size(meta, budget_bytes)
     batch = memory_budget.label_batch_size(meta, budget_bytes, requested=requested)
-    peak = memory_budget.expected_peak_bytes(meta, batch)
+    peak = memory_budget.expected_peak_bytes(meta, batch, inner)
     if peak > budget_bytes:
         log.warning("label: --memory-budget %.2f GB is below what this model needs at any "
                     "batch size (about %.2f GB at %d windows per call); running anyway",
                     budget_bytes / 1e9, peak / 1e9, batch)
-    return batch
+    return batch, inner
 
 
 def _planned_outputs(output, tables_dir, formats, incremental_run: str, run_id: str):

@@ -40,15 +40,16 @@ class WaveformModelHandler(ModelHandler):
     BirdNET alike) on batches of waveform windows; one model per process."""
 
     def __init__(self, model_dir: str, batch_size: int, run_id: str = "",
-                 precision_name: str = precision.DEFAULT_PRECISION):
+                 precision_name: str = precision.DEFAULT_PRECISION, embedder_batch_size: int = None):
         self._model_dir = model_dir
-        self._batch_size = batch_size
+        self._batch_size, self._embedder_batch_size = batch_size, embedder_batch_size
         self._run_id = run_id or uuid.uuid4().hex
         self._precision = precision_name   # resolved where the model runs: a worker's hardware
 
     def load_model(self):
         from earmark.model import export
-        predictor = export.predictor(local_model_dir(self._model_dir), self._precision)
+        predictor = export.predictor(local_model_dir(self._model_dir), self._precision,
+                                     self._embedder_batch_size)
         ran = precision.effective(self._precision, predictor.meta)
         beam.metrics.Metrics.counter("label", f"models_in_{ran}").inc()
         return predictor
@@ -189,10 +190,10 @@ class Score(beam.PTransform):
     (key, reason) of the files whose windows the model could not score}."""
 
     def __init__(self, model_dir: str, batch_size: int, run_id: str,
-                 precision_name: str = precision.DEFAULT_PRECISION):
+                 precision_name: str = precision.DEFAULT_PRECISION, embedder_batch_size: int = None):
         super().__init__()
         self._handler = KeyedModelHandler(WaveformModelHandler(model_dir, batch_size, run_id,
-                                                               precision_name))
+                                                               precision_name, embedder_batch_size))
 
     def expand(self, windows):
         inferred, other = (windows | "RunInference" >> RunInference(self._handler)

@@ -85,8 +85,29 @@ def test_ensemble_sums_its_members():
                                  "members": members}, _waveform(48000)))
     one = [mb.MEASURED[m["name"]] for m in members]
     assert both.per_window_activation_bytes == sum(m.per_window_activation_bytes for m in one)
+    # BirdNET's own batch costed at its largest unless told
+    birdnet = mb.MEASURED["birdnet"]
+    assert both.inner_batch_size == max(birdnet.inner_batches) == both.min_batch
     assert both.fixed_bytes == (mb.RUNTIME_BYTES + mb.LABEL_PIPELINE_BYTES
-                                + sum(m.model_fixed_bytes for m in one))
+                                + sum(m.model_fixed_bytes for m in one)
+                                + (both.inner_batch_size - 1) * birdnet.per_inner_window_bytes)
+
+
+def test_birdnet_runs_its_own_batch_at_what_the_budget_allows():
+    """BirdNET's interpreter keeps every tensor of its own batch: the budget picks that batch
+    first (the largest that fits with as many label windows), then label's batch."""
+    birdnet = _meta({"name": "birdnet", "kind": "embedding"}, _waveform(48000))
+    sizes = mb.MEASURED["birdnet"].inner_batches
+    assert mb.inner_batch_size(birdnet, 100 * GB) == max(sizes)
+    assert mb.inner_batch_size(birdnet, 0) == min(sizes)            # never below its smallest
+    for budget in (1.2 * GB, 1.5 * GB, 1.8 * GB, 2.5 * GB):
+        inner = mb.inner_batch_size(birdnet, budget)
+        batch = mb.label_batch_size(birdnet, budget)
+        assert inner <= batch                       # fewer label windows would save nothing
+        assert mb.expected_peak_bytes(birdnet, batch, inner) <= budget
+        bigger = [s for s in sizes if s > inner]
+        assert not bigger or mb.expected_peak_bytes(birdnet, min(bigger), min(bigger)) > budget
+    assert mb.inner_batch_size(_meta({"name": "inception_v3", "input_px": 96})) is None
 
 
 def test_label_batch_size_defaults():

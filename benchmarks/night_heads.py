@@ -10,7 +10,8 @@ built from the held-out clips by ../shared/tools/make_night.py, one per seed; ea
 labels the folder of nights with `earmark label` and no post-processing flags. Printed per
 head and night: event F1 at IoU 0.5 (`model.event_metrics`), precision, recall, the median
 onset error of the matched snores (all nights), and the kinds of error: snores split into
-several segments, snores no segment touches, and segments that touch no snore. `--workdir`
+several segments, snores no segment touches, and segments that touch no snore; then their
+means and totals over the nights, and the snore settings label used. `--workdir`
 keeps everything, and a rerun reuses what is there (prepared data, cache, models, nights).
 """
 import argparse
@@ -121,6 +122,17 @@ def main(argv=None):
         onset = np.median([e for s in per_night.values() for e in s["onset_errors_s"]])
         print(f"{head:<9}{meta['head']['kind']:<8}{calibration:>9.3f}  {mean:>7.3f}  "
               f"{onset:>7.3f} s  {cells}")
+    print("over the nights: event F1 mean / min, precision and recall mean; snores split, "
+          "missed, segments touching no snore: totals; the snore settings label used")
+    for head, (meta, per_night) in results.items():
+        scores = per_night.values()
+        f1s = [s["f1"] for s in scores]
+        precision, recall = (np.mean([s[k] for s in scores]) for k in ("precision", "recall"))
+        totals = " / ".join(str(sum(s[k] for s in scores))
+                            for k in ("split", "missed", "false_alarms"))
+        used = ", ".join(f"{k} {v:g}" for k, v in meta["post_processing"]["snore"].items())
+        print(f"{head:<9}F1 {np.mean(f1s):.3f} / {min(f1s):.3f}  P {precision:.3f}  "
+              f"R {recall:.3f}  [{totals}]  {used}")
 
 
 if __name__ == "__main__":

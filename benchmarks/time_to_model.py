@@ -2,7 +2,8 @@
 detects on a night it never saw.
 
     .venv/bin/python benchmarks/time_to_model.py [--nights 3] [--minutes 20]
-        [--train-args "--strategy finetune"] [--workdir DIR]
+        [--prepare-args "--split-by recording"] [--train-args "--strategy finetune"]
+        [--workdir DIR]
 
 Three 20-minute nights built by ../shared/tools/make_night.py from 7/8 of the shared snoring
 clips, annotated by its truth written as Raven tables; `earmark prepare --input nights/
@@ -11,7 +12,9 @@ VGG16 stand-in (`--base vgg16 --weights` its file), and a fresh bottleneck cache
 over the base is timed);
 a held-out 20-minute night from the other eighth, labeled with no post-processing flag and
 scored by `model.event_metrics` (event F1 at IoU 0.5). Prints the wall time of each command
-(whole processes, as a user waits for them), the strategy train chose and its phases.
+(whole processes, as a user waits for them), the strategy train chose and its phases, and
+what calibration chose its settings on (the split prepare made, `--split-by`) with the event
+F1 it expected there, beside the held-out night's.
 """
 import argparse
 import json
@@ -42,6 +45,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--nights", type=int, default=3)
     p.add_argument("--minutes", type=float, default=20)
+    p.add_argument("--prepare-args", default="", help="extra `earmark prepare` flags")
     p.add_argument("--train-args", default="", help="extra `earmark train` flags")
     p.add_argument("--workdir", default=None)
     args = p.parse_args()
@@ -63,7 +67,8 @@ def main():
                                       ("prepared", "model", "cache", "labels"))
     for d in (prepared, model, cache, labels):
         subprocess.run(["rm", "-rf", d], check=True)
-    prepare_s = earmark("prepare", "--input", rec, "--annotations", tables, "--output", prepared)
+    prepare_s = earmark("prepare", "--input", rec, "--annotations", tables, "--output", prepared,
+                        *shlex.split(args.prepare_args))
     train_s = earmark("train", "--data", prepared, "--model-dir", model, "--cache-dir", cache,
                       "--base", "vgg16", "--weights",
                       shared_path("models", "vgg16_hed_notop.weights.h5"), "--quiet",
@@ -84,6 +89,13 @@ def main():
           f"{'; '.join(meta['strategy']['phases'])} | {f1:.3f} ({precision:.3f} / "
           f"{recall:.3f}) | {label_s:.0f} |")
     print(f"train timings: {meta['training']['timings_s']}, wall {meta['training']['wall_s']} s")
+    with open(os.path.join(prepared, "features.json")) as f:
+        split_by = json.load(f).get("split_by")
+    calibration = meta.get("calibration", {})
+    expected = {l: v.get("event_f1_iou_0.5") for l, v in calibration.get("per_label", {}).items()}
+    print(f"split by {split_by}; calibrated on {calibration.get('source')} "
+          f"(split {calibration.get('split')}): expected event F1 {expected}, held-out {f1:.3f}; "
+          f"post-processing {meta.get('post_processing', {}).get('snore')}")
 
 
 if __name__ == "__main__":

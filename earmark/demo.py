@@ -227,7 +227,9 @@ def post_processing_lines(model_dir: str) -> list:
         if label not in written:
             lines.append(f"  {label:<11} not written (a background label)")
             continue
-        line = (f"  {label:<11} threshold {pp['threshold']:g}, smoothing "
+        low = (f", low threshold {pp['low_threshold']:g}"
+               if pp["low_threshold"] < pp["threshold"] else "")
+        line = (f"  {label:<11} threshold {pp['threshold']:g}{low}, smoothing "
                 f"{pp['smoothing_windows']} window{'s' if pp['smoothing_windows'] != 1 else ''}, "
                 f"min duration {pp['min_duration_s']:g} s, max gap {pp['max_gap_s']:g} s, "
                 f"widened {pp['extend_s']:g} s")

@@ -6,9 +6,11 @@ import os
 from earmark import report_html as h
 from earmark.model.segments import PostProcessing, model_post_processing
 
-PP_COLUMNS = (("threshold", "threshold"), ("smoothing_windows", "smoothing (windows)"),
+PP_COLUMNS = (("threshold", "threshold"), ("low_threshold", "low threshold"),
+              ("smoothing_windows", "smoothing (windows)"),
               ("min_duration_s", "min duration (s)"), ("max_gap_s", "max gap (s)"),
               ("extend_s", "widened by (s)"))
+PP_NUMERIC = set(range(1, len(PP_COLUMNS) + 1))  # their columns, after the label's
 
 
 def fmt_number(value, spec=".3f") -> str:
@@ -147,7 +149,8 @@ def shipped_post_processing_body(meta) -> str:
     table = h.table(["label", *(name for _, name in PP_COLUMNS), "from",
                      f"event F1 (IoU ≥ {iou:g})" if isinstance(iou, (int, float))
                      else "event F1", "precision", "recall", "truth events",
-                     "predicted events"], rows, {1, 2, 3, 4, 6, 7, 8, 9, 10})
+                     "predicted events"], rows,
+                   PP_NUMERIC | set(range(len(PP_COLUMNS) + 2, len(PP_COLUMNS) + 7)))
     if not isinstance(calibration, dict):
         return table + h.note("model.json has no calibration: this model was trained before "
                               "'earmark train' calibrated event post-processing, so 'earmark "

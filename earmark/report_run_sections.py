@@ -7,7 +7,7 @@ from collections import Counter, defaultdict
 import numpy as np
 
 from earmark import report_html as h
-from earmark.report_model_sections import PP_COLUMNS, as_dict, fmt_number
+from earmark.report_model_sections import PP_COLUMNS, PP_NUMERIC, as_dict, fmt_number
 from earmark.report_runs import find_audio, read_scores, recording_duration
 from earmark.report_thumbnails import CONTEXT_S, thumbnail
 
@@ -102,7 +102,7 @@ def run_post_processing_body(post: dict) -> str:
                      "no (background)"])
     return ("<h3>Post-processing</h3>"
             + h.table(["label", *(name for _, name in PP_COLUMNS), "segments written"], rows,
-                      {1, 2, 3, 4})
+                      PP_NUMERIC)
             + h.muted("each value's source: model = calibrated at train time and shipped in "
                       "model.json; flag = set on the 'earmark label' command line; default = "
                       "earmark's default"))

@@ -1,12 +1,14 @@
-"""Event post-processing chosen at train time: per label, the threshold, smoothing, minimum
-duration and merge gap that maximize event F1 (IoU 0.5) on validation recordings.
+"""Event post-processing chosen at train time: per label, the threshold and low threshold
+(hysteresis), smoothing, minimum duration and merge gap that maximize event F1 (IoU 0.5) on
+validation recordings.
 
 The validation recordings are the prepared data's validation split: annotated long
 recordings as they are, or, for a clip corpus, one sequence per label set built by
 concatenating the validation clips in a seeded order (each clip an event of its label;
-back-to-back clips of one label make one event, as in a real night). The model scores
-them exactly as `earmark label` does (`model.windowing` windows at the model's labeling
-hop), so what is chosen here is what `label` will do by default.
+back-to-back clips of one label make one event, as in a real night); there the low threshold
+(hysteresis) is chosen on one more sequence whose events hold dips (`clip_sequence`). The
+model scores them exactly as `earmark label` does (`model.windowing` windows at the model's
+labeling hop), so what is chosen here is what `label` will do by default.
 """
 import dataclasses
 import hashlib
@@ -27,14 +29,24 @@ SMOOTHING_WINDOWS = (1, 3, 5)
 MIN_DURATIONS_S = (0.0, 0.25, 0.5, 1.0)
 MAX_GAPS_S = (0.0, 0.25, 0.5, 1.0)
 EXTEND_WINDOW_FRACTIONS = (0.0, 1 / 6, 1 / 3, 1 / 2)  # segment widening, as part of a window
+# the low threshold (hysteresis), as part of the threshold: 1 is none
+LOW_THRESHOLD_FRACTIONS = (1.0, 0.75, 0.5, 0.25)
 # settings whose F1 is within this of the best count as equally good, or within one event's
 # worth (1 / the label's independent validation events) when that is more: a difference of
 # less than one event is noise. Among them the plainest wins (threshold nearest 0.5, which
 # keeps a margin on both sides when recordings score a little higher or lower than the
-# validation data; then the least smoothing, widening, minimum and gap)
+# validation data; then the least smoothing, hysteresis, widening, minimum and gap)
 F1_SLACK = 0.005
 MAX_AUDIO_S = 3 * 3600.0  # validation audio scored at most (recordings drawn by a seeded hash)
 MIN_IOU = 0.5
+# a clip corpus' sequences join about one event clip in CLIP_DIP_EVERY to another of its label
+# across a quiet stretch (background audio at DIP_GAIN) of DIP_WINDOW_FRACTIONS of a window
+# (a shorter one leaves no mark on the window scores): one event with a dip inside, as on
+# long recordings, where the scores dip inside an event and split it in two
+CLIP_DIP_EVERY = 2
+CLIP_DIP_ORDERINGS = 1
+DIP_WINDOW_FRACTIONS = (0.1, 0.3)
+DIP_GAIN = 0.1
 # a clip corpus is calibrated on this many sequences, each its validation clips in another
 # seeded order: one order alone is a small, lucky or unlucky sample (measured on the demo:
 # snore event F1 on the night 0.45, 0.92 or 1.0 by the order of one sequence)
@@ -71,14 +83,26 @@ def read_audio(source: str, rate_hz: int, quality: str, read_bytes) -> np.ndarra
 
 
 def recording_sequences(recordings, rate_hz: int, quality: str, read_bytes) -> list:
-    """Annotated validation recordings (`model.data.RecordingEvents`) → Sequences, at most
-    MAX_AUDIO_S of audio."""
-    out, total = [], 0.0
-    for r in sorted(recordings, key=lambda r: _draw_order(r.key)):
-        if total + r.duration_s > MAX_AUDIO_S and out:
+    """Annotated validation recordings, or stretches of them (`model.data.RecordingEvents`)
+    → Sequences, at most MAX_AUDIO_S of audio (drawn by a seeded hash); each recording
+    decoded once, whatever the stretches it gives."""
+    chosen, total = [], 0.0
+    for r in sorted(recordings, key=lambda r: _draw_order(r.name)):
+        if total + r.duration_s > MAX_AUDIO_S and chosen:
             break
-        out.append(Sequence(r.key, read_audio(r.source, rate_hz, quality, read_bytes), r.events))
+        chosen.append(r)
         total += r.duration_s
+    out = []
+    by_source = sorted(chosen, key=lambda r: (r.source, r.offset_s))
+    for source, stretches in itertools.groupby(by_source, key=lambda r: r.source):
+        waveform = read_audio(source, rate_hz, quality, read_bytes)
+        for r in stretches:
+            if r.whole:
+                out.append(Sequence(r.name, waveform, r.events))
+                continue
+            first = int(round(r.offset_s * rate_hz))
+            piece = waveform[first:first + int(round(r.duration_s * rate_hz))].copy()
+            out.append(Sequence(r.name, piece, r.events))
     return sorted(out, key=lambda s: s.name)
 
 
@@ -87,14 +111,17 @@ def _draw_order(key: str) -> str:
 
 
 def clip_sequence(clips, rate_hz: int, quality: str, read_bytes, background_labels=(),
-                  seed: int = 0, decoded: dict = None) -> Sequence:
+                  seed: int = 0, decoded: dict = None, dip_every: int = 0,
+                  dip_s: tuple = (0.0, 0.0)) -> Sequence:
     """Validation clips (`RecordingEvents` with one event each) → one Sequence, in a seeded
     order, that sounds like a recording: each clip of an event label is followed by one to
     three clips of the background labels (`not_snore`, `background`: the corpus' own
     negative audio, reused in turn when there are few), as events sit between quieter
     stretches in a night; consecutive clips of one label form one event. Without background
-    labels the event clips follow each other directly. `decoded` (source → waveform) keeps
-    each clip decoded once across orders and reuses."""
+    labels the event clips follow each other directly. About one event clip in `dip_every`
+    (0: none) is joined to another clip of its label across a quiet stretch of `dip_s`
+    (min, max) seconds, as one event (`_dips`). `decoded` (source → waveform) keeps each
+    clip decoded once across orders and reuses."""
     decoded = {} if decoded is None else decoded
     rng = random.Random(seed)
     clips = sorted(clips, key=lambda r: r.key)
@@ -104,20 +131,35 @@ def clip_sequence(clips, rate_hz: int, quality: str, read_bytes, background_labe
     rng.shuffle(gaps)
     order, g = [], 0
     for clip in events_first or gaps:
-        order.append(clip)
+        order.append((clip, None))
         for _ in range(rng.randint(1, 3) if gaps and events_first else 0):
-            order.append(gaps[g % len(gaps)])
+            order.append((gaps[g % len(gaps)], None))
             g += 1
-    pieces, events, offset = [], [], 0.0
-    for clip in order:
-        if offset > MAX_AUDIO_S and pieces:
-            break
+    if dip_every and events_first:
+        order = _dips(order, events_first, gaps, dip_every, dip_s, seed)
+
+    def wave_of(clip):
         if clip.source not in decoded:
             decoded[clip.source] = read_audio(clip.source, rate_hz, quality, read_bytes)
-        wave = decoded[clip.source]
+        return decoded[clip.source]
+    pieces, events, offset = [], [], 0.0
+    for clip, dip in order:
+        if offset > MAX_AUDIO_S and pieces:
+            break
+        if dip is not None:   # a quiet stretch inside the event before: it goes on after
+            quiet_s, quiet = dip
+            n = int(round(quiet_s * rate_hz))
+            stretch = np.zeros(n, np.float32)
+            if quiet is not None:
+                piece = wave_of(quiet)[:n]
+                stretch[:len(piece)] = piece * DIP_GAIN
+            pieces.append(stretch)
+            offset += n / rate_hz
+        wave = wave_of(clip)
         duration = len(wave) / rate_hz
         label = clip.events[0].label
-        if events and events[-1].label == label and abs(events[-1].end_s - offset) < 1e-6:
+        if dip is not None or (events and events[-1].label == label
+                               and abs(events[-1].end_s - offset) < 1e-6):
             events[-1] = Event(events[-1].start_s, offset + duration, label)
         else:
             events.append(Event(offset, offset + duration, label))
@@ -125,6 +167,27 @@ def clip_sequence(clips, rate_hz: int, quality: str, read_bytes, background_labe
         offset += duration
     waveform = np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
     return Sequence(f"validation clips, concatenated (order {seed})", waveform, tuple(events))
+
+
+def _dips(order: list, events_first: list, gaps: list, dip_every: int, dip_s: tuple,
+          seed: int) -> list:
+    """`order` ((clip, None) pairs) with, after about one event clip in `dip_every`, another
+    clip of its label as (clip, (seconds of a quiet stretch before it, background clip
+    whose start, at DIP_GAIN, fills the stretch, or None: silence)). Drawn with their own
+    seeded generator, so the order of the clips is the one without dips."""
+    rng = random.Random(f"earmark-calibration-dips:{seed}")
+    by_label = {}
+    for c in events_first:
+        by_label.setdefault(c.events[0].label, []).append(c)
+    events = {id(c) for c in events_first}
+    out = []
+    for clip, dip in order:
+        out.append((clip, dip))
+        if id(clip) in events and rng.randrange(dip_every) == 0:
+            partner = rng.choice(by_label[clip.events[0].label])
+            quiet = rng.choice(gaps) if gaps else None
+            out.append((partner, (rng.uniform(*dip_s), quiet)))
+    return out
 
 
 def score_sequences(sequences, predict, window_samples: int, hop_samples: list) -> dict:
@@ -150,60 +213,137 @@ def score_sequences(sequences, predict, window_samples: int, hop_samples: list) 
 
 
 def choose(scores, sequences, labels, skip_labels, grid: WindowGrid, rate_hz: int,
-           repeats: int = 1) -> dict:
+           repeats: int = 1, low_fractions=LOW_THRESHOLD_FRACTIONS) -> dict:
     """→ {label: Choice} for every label not in `skip_labels` (background labels).
-    `repeats`: how many times each event occurs across `sequences` (clips in several orders)."""
+    `repeats`: how many times each event occurs across `sequences` (clips in several orders);
+    `low_fractions`: the low thresholds tried, as parts of the threshold ((1.0,): none)."""
+    extends = [round(f * grid.window_s, 3) for f in EXTEND_WINDOW_FRACTIONS]
+    return {label: _best_for_label(label, columns, truth, bounds, extends, slack, low_fractions)
+            for label, columns, truth, bounds, slack
+            in _per_label(scores, sequences, labels, skip_labels, grid, rate_hz, repeats)}
+
+
+def choose_low_thresholds(chosen: dict, scores, sequences, labels, grid: WindowGrid,
+                          rate_hz: int, repeats: int = 1) -> dict:
+    """{label: Choice} → {label: PostProcessing}: each label's settings with the low
+    threshold chosen on `sequences` (clips joined across dips, `clip_sequence`), the others
+    kept: of LOW_THRESHOLD_FRACTIONS of its threshold, the shallowest whose event F1 there
+    is within the slack (`choose`) of the best."""
+    out = {}
+    for label, columns, truth, bounds, slack in _per_label(
+            scores, sequences, labels, set(labels) - set(chosen), grid, rate_hz, repeats):
+        pp, n_truth = chosen[label].post_processing, sum(len(t) for t in truth)
+        tried = [dataclasses.replace(pp, low_threshold=round(pp.threshold * f, 3))
+                 for f in LOW_THRESHOLD_FRACTIONS]
+        f1s = [event_metrics.f1(*_counts(p, columns, truth, bounds, n_truth))[2] for p in tried]
+        out[label] = next(p for p, f1 in zip(tried, f1s) if f1 >= max(f1s) - slack)
+    return out
+
+
+def rescored(pp: PostProcessing, label: str, scores, sequences, labels, grid: WindowGrid,
+             rate_hz: int) -> Choice:
+    """The Choice of settings `pp` for `label`, its figures measured on `sequences`
+    (`labels`: the model's, in the order of the score columns)."""
+    (_, columns, truth, bounds, _), = _per_label(scores, sequences, labels, set(labels) - {label},
+                                                grid, rate_hz, 1)
+    tp, n_truth, n_pred = _counts(pp, columns, truth, bounds, sum(len(t) for t in truth))
+    precision, recall, f1 = event_metrics.f1(tp, n_truth, n_pred)
+    return Choice(pp, f1, precision, recall, n_truth, n_pred)
+
+
+def _per_label(scores, sequences, labels, skip_labels, grid, rate_hz, repeats):
+    """(label, its score column per sequence, its true events per sequence, window bounds
+    per sequence, F1 slack) for every label not skipped."""
     durations = [len(s.waveform) / rate_hz for s in sequences]
     bounds = [window_bounds(len(sc), grid, d) for sc, d in zip(scores, durations)]
-    out = {}
     for c, label in enumerate(labels):
         if label in skip_labels:
             continue
         truth = [[e for e in s.events if e.label == label] for s in sequences]
-        extends = [round(f * grid.window_s, 3) for f in EXTEND_WINDOW_FRACTIONS]
         independent = sum(len(t) for t in truth) / repeats
         slack = max(F1_SLACK, 1.0 / independent) if independent else F1_SLACK
-        out[label] = _best_for_label(label, [sc[:, c] for sc in scores], truth, bounds, extends,
-                                     slack)
-    return out
+        yield label, [sc[:, c] for sc in scores], truth, bounds, slack
 
 
-def _best_for_label(label, columns, truth, bounds, extends, slack) -> Choice:
+def _counts(pp: PostProcessing, columns, truth, bounds, n_truth: int) -> tuple:
+    """(true positives, true events, segments) of settings `pp` over the sequences."""
+    tp = n_pred = 0
+    for col, events, (lo, hi) in zip(columns, truth, bounds):
+        sm = smooth(col.astype(np.float64), pp.smoothing_windows)
+        starts, ends, _, _ = merge_runs(*threshold_runs(sm, pp.threshold, pp.low_threshold),
+                                        pp, lo, hi)
+        tp += event_metrics.matched_count(
+            np.array([e.start_s for e in events]), np.array([e.end_s for e in events]),
+            np.array([round(float(x), 3) for x in starts]),
+            np.array([round(float(x), 3) for x in ends]), MIN_IOU)
+        n_pred += len(starts)
+    return tp, n_truth, n_pred
+
+
+def _best_for_label(label, columns, truth, bounds, extends, slack,
+                    low_fractions=LOW_THRESHOLD_FRACTIONS) -> Choice:
     n_truth = sum(len(t) for t in truth)
     truth_times = [(np.array([e.start_s for e in t]), np.array([e.end_s for e in t]))
                    for t in truth]
-    matched = [{} for _ in truth]   # per sequence: segment times → matched events
+    matched = [{} for _ in truth]   # per sequence: segments → matched events
+    # per sequence and widening: the start and end `runs_to_segments` writes for a segment
+    # from each window (`merge_runs`' arithmetic, rounded to the millisecond), rounded once
+    times = [{e: (_rounded_ms(np.maximum(lo - e, 0.0)),
+                  _rounded_ms(np.minimum(hi + e, float(hi[-1]) if len(hi) else 0.0)))
+              for e in extends} for lo, hi in bounds]
 
-    def true_positives(k, starts, ends):
-        key = starts.tobytes() + ends.tobytes()   # settings often give the same segments
+    def true_positives(k, extend, firsts, lasts):
+        key = (extend, firsts.tobytes(), lasts.tobytes())  # settings often give the same segments
         if key not in matched[k]:
-            # the times `runs_to_segments` writes (rounded to the millisecond)
-            matched[k][key] = event_metrics.matched_count(
-                *truth_times[k], np.array([round(float(x), 3) for x in starts]),
-                np.array([round(float(x), 3) for x in ends]), MIN_IOU)
+            starts, ends = times[k][extend]
+            matched[k][key] = event_metrics.matched_count(*truth_times[k], starts[firsts],
+                                                          ends[lasts], MIN_IOU)
         return matched[k][key]
 
     tried = []
     for width in SMOOTHING_WINDOWS:
         smoothed = [smooth(col.astype(np.float64), width) for col in columns]
         for threshold in THRESHOLDS:
-            runs = [threshold_runs(sm, threshold) for sm in smoothed]
-            for min_duration, max_gap, extend in itertools.product(
-                    MIN_DURATIONS_S, MAX_GAPS_S, extends):
-                pp = PostProcessing(float(threshold), width, min_duration, max_gap, extend)
-                tp = n_pred = 0
-                for k, ((firsts, lasts), (lo, hi)) in enumerate(zip(runs, bounds)):
-                    starts, ends, _, _ = merge_runs(firsts, lasts, pp, lo, hi)
-                    tp += true_positives(k, starts, ends)
-                    n_pred += len(starts)
-                tried.append((pp, tp, n_pred))
+            for runs, low in _hysteresis_runs(smoothed, float(threshold), low_fractions):
+                for max_gap, extend in itertools.product(MAX_GAPS_S, extends):
+                    # merged once; each minimum duration then drops what `merge_runs` would
+                    merged = [merge_runs(firsts, lasts, PostProcessing(
+                        max_gap_s=max_gap, extend_s=extend), lo, hi)
+                        for (firsts, lasts), (lo, hi) in zip(runs, bounds)]
+                    for min_duration in MIN_DURATIONS_S:
+                        tp = n_pred = 0
+                        for k, (starts, ends, firsts, lasts) in enumerate(merged):
+                            keep = ends - starts + 1e-9 >= min_duration
+                            tp += true_positives(k, extend, firsts[keep], lasts[keep])
+                            n_pred += int(keep.sum())
+                        tried.append((PostProcessing(float(threshold), width, min_duration,
+                                                     max_gap, extend, low), tp, n_pred))
     scored = [(event_metrics.f1(tp, n_truth, n_pred), pp, n_pred) for pp, tp, n_pred in tried]
     best = max(f for (_, _, f), _, _ in scored)
     plain = min((s for s in scored if s[0][2] >= best - slack), key=lambda s: (
-        abs(s[1].threshold - 0.5), s[1].smoothing_windows, s[1].extend_s, s[1].min_duration_s,
-        s[1].max_gap_s))
+        abs(s[1].threshold - 0.5), s[1].smoothing_windows, s[1].threshold - s[1].low_threshold,
+        s[1].extend_s, s[1].min_duration_s, s[1].max_gap_s))
     (precision, recall, f1), pp, n_pred = plain
     return Choice(pp, f1, precision, recall, n_truth, n_pred)
+
+
+def _rounded_ms(seconds: np.ndarray) -> np.ndarray:
+    """Python's round(x, 3) of each (numpy's rounding differs at some ties)."""
+    return np.array([round(float(x), 3) for x in seconds])
+
+
+def _hysteresis_runs(smoothed: list, threshold: float, low_fractions):
+    """→ (runs per sequence, low threshold) for each of `low_fractions` of `threshold`,
+    skipping a low threshold whose runs equal the previous (higher) one's: the same
+    segments, and a deeper hysteresis is never the plainer choice."""
+    previous = None
+    for fraction in low_fractions:
+        low = round(threshold * fraction, 3)
+        runs = [threshold_runs(sm, threshold, low) for sm in smoothed]
+        if previous is None or any(len(a) != len(b) or (a != b).any()
+                                   for r, p in zip(runs, previous) for a, b in zip(r, p)):
+            yield runs, low
+        previous = runs
 
 
 def calibrate(prepared, split_recordings, predict, hops_s, read_bytes, log=print) -> dict:
@@ -226,22 +366,43 @@ def calibrate(prepared, split_recordings, predict, hops_s, read_bytes, log=print
     if prepared.annotated:
         sequences = recording_sequences(recordings, rate, config.resample_quality, read_bytes)
         what = f"{len(sequences)} annotated {split} recordings"
-    else:
+        if not all(r.whole for r in recordings):   # prepared --split-by time
+            what = (f"{len(sequences)} {split} stretches of "
+                    f"{len({r.key for r in recordings})} annotated recordings")
+    dipped, low_on = [], {}   # a clip corpus: its low thresholds are chosen on clips with dips
+    if not prepared.annotated:
         decoded = {}  # a clip decoded once, whatever the orders and reuses
         sequences = [clip_sequence(recordings, rate, config.resample_quality, read_bytes,
                                    background, seed, decoded) for seed in range(CLIP_ORDERINGS)]
         what = f"{split} clips concatenated, in {CLIP_ORDERINGS} orders"
+        dip_s = tuple(f * config.patch_samples / rate for f in DIP_WINDOW_FRACTIONS)
+        dipped = [clip_sequence(recordings, rate, config.resample_quality, read_bytes,
+                                background, seed, decoded, CLIP_DIP_EVERY, dip_s)
+                  for seed in range(CLIP_DIP_ORDERINGS)]
+        low_on = {"low_thresholds_on": (
+            f"the {split} clips in {CLIP_DIP_ORDERINGS} of those orders, about one event clip "
+            f"in {CLIP_DIP_EVERY} joined to another of its label across {dip_s[0]:.2f}-"
+            f"{dip_s[1]:.2f} s of quiet (one event with a dip inside); the other settings "
+            "chosen without hysteresis on the orders without dips")}
     repeats = 1 if prepared.annotated else CLIP_ORDERINGS
-    audio_s = sum(len(s.waveform) for s in sequences) / rate
+    audio_s = sum(len(s.waveform) for s in sequences + dipped) / rate
     log(f"calibrating event post-processing on {what} ({audio_s:.0f} s of audio)")
     by_hop = []
-    scored = score_sequences(sequences, predict, config.patch_samples,
+    scored = score_sequences(sequences + dipped, predict, config.patch_samples,
                              [config.with_patch_hop(h).patch_hop_samples for h in hops_s])
     for hop_s in hops_s:
         label_config = config.with_patch_hop(hop_s)
-        scores = scored[label_config.patch_hop_samples]
+        scores = scored[label_config.patch_hop_samples][:len(sequences)]
         grid = WindowGrid(label_config.patch_hop_seconds, label_config.patch_samples / rate)
-        chosen = choose(scores, sequences, labels, background, grid, rate, repeats)
+        chosen = choose(scores, sequences, labels, background, grid, rate, repeats,
+                        (1.0,) if dipped else LOW_THRESHOLD_FRACTIONS)
+        if dipped:
+            lows = choose_low_thresholds(
+                chosen, scored[label_config.patch_hop_samples][len(sequences):], dipped,
+                labels, grid, rate, len(dipped))
+            chosen = {l: c if lows[l] == c.post_processing else
+                      rescored(lows[l], l, scores, sequences, labels, grid, rate)
+                      for l, c in chosen.items()}
         mean_f1 = float(np.mean([c.f1 for c in chosen.values()])) if chosen else 0.0
         by_hop.append((mean_f1, hop_s, grid, chosen))
         if len(hops_s) > 1:
@@ -251,8 +412,9 @@ def calibrate(prepared, split_recordings, predict, hops_s, read_bytes, log=print
                                  key=lambda h: h[1])
     for label, c in chosen.items():
         pp = c.post_processing
-        log(f"  {label}: threshold {pp.threshold:g}, smoothing {pp.smoothing_windows}, min "
-            f"duration {pp.min_duration_s:g} s, max gap {pp.max_gap_s:g} s -> event F1 "
+        log(f"  {label}: threshold {pp.threshold:g} (low {pp.low_threshold:g}), smoothing "
+            f"{pp.smoothing_windows}, min duration {pp.min_duration_s:g} s, max gap "
+            f"{pp.max_gap_s:g} s -> event F1 "
             f"{c.f1:.3f} (P {c.precision:.3f}, R {c.recall:.3f}, {c.truth_events} events)")
     return {"post_processing": {l: c.post_processing.to_dict() for l, c in chosen.items()},
             "background_labels": sorted(background), "labeling_hop_s": hop_s,
@@ -260,5 +422,5 @@ def calibrate(prepared, split_recordings, predict, hops_s, read_bytes, log=print
                             "hop_s": grid.hop_s, "hops_tried_s": list(hops_s),
                             "mean_event_f1_per_hop": {f"{h:g}": round(f, 4)
                                                       for f, h, _, _ in by_hop},
-                            "min_iou": MIN_IOU,
+                            "min_iou": MIN_IOU, **low_on,
                             "per_label": {l: c.to_dict() for l, c in chosen.items()}}}

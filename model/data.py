@@ -109,13 +109,22 @@ def open_prepared(root: str) -> Prepared:
 
 @dataclasses.dataclass(frozen=True)
 class RecordingEvents:
-    """One prepared recording: where it is, its split and length, and its events (for a
-    labeled clip, one event spanning the clip)."""
+    """One prepared recording, or the stretch of one that a split holds (`model.splits`):
+    where it is, its split, where the stretch starts and how long it is, and its events
+    there, in seconds from `offset_s` (for a labeled clip, one event spanning the clip)."""
     key: str
     source: str
     split: str
     duration_s: float
     events: tuple  # model.events.Event
+    offset_s: float = 0.0
+    whole: bool = True   # False: a stretch of the recording
+
+    @property
+    def name(self) -> str:
+        """The key, and the stretch (`key@start-end`) when it is not the whole recording."""
+        return self.key if self.whole else \
+            f"{self.key}@{self.offset_s:g}-{self.offset_s + self.duration_s:g}"
 
 
 def read_recordings(prepared: Prepared, split: str) -> list:
@@ -132,9 +141,12 @@ def read_recordings(prepared: Prepared, split: str) -> list:
         for line in f:
             r = json.loads(line) if line.strip() else None
             if r and r["split"] == split and r.get("annotated_extent", "full") == "full":
-                out.append(RecordingEvents(r["key"], r["source"], r["split"], r["duration_s"],
-                                           tuple(Event(*e) for e in r["events"])))
-    return sorted(out, key=lambda r: r.key)
+                start, end = r.get("span_s") or (0.0, r["duration_s"])
+                out.append(RecordingEvents(r["key"], r["source"], r["split"], end - start,
+                                           tuple(Event(s - start, e - start, label)
+                                                 for s, e, label in r["events"]), start,
+                                           "span_s" not in r))
+    return sorted(out, key=lambda r: (r.key, r.offset_s))
 
 
 def read_split(prepared: Prepared, split: str, required: bool = True) -> SplitArrays:

@@ -191,7 +191,8 @@ def _feature_config(d: dict, bad) -> FeatureConfig:
 
 
 def _post_processing(d: dict, labels: list, bad) -> dict:
-    """label → PostProcessing, with the rules of `PostProcessing.problem`."""
+    """label → PostProcessing, with the rules of `PostProcessing.problem` (a model.json
+    from before `low_threshold` lacks it: the threshold, no hysteresis)."""
     post = d.get("post_processing")
     if not isinstance(post, dict):
         bad("'post_processing'", "must be an object")
@@ -201,9 +202,9 @@ def _post_processing(d: dict, labels: list, bad) -> dict:
     out = {}
     for label in labels:
         pp = post.get(label)
-        if not isinstance(pp, dict) or set(PostProcessing.FIELDS) - set(pp):
+        if not isinstance(pp, dict) or set(PostProcessing.REQUIRED) - set(pp):
             bad(f"'post_processing.{label}'",
-                f"must be an object with {', '.join(PostProcessing.FIELDS)}")
+                f"must be an object with {', '.join(PostProcessing.REQUIRED)}")
         wrong = PostProcessing.problem(pp)
         if wrong:
             bad(f"'post_processing.{label}.{wrong[0]}'", wrong[1])

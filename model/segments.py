@@ -4,9 +4,9 @@ Window k starts at k·hop and is `window_s` long; it "owns" the hop-long interva
 on its middle, so consecutive positive windows tile time without overlap and a segment
 runs from the first positive window's interval start to the last one's end.
 
-Each label has its own `PostProcessing` (threshold, smoothing, minimum duration, merge
-gap): `earmark train` chooses them on validation recordings and ships them in
-`model.json`; `earmark label` uses them unless a flag overrides.
+Each label has its own `PostProcessing` (threshold and low threshold, smoothing, minimum
+duration, merge gap): `earmark train` chooses them on validation recordings and ships them
+in `model.json`; `earmark label` uses them unless a flag overrides.
 """
 import dataclasses
 import math
@@ -31,24 +31,42 @@ class PostProcessing:
     min_duration_s: float = 0.0  # drop shorter segments
     max_gap_s: float = 0.0       # merge same-label segments closer than this
     extend_s: float = 0.0        # widen each run of positive windows by this on both sides
+    # hysteresis: a dip between positive windows that stays at or above this (<= threshold)
+    # does not split a segment (`threshold_runs`); None: the threshold (no hysteresis)
+    low_threshold: float = None
 
     # field → (is the value good, what a good value is): the one copy of the range rules
     RULES = {"threshold": (lambda v: is_number(v) and 0 <= v <= 1, "a number in [0, 1]"),
              "smoothing_windows": (lambda v: is_whole(v) and v >= 1, "a whole number >= 1"),
              "min_duration_s": (lambda v: is_number(v) and v >= 0, "a number >= 0"),
              "max_gap_s": (lambda v: is_number(v) and v >= 0, "a number >= 0"),
-             "extend_s": (lambda v: is_number(v) and v >= 0, "a number >= 0")}
+             "extend_s": (lambda v: is_number(v) and v >= 0, "a number >= 0"),
+             "low_threshold": (lambda v: is_number(v) and 0 <= v <= 1, "a number in [0, 1]")}
     FIELDS = tuple(RULES)
+    # fields a settings dict may lack (model.json written before them) → the field whose
+    # value they then take
+    OPTIONAL = {"low_threshold": "threshold"}
+    REQUIRED = ()   # the other fields (set below the class)
+
+    def __post_init__(self):
+        if self.low_threshold is None:
+            object.__setattr__(self, "low_threshold", self.threshold)
 
     @classmethod
     def problem(cls, d) -> tuple:
         """(field, what is wrong) of the first missing or out-of-range field of the settings
-        dict `d`, else None."""
+        dict `d` (an OPTIONAL one may be missing), or of a low threshold above the
+        threshold, else None."""
         for field, (ok, what) in cls.RULES.items():
             if field not in d:
+                if field in cls.OPTIONAL:
+                    continue
                 return field, "is missing"
             if not ok(d[field]):
                 return field, f"is {d[field]!r}; it must be {what}"
+        if d.get("low_threshold", d["threshold"]) > d["threshold"]:
+            return "low_threshold", (f"is {d['low_threshold']!r}; it must be at most the "
+                                     f"threshold ({d['threshold']!r})")
         return None
 
     def to_dict(self) -> dict:
@@ -56,11 +74,14 @@ class PostProcessing:
 
     @classmethod
     def from_dict(cls, d: dict) -> "PostProcessing":
-        """Every field, in range (`problem`), else ValueError."""
+        """Every field, in range (`problem`), else ValueError; a missing OPTIONAL field takes
+        its stand-in's value (an older model.json: the low threshold is the threshold)."""
         wrong = cls.problem(d)
         if wrong:
             raise ValueError(" ".join(wrong))
-        return cls(**{f: (int if f == "smoothing_windows" else float)(d[f]) for f in cls.FIELDS})
+        given = {**{f: d[stand_in] for f, stand_in in cls.OPTIONAL.items()}, **d}
+        return cls(**{f: (int if f == "smoothing_windows" else float)(given[f])
+                      for f in cls.FIELDS})
 
     @classmethod
     def parse(cls, field: str, text: str):
@@ -77,6 +98,8 @@ class PostProcessing:
 
 
 assert PostProcessing.FIELDS == tuple(f.name for f in dataclasses.fields(PostProcessing))
+PostProcessing.REQUIRED = tuple(f for f in PostProcessing.FIELDS
+                                if f not in PostProcessing.OPTIONAL)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,10 +148,19 @@ def window_bounds(num_windows: int, grid: WindowGrid, duration_s: float):
     return lo, hi
 
 
-def threshold_runs(smoothed: np.ndarray, threshold: float):
-    """(first, last) window indices of each run of windows at or above `threshold`."""
+def threshold_runs(smoothed: np.ndarray, threshold: float, low_threshold: float = None):
+    """(first, last) window indices of each run of windows at or above `threshold`, where
+    runs that only a dip at or above `low_threshold` (default: `threshold`, none) separates
+    are one: a double threshold (hysteresis) that keeps an event whole through a dip of its
+    scores. Unlike the textbook one, a run still starts and ends at windows at or above
+    `threshold`: it bridges dips, it does not stretch an event's edges (or a short noise
+    bump) out to where the scores fall below the low threshold."""
     positive = np.flatnonzero(smoothed >= threshold)
-    breaks = np.flatnonzero(np.diff(positive) > 1)
+    if low_threshold is None or low_threshold >= threshold:
+        breaks = np.flatnonzero(np.diff(positive) > 1)
+    else:   # a break where some window between two positive ones is under the low threshold
+        under = np.concatenate(([0], np.cumsum(smoothed < low_threshold)))
+        breaks = np.flatnonzero(under[positive[1:]] > under[positive[:-1] + 1])
     return (np.concatenate((positive[:1], positive[breaks + 1])),
             np.concatenate((positive[breaks], positive[-1:])))
 
@@ -154,16 +186,17 @@ def merge_runs(firsts, lasts, pp: PostProcessing, lo: np.ndarray, hi: np.ndarray
 def runs_to_segments(smoothed: np.ndarray, label: str, pp: PostProcessing, lo: np.ndarray,
                      hi: np.ndarray) -> list:
     """One label's already-smoothed scores [windows] → its segments: runs of windows at or
-    above the threshold, each widened by `extend_s` on both sides (a window longer than
+    above the threshold, dips at or above the low threshold bridged (`threshold_runs`),
+    each widened by `extend_s` on both sides (a window longer than
     the hop is positive only once an event fills much of it, so runs sit inside their
     events), runs closer than `max_gap_s` merged, segments shorter than `min_duration_s`
     dropped. Split out (`threshold_runs`, `merge_runs`) so calibration can smooth and
     threshold once and try many settings."""
-    starts, ends, firsts, lasts = merge_runs(*threshold_runs(smoothed, pp.threshold), pp, lo, hi)
+    starts, ends, firsts, lasts = merge_runs(
+        *threshold_runs(smoothed, pp.threshold, pp.low_threshold), pp, lo, hi)
     out = []
     for start, end, first, last in zip(starts, ends, firsts, lasts):
-        span = smoothed[first:last + 1]
-        conf = float(span[span >= pp.threshold].max())
+        conf = float(smoothed[first:last + 1].max())  # a run holds a window >= threshold
         out.append(Segment(round(float(start), 3), round(float(end), 3), label, round(conf, 4)))
     return out
 

@@ -8,7 +8,6 @@ the rows' values choose it (`ManifestColumns`).
 """
 import csv
 import dataclasses
-import hashlib
 import io
 import logging
 import os
@@ -16,7 +15,8 @@ import posixpath
 import string
 
 from earmark.model import annotations, audio, file_kinds
-from earmark.model.data_files import SPLITS
+from earmark.model.data_files import SPLITS  # noqa: F401  (pipelines' name for them)
+from earmark.model.splits import split_of
 from earmark.model.errors import UserError
 from earmark.pipelines import fs
 
@@ -31,19 +31,7 @@ class Recording:
     events: tuple = None  # annotated recordings: `model.annotations.AnnotationRow`s; None: a clip
     ignore_s: tuple = ()  # annotated recordings: (start_s, end_s) spans of rows that could not
     #                       be used: windows touching them are left out of training
-    split: str = None     # the split a manifest's --split-column chose; None: assign_split(key)
-
-
-def assign_split(key: str, fractions=(0.8, 0.1, 0.1)) -> str:
-    """Stable split of a recording key: same key, same split, on every machine."""
-    digest = hashlib.sha256(("earmark-split:" + key).encode()).digest()
-    u = int.from_bytes(digest[:8], "big") / 2.0 ** 64
-    edge = 0.0
-    for split, fraction in zip(SPLITS, fractions):
-        edge += fraction
-        if u < edge:
-            return split
-    return SPLITS[-1]
+    split: str = None     # the split a manifest's --split-column chose; None: model.splits
 
 
 def parse_fractions(text: str):
@@ -425,8 +413,8 @@ class _SplitColumn:
                                 f"--test-values need one (e.g. --split 80/10/10), or name "
                                 f"their --validation-values")
             else:
-                split = assign_split(r.key, (train / (train + validation),
-                                             validation / (train + validation), 0.0))
+                split = split_of(r.key, (train / (train + validation),
+                                         validation / (train + validation), 0.0))
             out.append(dataclasses.replace(r, split=split))
         return out
 

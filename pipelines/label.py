@@ -38,7 +38,8 @@ def post_processing(meta: dict, args) -> tuple:
     unless --emit-background), and for run.json where each value came from: `model`
     (calibrated at train time), `flag`, or `default` (a model trained before calibration).
     The flags' values were checked as they were parsed (`label_flags.override`); their
-    LABEL= names are checked here, against the model's labels."""
+    LABEL= names are checked here, against the model's labels, and so is a --low-threshold
+    against the threshold it goes with (`reconcile_low_threshold`)."""
     labels = meta["labels"]
     resolved = model_post_processing(meta)
     settings = {l: resolved[l][0] for l in labels}
@@ -52,9 +53,24 @@ def post_processing(meta: dict, args) -> tuple:
                 if not item.label or item.label == label:
                     settings[label][field], sources[label][field] = item.value, "flag"
     written = set(written_labels(meta, args.emit_background))
+    for label in labels:
+        reconcile_low_threshold(label, settings[label], sources[label], label in written)
     out = [PostProcessing.from_dict(settings[l]) if l in written else None for l in labels]
     return out, {l: {"settings": settings[l], "from": sources[l], "written": l in written}
                  for l in labels}
+
+
+def reconcile_low_threshold(label: str, settings: dict, sources: dict, written: bool) -> None:
+    """A low threshold above the threshold: a UserError where --low-threshold set it for a
+    label that is written; else (the model's, and --threshold went below it; or a label not
+    written) it becomes the threshold (no hysteresis), from the flag. In place."""
+    if settings["low_threshold"] <= settings["threshold"]:
+        return
+    if sources["low_threshold"] == "flag" and written:
+        raise UserError(f"--low-threshold {settings['low_threshold']:g} for {label}: it must be "
+                        f"at most {label}'s threshold ({settings['threshold']:g}); lower it, "
+                        f"or raise --threshold")
+    settings["low_threshold"], sources["low_threshold"] = settings["threshold"], "flag"
 
 
 def per_recording_files(name: str, formats, scores: bool) -> dict:

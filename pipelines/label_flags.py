@@ -13,7 +13,7 @@ from earmark.pipelines import flags, label_formats
 # good value for messages
 OVERRIDE_FLAGS = {"threshold": ("threshold", "0.7"), "smoothing": ("smoothing_windows", "3"),
                   "min_duration": ("min_duration_s", "0.5"), "max_gap": ("max_gap_s", "1"),
-                  "extend": ("extend_s", "0.1")}
+                  "extend": ("extend_s", "0.1"), "low_threshold": ("low_threshold", "0.3")}
 
 
 class Override(NamedTuple):
@@ -69,6 +69,12 @@ def build_arg_parser() -> argparse.ArgumentParser:
     p.add_argument("--threshold", action="append", default=[], type=override("threshold"),
                    help="override the model's calibrated thresholds: 0.7 for all labels, or "
                         "LABEL=0.7 (repeatable; in [0, 1])")
+    p.add_argument("--low-threshold", action="append", default=[],
+                   type=override("low_threshold"),
+                   help="override: hysteresis; a dip of the scores inside a segment that "
+                        "stays at or above this does not split it, 0.3 or LABEL=0.3 (in [0, 1], "
+                        "at most the threshold; the threshold itself: none). --threshold alone "
+                        "keeps the model's low threshold, capped at the new threshold")
     p.add_argument("--smoothing", action="append", default=[], type=override("smoothing"),
                    help="override: moving average over N windows, N or LABEL=N (a whole number >= 1; "
                         "1: none)")

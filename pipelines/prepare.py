@@ -15,7 +15,7 @@ import uuid
 
 import apache_beam as beam
 
-from earmark.model import progress, window_labels
+from earmark.model import progress, splits, window_labels
 from earmark.model.data_files import (DEAD_LETTER_FILE, FEATURES_FILE, RECORDINGS_FILE, SHARD_SUFFIX,
                                      STATS_FILE, stem)
 from earmark.model.errors import UserError
@@ -38,13 +38,15 @@ class DecodeToPatches(beam.DoFn):
     FILE_OK = "file_ok"
 
     def __init__(self, config_json: str, labels, fractions, decoder: str, files_matched: int,
-                 single_process: bool = True, rules: window_labels.WindowRules = None):
+                 single_process: bool = True, rules: window_labels.WindowRules = None,
+                 split_by: str = "recording"):
         self._config_json = config_json
         # progress: a total (and so an ETA) only where this process does the whole run
         self._progress_total = files_matched if single_process else None
         self._run_id = uuid.uuid4().hex
         self._labels = list(labels)
         self._fractions = tuple(fractions)
+        self._split_by = split_by   # "recording" | "time" (annotated recordings: model.splits)
         self._decoder = decoder
         self._rules = rules or window_labels.WindowRules()
         self._files_ok = beam.metrics.Metrics.counter("prepare", "files_ok")
@@ -116,43 +118,63 @@ class DecodeToPatches(beam.DoFn):
                 events.append(Event(row.start_s, row.end_s, row.label))
         return events, ignore
 
+    def _spans(self, recording, duration_s, events) -> list:
+        """[(start_s, end_s, split)] of the recording's time (`model.splits`): one span for a
+        clip, a recording a manifest's split column placed, or any recording when the corpus
+        is split by recording; time blocks of an annotated recording otherwise."""
+        if recording.split:
+            return [(0.0, duration_s, recording.split)]
+        if recording.events is None or self._split_by != "time":
+            return [(0.0, duration_s, splits.split_of(recording.key, self._fractions))]
+        return splits.block_splits(recording.key, duration_s, events, self._fractions)
+
     def _examples(self, recording, patches, starts, duration_s, events, ignore):
         from earmark.model.examples import make_example
         c = self._config
-        split = recording.split or corpus.assign_split(recording.key, self._fractions)
         window_s = c.patch_samples / c.sample_rate_hz
         if recording.events is None:  # a clip: its label, whatever its name
             kinds = window_labels.label_windows(starts, window_s, events, ignore,
                                                 self._rules.min_overlap)
         else:
             kinds = self._rules.label(starts, window_s, events, ignore)
-        per_label, skipped = {}, {}
+        spans = self._spans(recording, duration_s, events)
+        per_split = {split: {"per_label": {}, "skipped": {}, "patches": 0, "seconds": 0.0}
+                     for _, _, split in spans}
+        for a, b, split in spans:
+            per_split[split]["seconds"] += b - a
         for patch, start, w in zip(patches, starts, kinds):
-            if w.kind not in (window_labels.EVENT, window_labels.BACKGROUND):
-                skipped[w.kind] = skipped.get(w.kind, 0) + 1
+            end = min(start + c.patch_seconds, duration_s)
+            split = splits.window_split(spans, start, end)
+            kind = w.kind if split else splits.SPLIT_BOUNDARY
+            counts = per_split[split or splits.window_split(spans, start, start)]
+            if kind not in (window_labels.EVENT, window_labels.BACKGROUND):
+                counts["skipped"][kind] = counts["skipped"].get(kind, 0) + 1
                 continue
             for name in w.labels:
-                per_label[name] = per_label.get(name, 0) + 1
-            end = min(start + c.patch_seconds, duration_s)
+                counts["per_label"][name] = counts["per_label"].get(name, 0) + 1
+            counts["patches"] += 1
             yield split, make_example(patch, [self._label_index[n] for n in w.labels], w.labels,
                                       recording.path, recording.key, float(start), float(end),
                                       start + c.patch_seconds > duration_s + 1e-9, self._config_hash)
-        kept = len(patches) - sum(skipped.values())
+        kept = sum(v["patches"] for v in per_split.values())
         truth = events if recording.events is None else \
             [e for e in events if not self._rules.is_negative(e.label)]
         self._files_ok.inc()
         self._patches.inc(kept)
         self._progress(kept)
+        whole = len(spans) == 1
         yield beam.pvalue.TaggedOutput(self.FILE_OK, {
-            "split": split, "label": recording.label, "patches": kept, "seconds": duration_s,
-            "per_label": per_label, "skipped": skipped,
-            "recording": {"key": recording.key, "source": recording.path, "split": split,
-                          "duration_s": round(duration_s, 6),
-                          "events": [[e.start_s, e.end_s, e.label] for e in sorted(truth)],
-                          # a partly annotated recording's other time is unknown: not for
-                          # scoring events (model.data.read_recordings leaves it out)
-                          "annotated_extent": "full" if recording.events is None
-                          else self._rules.extent}})
+            "label": recording.label, "splits": per_split,
+            "recordings": [{
+                "key": recording.key, "source": recording.path, "split": split,
+                "duration_s": round(duration_s, 6),
+                **({} if whole else {"span_s": [round(a, 6), round(b, 6)]}),
+                "events": [[e.start_s, e.end_s, e.label] for e in sorted(truth)
+                           if a - 1e-6 <= e.start_s and e.end_s <= b + 1e-6],
+                # a partly annotated recording's other time is unknown: not for
+                # scoring events (model.data.read_recordings leaves it out)
+                "annotated_extent": "full" if recording.events is None
+                else self._rules.extent} for a, b, split in spans]})
 
     def _dead_letter(self, recording, stage, reason, detail):
         self._files_failed.inc()
@@ -197,14 +219,17 @@ def _sum_tuples(rows):
 
 def _per_split_label(file_ok: dict):
     """One file's ((split, label), (files, windows, seconds)) rows: a label counts the
-    recordings holding windows of it, those windows, and those recordings' seconds."""
-    for label, windows in file_ok["per_label"].items():
-        yield (file_ok["split"], label), (1, windows, file_ok["seconds"])
+    recordings holding windows of it in the split, those windows, and the recordings'
+    seconds in the split."""
+    for split, counts in file_ok["splits"].items():
+        for label, windows in counts["per_label"].items():
+            yield (split, label), (1, windows, counts["seconds"])
 
 
 def _per_split_skipped(file_ok: dict):
-    for kind, windows in file_ok["skipped"].items():
-        yield (file_ok["split"], kind), windows
+    for split, counts in file_ok["splits"].items():
+        for kind, windows in counts["skipped"].items():
+            yield (split, kind), windows
 
 
 def _write_stats(_, per_split_label, skipped, failures, path, files_matched, launcher_counts,
@@ -268,7 +293,8 @@ ANNOTATION_STAGE = "annotations"
 
 
 def build_pipeline(p, source, output, config, labels, fractions, decoder, files_matched,
-                   num_shards, launcher_dead=(), rules=None, launcher_counts=None, run_id=""):
+                   num_shards, launcher_dead=(), rules=None, launcher_counts=None, run_id="",
+                   split_by="recording"):
     """Wire the prepare transforms onto pipeline `p`. `source` is a `corpus.Source` (a
     folder or glob of class folders, listed inside the pipeline) or a list of `Recording`s
     (manifest rows, annotated recordings). `launcher_dead`: dead-letter records found before the pipeline (annotation
@@ -286,7 +312,7 @@ def build_pipeline(p, source, output, config, labels, fractions, decoder, files_
         | "Reshuffle" >> beam.Reshuffle()
         | "DecodeToPatches" >> beam.ParDo(DecodeToPatches(
             config.to_json(), labels, fractions, decoder, files_matched,
-            fs.single_process(p.options), rules)).with_outputs(
+            fs.single_process(p.options), rules, split_by)).with_outputs(
                 DecodeToPatches.DEAD_LETTER, DecodeToPatches.FILE_OK, main="examples"))
     by_split = results.examples | "BySplit" >> beam.Partition(
         lambda kv, n: corpus.SPLITS.index(kv[0]), len(corpus.SPLITS))
@@ -311,7 +337,8 @@ def build_pipeline(p, source, output, config, labels, fractions, decoder, files_
              num_shards=1, shard_name_template=""))
     file_ok = results[DecodeToPatches.FILE_OK]
     recordings_written = (file_ok
-         | "RecordingJson" >> beam.Map(lambda r: json.dumps(r["recording"], sort_keys=True))
+         | "RecordingJson" >> beam.FlatMap(lambda r: [json.dumps(one, sort_keys=True)
+                                                     for one in r["recordings"]])
          | "WriteRecordings" >> sinks.write_text(
              fs.join(output, stem(RECORDINGS_FILE)), output, run_id, file_name_suffix=".jsonl",
              num_shards=1, shard_name_template=""))
@@ -380,6 +407,9 @@ def run(argv=None, save_main_session=True, test_pipeline=None):
     columns = corpus.ManifestColumns.from_args(args)
 
     fractions = corpus.parse_fractions(args.split)
+    if args.split_by != "auto" and not args.annotations:
+        raise UserError(f"--split-by {args.split_by} splits annotated recordings; clips are "
+                        "split whole: add --annotations, or drop --split-by")
     config = feature_config_for(args.base, args.patch_hop_seconds, args.resample_quality)
     output = fs.absolute(args.output)
     if args.input:
@@ -405,6 +435,12 @@ def run(argv=None, save_main_session=True, test_pipeline=None):
         labels = sorted({r.label for r in recordings} - {""})
     log.info("prepare: %d files matched, %d labels: %s", files_matched, len(labels),
              ", ".join(labels))
+    split_by = "recording"   # clips and manifest rows: whole files
+    if args.annotations:
+        split_by = splits.split_by_for([r.key for r in source if r.split is None], fractions,
+                                       args.split_by)
+        log.info("prepare: annotated recordings split by %s%s", split_by,
+                 f" (blocks of about {splits.BLOCK_S:g} s)" if split_by == "time" else "")
 
     fs.check_writable_output(output)  # creates it
     run_id = uuid.uuid4().hex
@@ -420,6 +456,7 @@ def run(argv=None, save_main_session=True, test_pipeline=None):
         "background_labels": [l for l in labels if rules.is_negative(l)] if rules else
         window_labels.background_labels(labels),
         "split_fractions": dict(zip(corpus.SPLITS, fractions)),
+        "split_by": split_by,
         "split_column": columns.record(),
         "source": args.manifest or args.input,
         "annotations": {"path": args.annotations, "label_column": args.label_column,
@@ -432,7 +469,8 @@ def run(argv=None, save_main_session=True, test_pipeline=None):
     p = test_pipeline or beam.Pipeline(options=options)
     build_pipeline(p, source, output, config, labels, fractions, args.decoder, files_matched,
                    args.num_shards, launcher_dead,
-                   rules or window_labels.WindowRules(args.min_overlap), launcher_counts, run_id)
+                   rules or window_labels.WindowRules(args.min_overlap), launcher_counts, run_id,
+                   split_by)
     return outputs.run_pipeline(p, options, output, _temp_folders(output, run_id))
 
 
@@ -493,13 +531,15 @@ def summarize(output: str) -> dict:
                  f"{stats['files_failed']} failed {stats['failures_by_reason'] or ''}".rstrip())
     left_out = {k: sum(s.get(k, 0) for s in stats.get("windows_left_out", {}).values())
                 for k in (window_labels.AMBIGUOUS, window_labels.NO_BACKGROUND,
-                          window_labels.OUTSIDE_SELECTIONS)}
+                          window_labels.OUTSIDE_SELECTIONS, splits.SPLIT_BOUNDARY)}
     if any(left_out.values()):
         lines.append(f"windows left out of training: {left_out[window_labels.AMBIGUOUS]} "
                      "ambiguous (touching an event too little, or a row that could not be "
                      f"used), {left_out[window_labels.NO_BACKGROUND]} background (--background "
                      f"none), {left_out[window_labels.OUTSIDE_SELECTIONS]} outside every "
-                     "selection (--annotated-extent selections)")
+                     "selection (--annotated-extent selections), "
+                     f"{left_out[splits.SPLIT_BOUNDARY]} across the edge of two splits' time "
+                     "(--split-by time)")
     a = stats.get("annotations")
     if a:
         lines += annotation_summary_lines(a)

@@ -3,7 +3,7 @@ imports neither Beam nor TensorFlow.
 """
 import argparse
 
-from earmark.model import base_registry, window_labels
+from earmark.model import base_registry, splits, window_labels
 from earmark.model.features import RESAMPLE_QUALITIES, FeatureConfig
 from earmark.pipelines import flags
 
@@ -54,6 +54,11 @@ def build_arg_parser() -> argparse.ArgumentParser:
     flags.add_output_folder(p)
     p.add_argument("--split", default="80/10/10",
                    help="train/validation/test fractions (default 80/10/10)")
+    p.add_argument("--split-by", default="auto", choices=splits.SPLIT_BY,
+                   help="how annotated recordings are split: whole recordings, or time blocks "
+                        f"of about {splits.BLOCK_S:g} s within each (edges moved out of "
+                        "events); default auto: by recording when that gives the training and "
+                        "validation splits one each, else by time")
     p.add_argument("--base", default=None,
                    help=f"the base the data is for: an embedding base "
                         f"({', '.join(base_registry.names('embedding'))}) takes raw waveform "

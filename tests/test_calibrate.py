@@ -1,10 +1,14 @@
 """Calibration's fast paths give what `earmark label` would: the grid search's segment times
 and matches equal `runs_to_segments` + `event_f1`, and scores shared across hops equal
-scoring each hop's windows."""
+scoring each hop's windows. The low threshold (hysteresis) is chosen where events hold dips,
+and clip sequences can be given such events."""
+import dataclasses
+
 import numpy as np
 import pytest
 
 from earmark.model import calibrate, event_metrics
+from earmark.model.data import RecordingEvents
 from earmark.model.events import Event
 from earmark.model.segments import (PostProcessing, WindowGrid, merge_runs, runs_to_segments,
                                     smooth, threshold_runs, window_bounds)
@@ -32,16 +36,100 @@ def test_grid_search_segments_and_matches_equal_label_s(hop_s, window_s):
         lo, hi = window_bounds(len(scores), grid, len(scores) * hop_s + 0.3)
         t_start, t_end = (np.array([getattr(e, a) for e in truth]) for a in ("start_s", "end_s"))
         for pp in (PostProcessing(0.5), PostProcessing(0.3, 3, 0.5, 1.0, window_s / 3),
-                   PostProcessing(0.7, 5, 1.0, 0.25, 0.0), PostProcessing(0.05, 1, 0, 0.5, 0.5)):
+                   PostProcessing(0.7, 5, 1.0, 0.25, 0.0), PostProcessing(0.05, 1, 0, 0.5, 0.5),
+                   PostProcessing(0.6, 1, 0.5, 0.0, window_s / 6, low_threshold=0.3),
+                   PostProcessing(0.8, 3, 0.0, 0.25, 0.0, low_threshold=0.2)):
             sm = smooth(scores, pp.smoothing_windows)
             segments = runs_to_segments(sm, "x", pp, lo, hi)
-            starts, ends, _, _ = merge_runs(*threshold_runs(sm, pp.threshold), pp, lo, hi)
+            starts, ends, _, _ = merge_runs(*threshold_runs(sm, pp.threshold, pp.low_threshold),
+                                            pp, lo, hi)
             rounded = [(round(float(a), 3), round(float(b), 3)) for a, b in zip(starts, ends)]
             assert [(s.start_s, s.end_s) for s in segments] == rounded
             found = [Event(s.start_s, s.end_s, "x") for s in segments]
             p_start, p_end = (np.array([r[i] for r in rounded]) for i in (0, 1))
             assert event_metrics.matched_count(t_start, t_end, p_start, p_end) == \
                 event_metrics.event_f1(truth, found)[0] == len(event_metrics.match_iou(truth, found))
+
+
+RATE = 10   # samples per second of the stand-in waveforms: only their length matters here
+GRID = WindowGrid(hop_s=0.5, window_s=1.0)
+
+
+def _events_night(dips: bool, seed: int = 0):
+    """(Sequence, scores [windows, 1]): events of 9 windows scoring 0.9, each with a one-window
+    dip to 0.35 in the middle when `dips`, apart by one window (0.02) or by ten (0.05)."""
+    rng = np.random.default_rng(seed)
+    scores, spans = [], []
+    for _ in range(40):
+        gap = [0.02] if rng.random() < 0.5 else [0.05] * 10
+        scores += gap
+        spans.append((len(scores), len(scores) + 8))
+        scores += [0.9] * 4 + [0.35 if dips else 0.9] + [0.9] * 4
+    scores += [0.05] * 10
+    duration_s = len(scores) * GRID.hop_s + GRID.window_s / 2
+    lo, hi = window_bounds(len(scores), GRID, duration_s)
+    events = tuple(Event(float(lo[a]), float(hi[b]), "x") for a, b in spans)
+    sequence = calibrate.Sequence("night", np.zeros(int(duration_s * RATE), np.float32), events)
+    return sequence, np.array(scores)[:, None]
+
+
+@pytest.mark.parametrize("dips", [True, False])
+def test_calibration_chooses_hysteresis_where_events_hold_dips_and_none_elsewhere(dips):
+    """A dip inside events (0.35) stays above the scores between events (0.02, one window,
+    as short as the dip): only a low threshold between them keeps every event whole without
+    merging neighbours; smoothing or a merge gap would join neighbours too."""
+    sequence, scores = _events_night(dips)
+    choice = calibrate.choose([scores], [sequence], ["x"], (), GRID, RATE)["x"]
+    pp = choice.post_processing
+    assert choice.f1 == 1.0
+    assert (0.35 >= pp.low_threshold > 0.02 and pp.low_threshold < pp.threshold) if dips \
+        else pp.low_threshold == pp.threshold
+    assert (pp.smoothing_windows, pp.max_gap_s) == (1, 0.0)
+    # without hysteresis, events stay whole only with a threshold under the dip
+    without = calibrate.choose([scores], [sequence], ["x"], (), GRID, RATE, low_fractions=(1.0,))
+    assert without["x"].post_processing.low_threshold == without["x"].post_processing.threshold
+    assert (without["x"].post_processing.threshold <= 0.35) == dips
+
+
+def test_low_thresholds_chosen_on_sequences_with_dips_keep_the_other_settings():
+    plain, plain_scores = _events_night(False)
+    chosen = calibrate.choose([plain_scores], [plain], ["x"], (), GRID, RATE, low_fractions=(1.0,))
+    dipped, dipped_scores = _events_night(True, seed=1)
+    low = calibrate.choose_low_thresholds(chosen, [dipped_scores], [dipped], ["x"], GRID, RATE)
+    pp = chosen["x"].post_processing
+    assert low["x"] == dataclasses.replace(pp, low_threshold=low["x"].low_threshold)
+    assert 0.35 >= low["x"].low_threshold > 0.02
+    # where the sequences hold no dips, the shallowest (none) is as good as any
+    assert calibrate.choose_low_thresholds(chosen, [plain_scores], [plain], ["x"], GRID,
+                                           RATE)["x"] == pp
+    again = calibrate.rescored(low["x"], "x", [plain_scores], [plain], ["x"], GRID, RATE)
+    assert (again.f1, again.post_processing) == (1.0, low["x"])
+
+
+def _clip(key, label, seconds=1.0):
+    return RecordingEvents(key=key, source=key + ".wav", split="validation", duration_s=seconds,
+                           events=(Event(0.0, seconds, label),))
+
+
+def test_clip_sequences_join_some_events_across_a_quiet_dip():
+    clips = [_clip(f"s{i}", "snore") for i in range(8)] + [_clip(f"n{i}", "not_snore")
+                                                          for i in range(8)]
+    decoded = {c.source: np.full(RATE, 1.0 if c.events[0].label == "snore" else 0.5, np.float32)
+               for c in clips}
+    plain = calibrate.clip_sequence(clips, RATE, "HQ", None, {"not_snore"}, 3, decoded)
+    dipped = calibrate.clip_sequence(clips, RATE, "HQ", None, {"not_snore"}, 3, decoded,
+                                     dip_every=1, dip_s=(0.3, 0.5))
+    snores, dipped_snores = ([e for e in q.events if e.label == "snore"] for q in (plain, dipped))
+    assert [e.end_s - e.start_s for e in snores] == [1.0] * 8
+    assert len(dipped_snores) == 8   # each event clip joined to another across a dip
+    for e in dipped_snores:
+        assert 2.3 <= e.end_s - e.start_s <= 2.5
+        inside = dipped.waveform[int(round(e.start_s * RATE)):int(round(e.end_s * RATE))]
+        quiet = inside[RATE:len(inside) - RATE]   # between the two clips
+        assert len(quiet) >= 3 and np.allclose(quiet, 0.5 * calibrate.DIP_GAIN)
+    # the clips between events are the ones without dips, in the same order
+    gaps = [e.start_s - p.end_s for p, e in zip(snores, snores[1:])]
+    assert gaps == [e.start_s - p.end_s for p, e in zip(dipped_snores, dipped_snores[1:])]
 
 
 def test_scores_shared_across_hops_equal_each_hop_scored_alone():

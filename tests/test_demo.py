@@ -145,7 +145,8 @@ def test_post_processing_lines_show_what_label_uses(tmp_path):
             "post_processing": {"other": {"threshold": 0.7, "smoothing_windows": 3,
                                           "min_duration_s": 0.0, "max_gap_s": 0.5},
                                 "snore": {"threshold": 0.65, "smoothing_windows": 1,
-                                          "min_duration_s": 0.25, "max_gap_s": 0.0}},
+                                          "min_duration_s": 0.25, "max_gap_s": 0.0,
+                                          "low_threshold": 0.3}},
             "calibration": {"source": "validation clips concatenated into one sequence",
                             "per_label": {l: {"event_f1_iou_0.5": 1.0, "precision": 1.0,
                                               "recall": 1.0} for l in ("other", "snore")}}}
@@ -154,7 +155,8 @@ def test_post_processing_lines_show_what_label_uses(tmp_path):
     assert "calibrated on the validation clips concatenated" in lines[0]
     assert lines[1].split() == ["background", "not", "written", "(a", "background", "label)"]
     assert "other       threshold 0.7, smoothing 3 windows, min duration 0 s, max gap 0.5 s" in lines[2]
-    assert "snore       threshold 0.65, smoothing 1 window, min duration 0.25 s" in lines[3]
+    assert "snore       threshold 0.65, low threshold 0.3, smoothing 1 window, min duration " \
+           "0.25 s" in lines[3]   # the low threshold only where it is below the threshold
     del meta["post_processing"], meta["calibration"]  # a model from before calibration
     (tmp_path / "model.json").write_text(json.dumps(meta))
     assert all("(defaults: not calibrated)" in l for l in demo.post_processing_lines(str(tmp_path))[2:])

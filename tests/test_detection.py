@@ -15,7 +15,7 @@ from tests.shared import shared_path
 pytestmark = pytest.mark.slow
 
 # recordings whose split key lands in train, train and validation at the 80/10/10 default
-# (corpus.assign_split is a stable hash of the name)
+# (model.splits.split_of is a stable hash of the name)
 TRAINING_NIGHTS = {"night_0.wav": 101, "night_1.wav": 102, "night_7.wav": 107}
 # 4 minutes each (about 28 snores, as many as 8-minute nights hold): the held-out night
 # scored event F1 0.984 on them against 1.000 on 8-minute nights, in 40 s of training, not 95
@@ -25,8 +25,8 @@ NIGHT_MINUTES = 4
 @pytest.fixture(scope="module")
 def detection(tmp_path_factory):
     from earmark.commands import train
-    from earmark.pipelines.corpus import assign_split
-    assert [assign_split(n) for n in TRAINING_NIGHTS] == ["train", "train", "validation"]
+    from earmark.model.splits import split_of
+    assert [split_of(n) for n in TRAINING_NIGHTS] == ["train", "train", "validation"]
     weights = shared_path("models", "vgg16_hed_notop.weights.h5")
     root = tmp_path_factory.mktemp("detection")
     clips = nights.split_snoring_clips(str(root))

@@ -41,6 +41,8 @@ BAD_LABEL_VALUES = [
     ("--max-gap", "nan", "a number >= 0"),
     ("--extend", "-5", "a number >= 0"),
     ("--extend", "snore=inf", "a number >= 0"),
+    ("--low-threshold", "2", "a number in [0, 1]"),
+    ("--low-threshold", "snore=-0.1", "a number in [0, 1]"),
     ("--hop-seconds", "0", "a number > 0"),
     ("--hop-seconds", "-1", "a number > 0"),
     ("--hop-seconds", "nan", "a number > 0"),
@@ -109,6 +111,40 @@ def test_label_ranges_are_post_processings():
         assert PostProcessing.RULES[field][0](PostProcessing.parse(field, example))
         with pytest.raises(UserError, match=re.escape(PostProcessing.RULES[field][1])):
             label_flags.override(attr)("-1")
+
+
+def _settings(meta, *flags):
+    from earmark.pipelines import label
+    args, _ = label_flags.build_arg_parser().parse_known_args(LABEL_ARGS + list(flags))
+    _, summary = label.post_processing(meta, args)
+    return {l: (e["settings"]["threshold"], e["settings"]["low_threshold"],
+                e["from"]["low_threshold"]) for l, e in summary.items()}
+
+
+def test_low_threshold_flag_is_checked_against_the_threshold_it_goes_with():
+    """--low-threshold sets the hysteresis per label; above that label's threshold it is one
+    line naming both; a --threshold under the model's low threshold takes it down along."""
+    calibrated = {"threshold": 0.6, "smoothing_windows": 1, "min_duration_s": 0.0,
+                  "max_gap_s": 0.0, "extend_s": 0.0, "low_threshold": 0.3}
+    meta = {"labels": ["cough", "snore"], "background_labels": [], "calibration": {},
+            "post_processing": {"cough": calibrated, "snore": dict(calibrated, threshold=0.5,
+                                                                   low_threshold=0.5)}}
+    assert _settings(meta) == {"cough": (0.6, 0.3, "model"), "snore": (0.5, 0.5, "model")}
+    assert _settings(meta, "--low-threshold", "snore=0.2") == {
+        "cough": (0.6, 0.3, "model"), "snore": (0.5, 0.2, "flag")}
+    assert _settings(meta, "--threshold", "0.25") == {
+        "cough": (0.25, 0.25, "flag"), "snore": (0.25, 0.25, "flag")}
+    assert _settings(meta, "--threshold", "0.9")["cough"] == (0.9, 0.3, "model")
+    with pytest.raises(UserError, match=re.escape(
+            "--low-threshold 0.55 for snore: it must be at most snore's threshold (0.5)")):
+        _settings(meta, "--low-threshold", "0.55")
+    assert _settings(meta, "--low-threshold", "0.55", "--threshold", "snore=0.7")["snore"] == (
+        0.7, 0.55, "flag")
+    # a label not written (a background label) is not refused for it: no hysteresis there
+    background = dict(meta, background_labels=["snore"])
+    assert _settings(background, "--low-threshold", "0.55")["snore"] == (0.5, 0.5, "flag")
+    with pytest.raises(UserError, match="for snore"):
+        _settings(background, "--low-threshold", "0.55", "--emit-background")
 
 
 BAD_TRAIN_VALUES = [

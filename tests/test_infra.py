@@ -235,7 +235,8 @@ def test_launcher_turns_switches_into_flags():
 
 
 SAMPLE_VALUES = {"memory_budget": "2000000000", "split": "70/15/15", "formats": "csv", "threshold": "0.7", "base": "vgg16",
-                 "smoothing": "3", "min_duration": "0.5", "max_gap": "0.5", "extend": "0.5", "min_overlap": "0.5"}
+                 "smoothing": "3", "min_duration": "0.5", "max_gap": "0.5", "extend": "0.5", "min_overlap": "0.5",
+                 "low_threshold": "0.3"}
 
 
 def sample_value(param: dict) -> str:

@@ -196,11 +196,12 @@ def test_flags_override_the_model_post_processing_and_emit_background(snore_vgg1
     out = str(tmp_path / "out")
     stats = label.main(["--model", snore_vgg16["model"], "--input", corpus, "--output", out,
                         "--threshold", "snore=0.9", "--min-duration", "0", "--smoothing", "1",
-                        "--max-gap", "snore=0", "--extend", "0.1", "--emit-background"])
+                        "--max-gap", "snore=0", "--extend", "0.1", "--low-threshold",
+                        "snore=0.4", "--emit-background"])
     run = json.loads(read(os.path.join(out, "run.json")))
     snore = run["post_processing"]["snore"]
     assert snore["settings"] == {"threshold": 0.9, "smoothing_windows": 1, "min_duration_s": 0.0,
-                                 "max_gap_s": 0.0, "extend_s": 0.1}
+                                 "max_gap_s": 0.0, "extend_s": 0.1, "low_threshold": 0.4}
     assert set(snore["from"].values()) == {"flag"}
     assert run["post_processing"]["not_snore"]["written"] is True
     assert "not_snore" in stats["segments_per_label"]

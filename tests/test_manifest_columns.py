@@ -11,6 +11,7 @@ import os
 import pytest
 
 from earmark.model.errors import UserError
+from earmark.model.splits import split_of
 from earmark.pipelines import corpus, prepare
 from tests.audio_fixtures import tone, write
 from tests.prepared import load_json
@@ -96,7 +97,7 @@ def test_esc50_metadata_as_shipped_splits_by_fold(esc50_run):
     _, _, out = esc50_run
     split = recordings(out)
     expected = {row[0]: "test" if row[1] == "5" else
-                corpus.assign_split(row[5], (8 / 9, 1 / 9, 0.0)) for row in ESC50_ROWS}
+                split_of(row[5], (8 / 9, 1 / 9, 0.0)) for row in ESC50_ROWS}
     assert split == expected
     assert split["1-100-A-0.wav"] == split["1-100-B-0.wav"], "a source spans two splits"
     features = load_json(out, "features.json")

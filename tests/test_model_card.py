@@ -51,6 +51,19 @@ def test_round_trip():
     assert card.post_processing["snore"].extend_s == 0.25
 
 
+def test_a_card_from_before_the_low_threshold_loads_without_hysteresis(tmp_path):
+    """A format-2 model.json written before `low_threshold` existed: each label's low
+    threshold is its threshold (no hysteresis), and the card writes it from then on."""
+    d = card_dict()
+    for settings in d["post_processing"].values():
+        del settings["low_threshold"]
+    (tmp_path / model_files.META_FILE).write_text(json.dumps(d))
+    meta = model_files.read_local_meta(str(tmp_path))
+    assert {l: (p["threshold"], p["low_threshold"]) for l, p in meta["post_processing"].items()} \
+        == {"noise": (0.7, 0.7), "snore": (0.6, 0.6)}
+    assert meta == card_dict()
+
+
 def test_unset_optional_keys_are_left_out():
     d = card_dict()
     for key in ("base", "weights", "head", "calibration"):
@@ -159,6 +172,8 @@ def _post(label, **fields):
                                         "be a number >= 0"),
     (_post("snore", max_gap_s=float("nan")), "'post_processing.snore.max_gap_s' is nan"),
     (_post("snore", extend_s=True), "'post_processing.snore.extend_s' is True"),
+    (_post("snore", low_threshold=0.65), "'post_processing.snore.low_threshold' is 0.65; it "
+                                         "must be at most the threshold (0.6)"),
 ])
 def test_each_rule_is_one_line(change, message):
     assert message in one_line(change(card_dict()))

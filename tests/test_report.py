@@ -215,8 +215,9 @@ def test_event_detection_section_shows_calibration_and_event_scores(built, tmp_p
     # (a) what the model ships, calibrated on which data
     assert "calibrated on 4 annotated validation recordings split validation" in text
     assert "30:00.0 (1800 s)" in text
-    assert "class_1 0.62 3 0.75 0.25 0 calibrated 0.877 0.901 0.853 41 39" in text
-    assert "class_0 – – – – – background: not written" in text
+    # (model.json from before low_threshold: the threshold, no hysteresis)
+    assert "class_1 0.62 0.62 3 0.75 0.25 0 calibrated 0.877 0.901 0.853 41 39" in text
+    assert "class_0 – – – – – – background: not written" in text
     # (b) the event evaluation: per label and overall
     assert "F1 (IoU ≥ 0.5) onset F1 (±0.5 s) segment F1 (1 s)" in text
     assert "class_1 52 47 1.000 1.000 0.811 0.722 0.633 0.123 0.234" in text
@@ -255,8 +256,8 @@ def test_old_model_json_without_event_keys_still_renders(built, tmp_path):
     html = open(report.main(["--model", str(model)]), encoding="utf-8").read()
     text = section_text(html, "event-detection")
     assert "model.json has no calibration" in text
-    assert "class_0 0.7 1 0 0 0 model threshold, other settings default – – – – –" in text
-    assert "class_1 0.5 1 0 0 0 model threshold, other settings default" in text
+    assert "class_0 0.7 0.7 1 0 0 0 model threshold, other settings default – – – – –" in text
+    assert "class_1 0.5 0.5 1 0 0 0 model threshold, other settings default" in text
     assert ("no event_evaluation.json: run 'earmark evaluate --model MODEL_DIR --input "
             "recordings/ --annotations tables/'") in text
 
@@ -279,9 +280,10 @@ def test_real_event_evaluation_of_an_uncalibrated_model_renders(built, page):
 def test_run_summary_shows_post_processing_and_where_it_came_from(page):
     _, html = page
     text = section_text(html, "summary")
-    assert "label threshold smoothing (windows) min duration (s) max gap (s)" in text
-    assert "class_0 0.5 model 1 model 0 model 0 model 0 model yes" in text
-    assert "class_1 0.5 model 1 model 0.25 flag 0 model 0 model yes" in text   # --min-duration
+    assert ("label threshold low threshold smoothing (windows) min duration (s) max gap (s)"
+            in text)
+    assert "class_0 0.5 model 0.5 model 1 model 0 model 0 model 0 model yes" in text
+    assert "class_1 0.5 model 0.5 model 1 model 0.25 flag 0 model 0 model yes" in text
     assert "labels not written" not in text
 
 
@@ -295,7 +297,13 @@ def test_run_summary_names_unwritten_labels_and_old_runs_render(built, tmp_path)
     text = section_text(open(report.main(["--run", str(run), "--top", "0"]),
                              encoding="utf-8").read(), "summary")
     assert "labels not written (background) class_0" in text
-    assert "class_0 0.5 default 1 model 0 model 0 model 0 model no (background)" in text
+    assert "class_0 0.5 default 0.5 model 1 model 0 model 0 model 0 model no (background)" in text
+    for entry in summary["post_processing"].values():   # a run from before low_threshold
+        del entry["settings"]["low_threshold"], entry["from"]["low_threshold"]
+    (run / "run.json").write_text(json.dumps(summary))
+    text = section_text(open(report.main(["--run", str(run), "--top", "0"]),
+                             encoding="utf-8").read(), "summary")
+    assert "class_0 0.5 default – 1 model 0 model 0 model 0 model no (background)" in text
     del summary["post_processing"]
     (run / "run.json").write_text(json.dumps(summary))
     text = section_text(open(report.main(["--run", str(run), "--top", "0"]),

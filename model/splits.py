@@ -96,8 +96,12 @@ def block_splits(key: str, duration_s: float, events=(), fractions=(0.8, 0.1, 0.
                  block_s: float = BLOCK_S) -> list:
     """One annotated recording's time → [(start_s, end_s, split)], consecutive blocks of one
     split joined: its blocks (`block_edges`) divided in `fractions` (`block_counts`), the
-    blocks of each split drawn by a hash of `key` and the block's index."""
+    blocks of each split drawn by a hash of `key` and the block's index. A recording of one
+    block (under 1.5 `block_s`) goes whole to the split its key hashes to (`split_of`), as
+    when splitting by recording: the largest remainder would give it to train every time."""
     edges = block_edges(duration_s, events, block_s)
+    if len(edges) == 2:
+        return [(0.0, duration_s, split_of(key, fractions))]
     order = sorted(range(len(edges) - 1), key=lambda i: _unit(f"earmark-split-block:{key}:{i}"))
     split_of_block, taken = {}, 0
     for split, count in zip(SPLITS, block_counts(len(order), fractions)):

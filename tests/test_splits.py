@@ -66,6 +66,12 @@ def test_block_splits_cover_the_recording_in_the_fractions():
     assert splits.block_splits("night_0.wav", 1200.0, events, FRACTIONS) == spans   # stable
     assert splits.block_splits("night_1.wav", 1200.0, events, FRACTIONS) != spans   # per key
     assert splits.window_split(spans, 0.0, 1.0) == spans[0][2]
+    # one block: the whole recording where its key hashes, not always train
+    short = [f"clip_{i}.wav" for i in range(200)]
+    got = {splits.block_splits(k, 80.0, (), FRACTIONS)[0][2] for k in short}
+    assert got == {"train", "validation", "test"}
+    assert all(splits.block_splits(k, 80.0, (), FRACTIONS) == [(0.0, 80.0, splits.split_of(k))]
+               for k in short)
     edge = spans[1][0]
     assert splits.window_split(spans, edge - 0.5, edge + 0.5) is None
 

@@ -327,6 +327,18 @@ def _best_for_label(label, columns, truth, bounds, extends, slack,
     return Choice(pp, f1, precision, recall, n_truth, n_pred)
 
 
+def mean_event_f1(calibration: dict) -> tuple:
+    """(mean event F1 over the labels calibrated, or None when nothing was; the F1 difference
+    that is less than one event's worth: `F1_SLACK` or 1 / the independent validation
+    events, when that is more) of a model.json `calibration`."""
+    per_label = calibration.get("per_label") or {}
+    if not per_label:
+        return None, F1_SLACK
+    events = sum(c["truth_events"] for c in per_label.values()) / calibration.get("orders", 1)
+    return (float(np.mean([c["event_f1_iou_0.5"] for c in per_label.values()])),
+            max(F1_SLACK, 1.0 / events) if events else F1_SLACK)
+
+
 def _rounded_ms(seconds: np.ndarray) -> np.ndarray:
     """Python's round(x, 3) of each (numpy's rounding differs at some ties)."""
     return np.array([round(float(x), 3) for x in seconds])
@@ -422,5 +434,5 @@ def calibrate(prepared, split_recordings, predict, hops_s, read_bytes, log=print
                             "hop_s": grid.hop_s, "hops_tried_s": list(hops_s),
                             "mean_event_f1_per_hop": {f"{h:g}": round(f, 4)
                                                       for f, h, _, _ in by_hop},
-                            "min_iou": MIN_IOU, **low_on,
+                            "min_iou": MIN_IOU, "orders": repeats, **low_on,
                             "per_label": {l: c.to_dict() for l, c in chosen.items()}}}

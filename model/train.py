@@ -15,6 +15,7 @@ The entry is `train(TrainConfig(...), log=..., warn=..., compute_bottlenecks=...
 command's flags live in `earmark/commands/train.py`, which builds the config.
 """
 import dataclasses
+import hashlib
 import logging
 import os
 import time
@@ -72,6 +73,20 @@ def choose_strategy(requested: str, n_train: int, random_weights: bool,
 
 
 Log = Callable[[str], None]
+
+
+@dataclasses.dataclass(frozen=True)
+class FittedHead:
+    """A trained head, ready for `_finish`: its model.json `head`, its Keras history ({} for
+    head search's heads), its scores `probs` of the evaluation rows (labels `eval_labels`),
+    `predict(windows)` scoring waveform windows as `label` will (calibration) and
+    `save(card)` exporting the model it makes."""
+    meta: dict
+    history: dict
+    probs: np.ndarray
+    eval_labels: np.ndarray
+    predict: Callable
+    save: Callable
 
 
 def train(config: TrainConfig, *, log: Log = None, warn: Log = None,
@@ -148,21 +163,26 @@ def _best(history: dict) -> dict:
     return {"epoch": i + 1, **{k: round(v[i], 4) for k, v in history.items()}}
 
 
-def _cached_head(config: TrainConfig, feats, train_split, val_split, n_classes, cw,
-                 head_cfg: HeadConfig, log: Log, verbose: int):
-    """The head on cached embeddings `feats` ({split: (features, labels, keys)}, rows in the
-    cache's order): `model.head_search` for auto | linear | mlp, else the dropout head.
-    → (head, history, model.json "head" dict)."""
+def _cached_heads(config: TrainConfig, feats, train_split, val_split, n_classes, cw,
+                  head_cfg: HeadConfig, log: Log, verbose: int) -> list:
+    """The heads `config.head` asks for, on cached embeddings `feats` ({split: (features,
+    labels, keys)}, rows in the cache's order): `dropout` (`head.build_head`, Adam),
+    `linear` | `mlp` (`model.head_search`), or `auto`: both the dropout head and head
+    search's choice, for `_finish` to keep the one whose calibrated detector finds events
+    best. → [(head, history, model.json "head" dict)]."""
     (f_train, l_train, k_train), (f_val, l_val, k_val) = feats["train"], feats["validation"]
     y_tr = targets(train_split, k_train, l_train, n_classes, config.multi_label)
     y_va = targets(val_split, k_val, l_val, n_classes, config.multi_label)
     weights = np.array([cw[i] for i in l_train], np.float32) if cw else None
-    if config.head == "dropout":
+    heads = []
+    if config.head in ("dropout", "auto"):
         head = build_head(f_train.shape[1], head_cfg, f_train)
         history = _fit(head, (f_train, y_tr, config.batch_size), (f_val, y_va), config.epochs,
                        config.patience_epochs, config.learning_rate, loss_for(head_cfg),
                        verbose, sample_weight=weights)
-        return head, history, {"kind": "dropout", **dataclasses.asdict(head_cfg)}
+        heads.append((head, history, {"kind": "dropout", **dataclasses.asdict(head_cfg)}))
+    if config.head == "dropout":
+        return heads
     from earmark.model import head_search
     result = head_search.search_head(
         f_train, l_train, f_val, l_val, num_classes=n_classes, head=config.head,
@@ -174,8 +194,10 @@ def _cached_head(config: TrainConfig, feats, train_split, val_split, n_classes, 
                          if k in chosen)
     log(f"head: {result.report['head']} ({settings}), chosen by "
         f"{result.report['scored_on']} in {result.report['seconds']:.1f} s")
-    return result.model, {}, {"kind": result.report["head"], "num_classes": n_classes,
-                              "multi_label": config.multi_label, "search": result.report}
+    heads.append((result.model, {}, {"kind": result.report["head"], "num_classes": n_classes,
+                                     "multi_label": config.multi_label,
+                                     "search": result.report}))
+    return heads
 
 
 def _bottlenecks(config: TrainConfig, prepared, spec, embedder, base, splits, log,
@@ -223,7 +245,10 @@ def train_image(config: TrainConfig, *, log: Log, warn: Log, compute_bottlenecks
         warn(f"--strategy {choice.name} with --weights none: a frozen random base is "
              "not transfer learning (random conv features, only the head learns)")
     log(f"strategy: {choice.name} ({choice.reason})")
-    cached_head = choice.name == "frozen" and config.use_cache and not config.augment.enabled
+    # the heads --head asks for, on the cache: frozen, and auto's frozen phase (fine-tuning,
+    # if it runs, goes on from the first of them: the dropout head under --head auto)
+    cached_head = ((choice.name == "frozen" or choice.if_time) and config.use_cache
+                   and not config.augment.enabled)
     if config.head in ("linear", "mlp") and not cached_head:
         warn(f"--head {config.head} applies to a head trained on the bottleneck cache "
              f"(frozen, no --augment, no --no-cache); this run trains the dropout head "
@@ -247,7 +272,7 @@ def train_image(config: TrainConfig, *, log: Log, warn: Log, compute_bottlenecks
                       config.multi_label)
     val_xy_mel = (val_split.log_mel, targets(val_split, val_split.recording_key, val_split.label,
                                              n_classes, config.multi_label))
-    history, phases, used = {}, [], choice.name
+    history, phases, used, tuned = {}, [], choice.name, False
     head_meta = {"kind": "dropout", **dataclasses.asdict(head_cfg)}
     cache_used = False
     use_cache = choice.name in ("frozen", "finetune") and config.use_cache
@@ -270,9 +295,10 @@ def train_image(config: TrainConfig, *, log: Log, warn: Log, compute_bottlenecks
                 t0 = time.monotonic()
                 # cache rows come in the cache's order (Beam shuffles): use its labels;
                 # finetune's first phase is the dropout head, then trained through the base
-                head, history, head_meta = _cached_head(
+                heads = _cached_heads(
                     config if cached_head else dataclasses.replace(config, head="dropout"),
                     feats, train_split, val_split, n_classes, cw, head_cfg, log, verbose)
+                head, history, head_meta = heads[0]
                 timings["head_fit_s"] = round(time.monotonic() - t0, 2)
                 phases.append("head on bottleneck cache")
         else:
@@ -302,6 +328,7 @@ def train_image(config: TrainConfig, *, log: Log, warn: Log, compute_bottlenecks
             log(f"fine-tuning the top {choice.finetune_blocks} blocks ({n_layers} layers) at "
                 f"learning rate {config.finetune_learning_rate}{why}")
             frozen_weights, frozen_loss = full.get_weights(), _val_loss(full, val_xy_mel, loss)
+            tuned = True
             t0 = time.monotonic()
             ft = _fit(full, None, val_xy_mel, config.finetune_epochs, config.patience_epochs,
                       config.finetune_learning_rate, loss, verbose, dataset=ds)
@@ -309,7 +336,7 @@ def train_image(config: TrainConfig, *, log: Log, warn: Log, compute_bottlenecks
             tuned_loss = _val_loss(full, val_xy_mel, loss)
             if choice.if_time and frozen_loss is not None and tuned_loss >= frozen_loss:
                 full.set_weights(frozen_weights)  # it did not pay: the frozen model stays
-                used = "frozen"
+                used, tuned = "frozen", False
                 phases.append(f"fine-tuned top {choice.finetune_blocks} blocks, not kept "
                               f"(validation loss {tuned_loss:.4f} >= frozen {frozen_loss:.4f})")
             else:
@@ -321,21 +348,27 @@ def train_image(config: TrainConfig, *, log: Log, warn: Log, compute_bottlenecks
             warn(f"fine-tuning skipped: {why}")
         base.trainable = False
 
-    # Thresholds and validation metrics from the final model.
+    # Thresholds and validation metrics from the final model(s).
     eval_split = val_split if len(val_split) else train_split
-    eval_labels = eval_split.label
     name = "validation" if len(val_split) else "train"
-    if phases == ["head on bottleneck cache"] and len(feats[name][0]):  # the base never
+
+    def fitted(head, history, head_meta, probs, eval_labels) -> FittedHead:
+        serving = image.serving_model(head, features)
+        return FittedHead(
+            head_meta, history, probs, eval_labels, predict=_label_like(serving, log),
+            save=lambda meta: export.save(
+                config.model_dir, serving, meta, history,
+                int8_tflite=_int8(serving, timings, log) if config.int8 else None))
+    if cache_used and not (through_base or tuned) and len(feats[name][0]):  # the base never
         # changed: its cached features serve (rows in the cache's order, with its labels)
-        probs, eval_labels = head.predict(feats[name][0], verbose=0), feats[name][1]
+        candidates = [fitted(h, hist, meta, h.predict(feats[name][0], verbose=0), feats[name][1])
+                      for h, hist, meta in heads]
     else:
         probs = bottleneck.embed(full, eval_split.log_mel) if len(eval_split) \
             else np.zeros((0, n_classes))
-    serving = image.serving_model(head, features)
-    int8_tflite = _int8(serving, timings, log) if config.int8 else None
+        candidates = [fitted(head, history, head_meta, probs, eval_split.label)]
     return _finish(
-        config, prepared, t_start=t_start, probs=probs, eval_labels=eval_labels,
-        predict=_label_like(serving, log),
+        config, prepared, candidates, t_start=t_start,
         hops_s=[LOG_MEL_LABELING_HOP_SECONDS],
         described={
             "base": image.describe(),
@@ -345,11 +378,8 @@ def train_image(config: TrainConfig, *, log: Log, warn: Log, compute_bottlenecks
         strategy={"used": used,
                   "reason": choice.reason, "finetune_blocks": choice.finetune_blocks,
                   "phases": phases},
-        head_meta=head_meta, examples={"train": len(train_split), "validation": len(val_split)},
-        augment=augment, cache_used=cache_used, history=history, timings=timings,
-        save=lambda meta: export.save(config.model_dir, serving, meta, history,
-                                      int8_tflite=int8_tflite),
-        log=log, warn=warn)
+        examples={"train": len(train_split), "validation": len(val_split)},
+        augment=augment, cache_used=cache_used, timings=timings, log=log, warn=warn)
 
 
 def _label_like(serving, log: Log):
@@ -475,23 +505,28 @@ def train_embedding(config: TrainConfig, *, log: Log, warn: Log,
     cw = class_weights(l_train, n_classes) if config.class_weight == "balanced" else None
     t0 = time.monotonic()
     _check_multi_label(train_split, config.multi_label, warn)
-    head, history, head_meta = _cached_head(config, feats, train_split, val_split, n_classes,
-                                            cw, head_cfg, log, verbose)
+    heads = _cached_heads(config, feats, train_split, val_split, n_classes, cw, head_cfg, log,
+                          verbose)
     timings["head_fit_s"] = round(time.monotonic() - t0, 2)
     f_eval, l_eval = (f_val, l_val) if len(l_val) else (f_train, l_train)
-    probs = head.predict(f_eval, verbose=0) if len(l_eval) else np.zeros((0, n_classes))
     installed = base.installed_members()
-    serving = base.serving_model(head, features)   # None: served as embedder + head
-    if serving is not None:
-        save = lambda meta: export.save(config.model_dir, serving, meta, history)  # noqa: E731
-    else:
-        save = lambda meta: export.save(config.model_dir, None, meta, history,  # noqa: E731
-                                        head=head)
-    predict = (lambda w: serving.predict(w, batch_size=128, verbose=0)) \
-        if serving is not None and not installed \
-        else (lambda w: head.predict(base.embed(w), verbose=0))  # noqa: E731
+    embed = _memoized(base.embed)   # every candidate scores the same calibration windows
+
+    def fitted(head, history, head_meta) -> FittedHead:
+        probs = head.predict(f_eval, verbose=0) if len(l_eval) else np.zeros((0, n_classes))
+        serving = base.serving_model(head, features)   # None: served as embedder + head
+        if serving is not None:
+            save = lambda meta: export.save(config.model_dir, serving, meta, history)  # noqa: E731
+        else:
+            save = lambda meta: export.save(config.model_dir, None, meta, history,  # noqa: E731
+                                            head=head)
+        predict = (lambda w: serving.predict(w, batch_size=128, verbose=0)) \
+            if serving is not None and not installed \
+            else (lambda w: head.predict(embed(w), verbose=0))  # noqa: E731
+        return FittedHead(head_meta, history, probs, l_eval, predict, save)
+    serving_kind = _describe_serving(spec, base.serving_model(heads[0][0], features), installed)
     return _finish(
-        config, prepared, t_start=t_start, probs=probs, eval_labels=l_eval, predict=predict,
+        config, prepared, [fitted(*h) for h in heads], t_start=t_start,
         # a 3-s window every 1.5 s places events only to the nearest 1.5 s: calibration also
         # tries a quarter-window hop and keeps it where it finds events better
         hops_s=[spec.window_seconds / 2, spec.window_seconds / 4],
@@ -500,12 +535,11 @@ def train_embedding(config: TrainConfig, *, log: Log, warn: Log,
             "licence": spec.licence if spec.commercial_use else f"{spec.licence}, non-commercial",
             "weights": {"source": weights, "checksum": checksum,
                         "seed": config.seed if weights == "random" else None},
-            "serving": _describe_serving(spec, serving, installed)},
+            "serving": serving_kind},
         strategy={"used": "frozen", "reason": "embedding bases are frozen only",
                   "finetune_blocks": 0, "phases": ["head on bottleneck cache"]},
-        head_meta=head_meta, examples={"train": int(len(l_train)), "validation": int(len(l_val))},
-        augment=data.AugmentConfig(), cache_used=True, history=history, timings=timings,
-        save=save, log=log, warn=warn)
+        examples={"train": int(len(l_train)), "validation": int(len(l_val))},
+        augment=data.AugmentConfig(), cache_used=True, timings=timings, log=log, warn=warn)
 
 
 def _cached_embeddings(config: TrainConfig, prepared, embedder, weights: str, splits, log):
@@ -529,19 +563,25 @@ def _describe_serving(spec, serving, installed) -> dict:
             "embedder": f"{spec.install} (sha256 in weights.checksum)"}
 
 
-def _finish(config: TrainConfig, prepared, *, t_start, probs, eval_labels, predict, hops_s,
-            described, strategy, head_meta, examples, augment, cache_used,
-            history, timings, save, log, warn) -> dict:
-    """What every base shares after fitting: thresholds and validation metrics from `probs`
-    (scores of the evaluation rows, labels `eval_labels`), event post-processing calibrated
-    with `predict(windows)`, model.json (`described`: the base's own keys: base, weights...)
-    written by `save(card)` (`model.model_card`), and the summary."""
+def _finish(config: TrainConfig, prepared, candidates: list, *, t_start, hops_s, described,
+            strategy, examples, augment, cache_used, timings, log, warn) -> dict:
+    """What every base shares after fitting: of the `candidates` (`FittedHead`; several with
+    `--head auto`) the one whose calibrated detector finds events best (`_choose_head`),
+    its thresholds and validation metrics, event post-processing calibrated with its
+    `predict(windows)`, model.json (`described`: the base's own keys: base, weights...)
+    written by its `save(card)` (`model.model_card`), and the summary."""
     from earmark.model import evaluate as ev
     labels, features = list(prepared.labels), prepared.feature_config
     n_classes = len(labels)
+    if len(candidates) == 1:
+        chosen, events = candidates[0], _calibrate(prepared, hops_s, candidates[0].predict, log,
+                                                   warn)
+        head_meta = chosen.meta
+    else:
+        chosen, events, head_meta = _choose_head(candidates, prepared, hops_s, labels, log, warn)
+    history, probs, eval_labels = chosen.history, chosen.probs, chosen.eval_labels
     thresholds = ev.choose_thresholds(probs, eval_labels, n_classes)
     val_metrics = ev.metrics(probs, eval_labels, labels) if len(eval_labels) else {}
-    events = _calibrate(prepared, hops_s, predict, log, warn)
     meta = {
         "labels": labels,
         "feature_config": features.to_dict(),
@@ -562,9 +602,66 @@ def _finish(config: TrainConfig, prepared, *, t_start, probs, eval_labels, predi
                     "best_epoch": _best(history) if history else {}},
     }
     card = ModelCard.from_dict({"format_version": FORMAT_VERSION, **meta}, config.model_dir)
-    save(card)
+    chosen.save(card)
     _summary(log, meta)
     return card.to_dict()
+
+
+def _choose_head(candidates: list, prepared, hops_s, labels, log: Log, warn: Log) -> tuple:
+    """`--head auto`: each candidate head's detector calibrated on the validation recordings
+    (`_calibrate`), and the one kept whose mean event F1 there (over the labels written) is
+    best; candidates within the calibration's slack of the best (`calibrate.event_f1_slack`:
+    less than one event's worth) count as equal, and the highest validation accuracy among
+    them wins, then the earlier candidate (the dropout head). → (chosen `FittedHead`, its
+    calibration, model.json `head` with every candidate's figures)."""
+    from earmark.model import calibrate
+    from earmark.model import evaluate as ev
+    tried = []
+    for c in candidates:
+        log(f"head candidate {c.meta['kind']}: calibrating its detector")
+        events = _calibrate(prepared, hops_s, c.predict, log, warn)
+        f1, slack = calibrate.mean_event_f1(events["calibration"])
+        accuracy = ev.metrics(c.probs, c.eval_labels, labels)["accuracy"] \
+            if len(c.eval_labels) else 0.0
+        tried.append((c, events, f1, slack, accuracy))
+    c, events, f1, _, accuracy = tried[pick_head([(t[2], t[3], t[4]) for t in tried])]
+    figures = [{"kind": t[0].meta["kind"], "accuracy": t[4],
+                "event_f1": None if t[2] is None else round(t[2], 4)} for t in tried]
+    log("head: " + ", ".join(f"{f['kind']} event F1 "
+                             + ("-" if f["event_f1"] is None else f"{f['event_f1']:.3f}")
+                             + f" accuracy {f['accuracy']:.4f}" for f in figures)
+        + f" -> {c.meta['kind']}")
+    rule = {"chosen_by": "event F1 of the calibrated detector on the validation recordings; "
+                         "validation accuracy among those within the slack of the best",
+            "candidates": figures}
+    return c, events, {**c.meta, "rule": rule}
+
+
+def pick_head(figures: list) -> int:
+    """The index of the head to keep of (mean event F1 or None, its slack, validation
+    accuracy) per candidate: the best event F1, where those within its slack tie; ties go to
+    the highest accuracy, then the earlier candidate. No F1 (nothing to calibrate on): by
+    accuracy alone."""
+    known = [f[0] for f in figures if f[0] is not None]
+    best = max(known, default=None)
+    tied = [i for i, (f1, slack, _) in enumerate(figures)
+            if best is None or (f1 is not None and f1 >= best - slack)]
+    return max(tied, key=lambda i: (figures[i][2], -i))
+
+
+def _memoized(embed):
+    """`embed(windows)` remembering its results: candidate heads' calibrations score the same
+    windows (at most `calibrate.MAX_AUDIO_S` of audio), and an embedding base (BirdNET)
+    computes them once."""
+    last = {}
+
+    def cached(windows):
+        windows = np.ascontiguousarray(windows)
+        key = (windows.shape, hashlib.blake2b(windows.view(np.uint8), digest_size=16).digest())
+        if key not in last:
+            last[key] = embed(windows)
+        return last[key]
+    return cached
 
 
 def _calibrate(prepared, hops_s, predict, log: Log, warn: Log) -> dict:

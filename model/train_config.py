@@ -10,15 +10,12 @@ from earmark.model.errors import UserError
 
 STRATEGIES = ("auto", "frozen", "finetune", "scratch")   # auto: `model.train.choose_strategy`
 DEFAULT_TIME_BUDGET_MINUTES = 5.0  # auto's budget: a laptop's coffee break
-# heads on cached embeddings: `model.head_search` (linear | mlp | auto, chosen on
-# validation), or `dropout`: `head.build_head` trained with `_fit`, the head that finetune and
-# scratch train through the base
+# heads on cached embeddings: `dropout` (`head.build_head` trained with `_fit`, the head that
+# finetune and scratch train through the base), `linear` | `mlp` (`model.head_search`, chosen
+# on validation by clip log loss), or `auto`: the dropout head and head search's choice, and
+# the one kept whose calibrated detector finds the validation recordings' events best (the
+# number the user gets: clip loss alone ranked heads against events, docs/train.md)
 HEADS = ("auto", "linear", "mlp", "dropout")
-# Why the default stays `dropout` (docs/train.md, heads): `auto` is at or above a linear
-# probe on clip accuracy, but the head it keeps for the snore model (linear, L2 0.1)
-# detected snores in five held-out nights at mean event F1 0.825 against 0.867 for the
-# dropout head (benchmarks/night_heads.py): clip-level validation loss does not rank heads
-# by events.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,8 +41,7 @@ class TrainConfig:
     weights: Optional[str] = None      # image: imagenet (None) | none | file; embedding:
     #                                    pretrained (None) | none
     strategy: str = "auto"             # one of STRATEGIES
-    head: str = "dropout"              # one of HEADS (frozen, on the bottleneck cache); why
-    #                                    dropout: the comment on HEADS
+    head: str = "auto"                 # one of HEADS (frozen, on the bottleneck cache)
     input_px: int = 0                  # image base input size; 0: the base's default
     pooling: str = "multiscale"        # image_bases.POOLINGS
     epochs: int = 40                   # head epochs (through the base: all epochs)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from earmark.commands import train
-from earmark.model import export, image_bases
+from earmark.model import calibrate, export, image_bases
 from earmark.model import train as training
 from earmark.model.frontend import Frontend
 from tests.fixtures import make_prepared, train_args
@@ -167,7 +167,7 @@ def test_serving_model_runs_the_prepare_frontend_in_graph(prepared, tmp_path):
 
 @pytest.mark.slow
 def test_model_json_describes_the_model(prepared, tmp_path):
-    train.main(train_args(prepared, tmp_path / "m", tmp_path / "cache"))
+    train.main(train_args(prepared, tmp_path / "m", tmp_path / "cache", "--head", "auto"))
     meta = _meta(tmp_path / "m")
     for key in ("labels", "feature_config", "labeling_hop_seconds", "post_processing", "base",
                 "weights", "strategy", "training", "metrics"):
@@ -178,6 +178,23 @@ def test_model_json_describes_the_model(prepared, tmp_path):
     assert meta["weights"]["source"] == "none" and meta["weights"]["fingerprint"]
     assert meta["training"]["data_hash"] and export.window_spec(meta)[1] == 15600
     assert sorted(os.listdir(tmp_path / "m")) == ["history.json", "model.json", "model.keras"]
+    # --head auto (the default): both heads' detectors calibrated, the better one kept
+    rule = meta["head"]["rule"]
+    assert [c["kind"] for c in rule["candidates"]][0] == "dropout" and len(rule["candidates"]) == 2
+    f1, slack = calibrate.mean_event_f1(meta["calibration"])
+    assert f1 == pytest.approx([c["event_f1"] for c in rule["candidates"]
+                                if c["kind"] == meta["head"]["kind"]][0], abs=1e-4)
+    figures = [(c["event_f1"], slack, c["accuracy"]) for c in rule["candidates"]]
+    assert meta["head"]["kind"] == rule["candidates"][training.pick_head(figures)]["kind"]
+
+
+def test_head_rule_keeps_the_best_events_and_breaks_ties_by_accuracy():
+    from earmark.model.train import pick_head
+    assert pick_head([(0.80, 0.01, 0.99), (0.90, 0.01, 0.90)]) == 1     # events first
+    assert pick_head([(0.895, 0.01, 0.99), (0.90, 0.01, 0.90)]) == 0    # within the slack
+    assert pick_head([(0.90, 0.01, 0.95), (0.90, 0.01, 0.95)]) == 0     # the earlier one
+    assert pick_head([(None, 0.01, 0.90), (None, 0.01, 0.95)]) == 1     # no calibration
+    assert pick_head([(None, 0.01, 0.99), (0.5, 0.01, 0.5)]) == 1       # a known F1 wins
 
 
 def test_head_standardizes_tiny_features_and_ignores_dead_ones():

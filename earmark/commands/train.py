@@ -62,13 +62,14 @@ def build_arg_parser() -> argparse.ArgumentParser:
     p.add_argument("--strategy", default=d.strategy, choices=train_config.STRATEGIES,
                    help=f"default {d.strategy}")
     p.add_argument("--head", default=d.head, choices=train_config.HEADS,
-                   help="the head on cached embeddings (frozen): dropout (default: dropout + "
-                        "dense trained with --epochs, --learning-rate, --dropout; the head "
-                        "finetune and scratch train through the base), linear (logistic "
-                        "regression, L2 chosen on validation), mlp (one hidden layer; dropout, "
-                        "L2 and learning rate chosen on validation) or auto (whichever "
-                        "validates better, by cross-validation when validation is small; best "
-                        "clip accuracy, not yet best events: docs/train.md)")
+                   help="the head on cached embeddings (frozen): auto (default: the "
+                        "dropout head and head search's linear or MLP head both trained, and "
+                        "the one kept whose calibrated detector finds the validation "
+                        "recordings' events best), dropout (dropout + dense trained with "
+                        "--epochs, --learning-rate, --dropout; the head finetune and scratch "
+                        "train through the base), linear (logistic regression, L2 chosen on "
+                        "validation) or mlp (one hidden layer; dropout, L2 and learning rate "
+                        "chosen on validation); docs/train.md")
     p.add_argument("--input-size", type=flags.positive_int("--input-size", 96), default=d.input_px,
                    help="base input size in pixels (default: the base's, 96)")
     p.add_argument("--pooling", default=d.pooling, choices=image_bases.POOLINGS,

@@ -28,6 +28,8 @@ setuptools.setup(
         "google-cloud-storage",
         "soundfile>=0.12",
         "soxr>=0.3",
+        # embeddings: Parquet shards (earmark embed, earmark search); Beam's own dependency
+        "pyarrow",
         "scikit-learn",
         "scipy",
         "matplotlib",

@@ -26,8 +26,16 @@ def log_mel(waveform: np.ndarray, config: FeatureConfig) -> np.ndarray:
 
 
 def read_excerpt(path: str, start_s: float, end_s: float, config: FeatureConfig) -> np.ndarray:
-    """Mono audio of [start_s, end_s) at the config's rate, via model/audio.py; only those
-    frames are read when the format can seek."""
+    """Mono audio of [start_s, end_s) at the config's rate (`read_native_excerpt`,
+    resampled)."""
+    from earmark.model import audio
+    samples, rate = read_native_excerpt(path, start_s, end_s)
+    return audio.resample(samples, rate, config.sample_rate_hz, config.resample_quality)
+
+
+def read_native_excerpt(path: str, start_s: float, end_s: float):
+    """(mono float32 audio of [start_s, end_s), the file's own rate), via model/audio.py;
+    only those frames are read when the format can seek."""
     import soundfile as sf
     from earmark.model import audio
     try:
@@ -41,8 +49,7 @@ def read_excerpt(path: str, start_s: float, end_s: float, config: FeatureConfig)
         with open(path, "rb") as f:
             samples, rate = audio.decode(f.read(), path)
         samples = samples[int(start_s * rate):int(end_s * rate)]
-    return audio.resample(audio.to_mono(samples), rate, config.sample_rate_hz,
-                          config.resample_quality)
+    return audio.to_mono(samples), rate
 
 
 def thumbnail(path: str, seg: Segment, duration_s: float, config: FeatureConfig, color: str):

@@ -3,7 +3,8 @@
 Users annotate long recordings in Raven Pro (selection tables, `*.selections.txt`),
 Audacity (label tracks, `.txt`) or a spreadsheet (CSV `file,start_s,end_s,label`), or
 verify detections that BirdNET-Analyzer wrote (`*.BirdNET.selection.table.txt`,
-`*.BirdNET.results.csv`). `read_table` decodes one file as the tool wrote it (UTF-8,
+`*.BirdNET.results.csv`) or that `earmark review` chose (a table with a `verdict` column:
+`verdict_label`). `read_table` decodes one file as the tool wrote it (UTF-8,
 UTF-16 with a BOM, or Windows-1252 from Raven on Windows) and its parser turns the text
 into `AnnotationRow`s and `BadAnnotation`s (earmark's dead letter: a bad row never stops
 the good ones, and nothing here raises on bad content); `match_recordings` then assigns
@@ -34,6 +35,9 @@ CSV_COLUMNS = ("file", "start_s", "end_s", "label")
 # matched case-insensitively, first found wins; the label column is --label-column or these
 CSV_ALIASES = {"file": ("file", "filepath", "path"), "start_s": ("start_s", "Start (s)", "start"),
                "end_s": ("end_s", "End (s)", "end"), "label": ("label",)}
+# a table with this column (any case) holds verdicts on proposed events (`earmark review`)
+VERDICT_COLUMN = "verdict"
+VERDICT_YES, VERDICT_NO = "yes", "no"
 # Windows' code page, what Raven Pro on Windows writes; read with a note when not UTF-8
 FALLBACK_ENCODING = "cp1252"
 
@@ -167,6 +171,7 @@ def parse_raven(text: str, source: str, label_column: str = "Annotation") -> Par
     BirdNET-Analyzer and Raven's multi-file tables write it) or `Begin File` column the row
     names its recording; with `File Offset (s)` too, the event starts at that offset in the
     file. Rows shorter than the header have empty trailing cells (Raven leaves them out).
+    With a `Verdict` column (`earmark review`'s tables) each row is `verdict_label`'s.
     """
     lines = _lines(text)
     header = _header(lines[0].split("\t"))
@@ -183,6 +188,7 @@ def parse_raven(text: str, source: str, label_column: str = "Annotation") -> Par
     selection = _column(header, RAVEN_SELECTION)
     file = _column(header, RAVEN_PATH, RAVEN_FILE)
     offset = _column(header, RAVEN_FILE_OFFSET)
+    verdict = _column(header, VERDICT_COLUMN)
 
     rows, bad, seen = [], [], set()
     for number, line in enumerate(lines[1:], start=2):
@@ -206,7 +212,9 @@ def parse_raven(text: str, source: str, label_column: str = "Annotation") -> Par
                     start_s, end_s = in_file_s, in_file_s + (end_s - start_s)
             except _BadRow as e:
                 raise _BadRow(e.reason, e.detail, None, name) from None
-            rows.append(_checked_row(name, start_s, end_s, cells[label], source, number))
+            text = cells[label] if verdict is None else \
+                _verdicted(cells[label], cells[verdict], start_s, end_s, name)
+            rows.append(_checked_row(name, start_s, end_s, text, source, number))
         except _BadRow as e:
             bad.append(e.record(source, number))
     return rows, bad
@@ -243,14 +251,11 @@ def parse_csv(text: str, source: str, label_column: str = "label") -> Parsed:
     (`CSV_ALIASES`: BirdNET-Analyzer's `Start (s),End (s),...,File`); the label is
     `label_column` when the table has it, else `label`. Without a `file` column (as
     make_night.py writes its truth), or with an empty one, a row belongs to the recording
-    the table is named after (`night.csv` ↔ `night.wav`)."""
-    if text.startswith(_BOM):
-        text = text[len(_BOM):]
-    reader = csv.reader(io.StringIO(text, newline=""))
-    try:
-        header = _header(next(reader))
-    except (StopIteration, csv.Error):
-        header = []
+    the table is named after (`night.csv` ↔ `night.wav`). A table with a `verdict` column
+    is a verdict table (`parse_verdicts`): its rows are `verdict_annotations`'."""
+    header, reader = _csv_header(text)
+    if _column(header, VERDICT_COLUMN) is not None:
+        return verdict_annotations(*parse_verdicts(text, source))
     where = {name: _column(header, *CSV_ALIASES[name]) for name in CSV_COLUMNS}
     where["label"] = _column(header, label_column, *CSV_ALIASES["label"])
     missing = [name for name, index in where.items() if index is None and name != "file"]
@@ -262,35 +267,189 @@ def parse_csv(text: str, source: str, label_column: str = "label") -> Parsed:
         return [], [BadAnnotation(source, 0, "unknown_format",
                                   f"CSV needs columns {','.join(CSV_COLUMNS)}; "
                                   f"found columns {header}")]
-
     rows, bad = [], []
+    for number, cells in _csv_records(reader, header, source, bad):
+        try:
+            file, start_s, end_s = _csv_span(cells, where)
+            rows.append(_checked_row(file, start_s, end_s,
+                                     cells[where["label"]], source, number))
+        except _BadRow as e:
+            bad.append(e.record(source, number))
+    return rows, bad
+
+
+def _csv_header(text: str):
+    """(header names, the csv reader positioned after the header) of a CSV table's text."""
+    if text.startswith(_BOM):
+        text = text[len(_BOM):]
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = _header(next(reader))
+    except (StopIteration, csv.Error):
+        header = []
+    return header, reader
+
+
+def _csv_records(reader, header: list, source: str, bad: list):
+    """(line number, cells as wide as the header) of each record after the header that is
+    not blank; a record that cannot be read or has the wrong width goes to `bad`."""
     number = reader.line_num + 1  # where the next record starts (quoted fields may span lines)
     while True:
         try:
             cells = next(reader)
         except StopIteration:
-            break
+            return
         except csv.Error as e:
             bad.append(BadAnnotation(source, number, "bad_row", f"unreadable CSV: {e}"))
             number = reader.line_num + 1
             continue
-        try:
-            if not any(cell.strip() for cell in cells):
-                continue  # a blank line, or a spreadsheet's empty row
-            cells = _fitted(cells, header, pad=False)
-            file = cells[where["file"]].strip() or None if where["file"] is not None else None
+        if any(cell.strip() for cell in cells):  # else a blank line, or a spreadsheet's empty row
             try:
-                start_s = _number(cells[where["start_s"]], "start_s")
-                end_s = _number(cells[where["end_s"]], "end_s")
+                fitted = _fitted(cells, header, pad=False)
             except _BadRow as e:
-                raise _BadRow(e.reason, e.detail, None, file) from None
-            rows.append(_checked_row(file, start_s, end_s,
-                                     cells[where["label"]], source, number))
+                bad.append(e.record(source, number))
+            else:
+                yield number, fitted
+        number = reader.line_num + 1
+
+
+def _csv_span(cells: list, where: dict) -> tuple:
+    """(file or None, start_s, end_s) of a CSV record; `where`: column → index."""
+    file = cells[where["file"]].strip() or None if where["file"] is not None else None
+    try:
+        return (file, _number(cells[where["start_s"]], "start_s"),
+                _number(cells[where["end_s"]], "end_s"))
+    except _BadRow as e:
+        raise _BadRow(e.reason, e.detail, None, file) from None
+
+
+# ---------------------------------------------------------------- verdict tables
+
+# review.csv / verdicts.csv (`earmark review`): proposed events and what a person said of them
+VERDICT_COLUMNS = ("file", "start_s", "end_s", "label", "confidence", "strategy", "verdict")
+NEGATIVE_PREFIX = "not_"   # a `no` verdict's label: a negative (`window_labels.is_negative`)
+
+
+@dataclasses.dataclass(frozen=True)
+class VerdictRow:
+    """One row of a verdict table as read; `verdict` as written ("" when not reviewed)."""
+    file: str | None
+    start_s: float
+    end_s: float
+    label: str
+    confidence: float | None   # None when the table has no such column or the cell is empty
+    strategy: str
+    verdict: str
+    source: str
+    line: int
+
+
+def verdict_cells(row) -> list:
+    """A row's VERDICT_COLUMNS as text: times to the millisecond, confidence to 4 decimals
+    (empty when None)."""
+    return [row.file, f"{row.start_s:.3f}", f"{row.end_s:.3f}", row.label,
+            "" if row.confidence is None else f"{row.confidence:.4f}", row.strategy, row.verdict]
+
+
+def verdict_table(rows) -> str:
+    """review.csv / verdicts.csv text of `rows` (objects with VERDICT_COLUMNS' attributes):
+    `verdict_cells`, "\n" line ends, a field quoted when it holds a comma, a double quote
+    or a line break (review.html writes the same bytes); what `parse_verdicts` reads."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")   # so "\r" is quoted like "\n"
+    lines = []
+    for cells in [list(VERDICT_COLUMNS)] + [verdict_cells(r) for r in rows]:
+        writer.writerow(cells)
+        lines.append(buffer.getvalue()[:-2] + "\n")
+        buffer.seek(0)
+        buffer.truncate()
+    return "".join(lines)
+
+
+VERDICT_RAVEN_HEADER = ("Selection\tView\tChannel\tBegin Time (s)\tEnd Time (s)\t"
+                        "Low Freq (Hz)\tHigh Freq (Hz)\tAnnotation\tConfidence\tStrategy\t"
+                        "Verdict\n")
+
+
+def verdict_raven_table(rows, low_hz: float, high_hz: float) -> str:
+    """A Raven selection table of one recording's verdict rows, `Verdict` empty for a
+    reviewer to fill in Raven; `parse_raven` reads it back as verdicts (labels in the
+    `Annotation` column, Raven's default). Tabs and line breaks in a label become spaces."""
+    def clean(text):
+        return re.sub(r"[\t\r\n]", " ", text)
+    return VERDICT_RAVEN_HEADER + "".join(
+        f"{i}\tSpectrogram 1\t1\t{r.start_s:.3f}\t{r.end_s:.3f}\t{low_hz:.1f}\t{high_hz:.1f}\t"
+        f"{clean(r.label)}\t{'' if r.confidence is None else f'{r.confidence:.4f}'}\t"
+        f"{clean(r.strategy)}\t{clean(r.verdict)}\n" for i, r in enumerate(rows, start=1))
+
+
+def parse_verdicts(text: str, source: str) -> tuple[list[VerdictRow], list[BadAnnotation]]:
+    """A verdict table (`VERDICT_COLUMNS`; `confidence` and `strategy` may be absent, and
+    `file` as in `parse_csv`) → its rows as written, and the rows that cannot be read."""
+    header, reader = _csv_header(text)
+    where = {name: _column(header, name) for name in VERDICT_COLUMNS}
+    missing = [n for n in ("start_s", "end_s", "label", "verdict") if where[n] is None]
+    if missing:
+        return [], [BadAnnotation(source, 0, "unknown_format",
+                                  f"a verdict table needs columns {','.join(VERDICT_COLUMNS)}; "
+                                  f"found columns {header}")]
+    rows, bad = [], []
+    for number, cells in _csv_records(reader, header, source, bad):
+        try:
+            file, start_s, end_s = _csv_span(cells, where)
+            rows.append(VerdictRow(
+                file, start_s, end_s, cells[where["label"]].strip(),
+                _confidence(cells[where["confidence"]] if where["confidence"] is not None else ""),
+                cells[where["strategy"]].strip() if where["strategy"] is not None else "",
+                cells[where["verdict"]].strip(), source, number))
         except _BadRow as e:
             bad.append(e.record(source, number))
-        finally:
-            number = reader.line_num + 1
     return rows, bad
+
+
+def _confidence(cell: str) -> float | None:
+    """A verdict row's confidence, or None when empty or not a number (it is only shown)."""
+    try:
+        return _number(cell, "confidence") if cell.strip() else None
+    except _BadRow:
+        return None
+
+
+def verdict_label(label: str, verdict: str) -> str | None:
+    """What a verdict on a proposed event of `label` makes of it: `yes` → an event of
+    `label`; `no` → a negative (`not_<label>`: a span holding no event); another label's
+    name → an event of that label; empty → None (not reviewed: nothing, never a negative).
+    `yes` and `no` in any case."""
+    verdict, label = verdict.strip(), label.strip()
+    if not verdict:
+        return None
+    if verdict.lower() == VERDICT_YES:
+        return label
+    if verdict.lower() == VERDICT_NO:
+        return NEGATIVE_PREFIX + label
+    return verdict
+
+
+def _verdicted(label: str, verdict: str, start_s: float, end_s: float, file: str | None) -> str:
+    """`verdict_label`, or _BadRow `no_verdict` (its span left out) when not reviewed."""
+    found = verdict_label(label, verdict)
+    if found is None:
+        raise _BadRow("no_verdict", "not reviewed (empty verdict): left out, never a negative",
+                      (min(start_s, end_s), max(start_s, end_s)), file)
+    return found
+
+
+def verdict_annotations(rows: list[VerdictRow], bad: list[BadAnnotation]) -> Parsed:
+    """A verdict table's rows as annotations (`verdict_label`); a row without a verdict is
+    a bad row `no_verdict`, whose span is left out of training."""
+    out, bad = [], list(bad)
+    for r in rows:
+        try:
+            label = _verdicted(r.label, r.verdict, r.start_s, r.end_s, r.file)
+            out.append(_checked_row(r.file, r.start_s, r.end_s, label, r.source, r.line))
+        except _BadRow as e:
+            bad.append(e.record(r.source, r.line))
+    return out, sorted(bad, key=lambda b: b.line)
 
 
 class AnnotationFormat(typing.NamedTuple):
@@ -355,13 +514,33 @@ def decode_table(data: bytes, encoding: str = None) -> tuple[str, str]:
                                  "encoding with --annotation-encoding")
 
 
+VERDICTS = "verdicts"   # a verdict table's format name ends with it: "CSV verdicts"
+
+
 @dataclasses.dataclass(frozen=True)
 class Table:
     """One annotation file as read: its rows, its bad rows, and how it was read."""
     rows: list       # AnnotationRow
     bad: list        # BadAnnotation
-    format: str      # "Raven", "Audacity", "CSV"; "" when it could not be read
+    format: str      # "Raven", "Audacity", "CSV", "CSV verdicts", "Raven verdicts"; "" when
+    #                  it could not be read
     encoding: str    # what it was decoded as; "" when it could not be
+
+    @property
+    def verdicts(self) -> bool:
+        """Verified proposals (`earmark review`): they say nothing of the time between."""
+        return self.format.endswith(VERDICTS)
+
+
+def _has_verdicts(text: str, found: AnnotationFormat) -> bool:
+    """Whether a CSV or Raven table's header has a verdict column."""
+    if found.parse is parse_csv:
+        header = _csv_header(text)[0]
+    elif found.parse is parse_raven:
+        header = _header(_lines(text)[0].split("\t"))
+    else:
+        return False
+    return _column(header, VERDICT_COLUMN) is not None
 
 
 def read_table(name: str, data: bytes, label_column: str = "Annotation",
@@ -377,7 +556,8 @@ def read_table(name: str, data: bytes, label_column: str = "Annotation",
     found = _format(name, text)
     if found is not None:
         rows, bad = found.parse(text, name, label_column)
-        return Table(rows, bad, found.name, encoding)
+        kind = f"{found.name} {VERDICTS}" if _has_verdicts(text, found) else found.name
+        return Table(rows, bad, kind, encoding)
     names = [f"{s} ({ANNOTATION_PARSERS[s].name})" for s in _suffixes()]
     return Table([], [BadAnnotation(name, 0, "unknown_format",
                                     f"not {', '.join(names[:-1])} or {names[-1]}")], "", encoding)

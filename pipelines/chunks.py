@@ -57,12 +57,22 @@ def read_chunk_windows(fileobj, info: FileInfo, chunk: Chunk, target_hz: int,
                        window_samples: int, hop_samples: int, quality: str = "HQ",
                        margin_s: float = 0.05) -> np.ndarray:
     """Decode just this chunk's audio (plus a resampler margin) → [windows, window_samples]."""
+    return read_windows_at(fileobj, info, chunk.first_window * hop_samples, chunk.num_windows,
+                           target_hz, window_samples, hop_samples, quality, margin_s)
+
+
+def read_windows_at(fileobj, info: FileInfo, start16: int, num_windows: int, target_hz: int,
+                    window_samples: int, hop_samples: int, quality: str = "HQ",
+                    margin_s: float = 0.05) -> np.ndarray:
+    """`num_windows` windows every `hop_samples` from sample `start16` (at `target_hz`),
+    decoding just their audio plus a resampler margin → [windows, window_samples]; past the
+    end of the file, zeros. A chunk's windows (`read_chunk_windows`), or those of any span
+    (`earmark search`'s queries): the same samples for the same start."""
     import soundfile as sf
     rate = info.native_rate_hz
     g = math.gcd(rate, target_hz)
     block_native, block_target = rate // g, target_hz // g  # exact rate-aligned blocks
-    start16 = chunk.first_window * hop_samples
-    end16 = (chunk.first_window + chunk.num_windows - 1) * hop_samples + window_samples
+    end16 = start16 + (num_windows - 1) * hop_samples + window_samples
     margin16 = int(margin_s * target_hz)
     # native read range, aligned so its first sample maps to an integer 16-kHz sample
     read_start_blocks = max(0, (start16 - margin16) // block_target)

@@ -54,6 +54,16 @@ def resolve_label_column(args) -> None:
                              else MANIFEST_LABEL_COLUMN)
 
 
+def add_corpus_flags(p: argparse.ArgumentParser) -> None:
+    """--input or --manifest, and the manifest's column flags: the corpus `label` and
+    `embed` read (pipelines/corpus.py)."""
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--input", help="folder (searched recursively) or glob; local or gs://")
+    src.add_argument("--manifest", help="CSV with a path column (or the one --path-column "
+                                        "names); local or gs://")
+    add_manifest_flags(p)
+
+
 def add_manifest_flags(p: argparse.ArgumentParser, split: str = None) -> None:
     """The flags choosing a --manifest's columns (pipelines/corpus.py `ManifestColumns`), so
     a dataset's metadata CSV is read as it ships. `split`: "prepare" adds --group-column,

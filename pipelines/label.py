@@ -155,6 +155,9 @@ class WriteSegments(beam.PTransform):
     `FinishRun`), once every file is written."""
 
     def __init__(self, output, tables_dir, labels, model_id, config, formats, finish):
+        # with --formats embeddings, pcolls also holds "embeddings": the shards written
+        # (`embed_steps.WriteEmbeddings`) and "embedded": (file, facts) of the recordings
+        # whose rows they hold; FinishRun waits for both and writes embeddings/embed.json
         super().__init__()
         self._output, self._tables_dir, self._labels, self._model_id = output, tables_dir, labels, model_id
         self._config, self._formats, self._finish = config, formats, finish
@@ -182,33 +185,54 @@ class WriteSegments(beam.PTransform):
                             self._output, self._finish.run_id,
                             file_name_suffix=".jsonl", num_shards=1,
                             shard_name_template=""))
+        embedded = ([beam.pvalue.AsList(pcolls["embeddings"]), beam.pvalue.AsList(pcolls["embedded"])]
+                    if "embeddings" in pcolls else [])
         # side inputs: it runs once every write above is done
         return trigger | "FinishRun" >> beam.Map(
             self._finish, beam.pvalue.AsSingleton(counts), beam.pvalue.AsList(dead),
             beam.pvalue.AsList(per_recording), beam.pvalue.AsList(tables),
-            beam.pvalue.AsList(dead_written))
+            beam.pvalue.AsList(dead_written), *embedded)
 
 
 def build_pipeline(p, source, output, model_dir, meta, config, grid, post, formats,
                    keep_scores, chunk_seconds, batch_size, tables_dir, finish,
-                   precision_name=precision.DEFAULT_PRECISION, embedder_batch_size=None):
+                   precision_name=precision.DEFAULT_PRECISION, embedder_batch_size=None,
+                   embeddings=None):
     """Wire the label steps onto `p`: ListRecordings → ReadWindows → Score → MakeSegments →
     WriteSegments. Per-recording files go under `output`; the tables, sources.csv and dead
     letter under `tables_dir` (a run partition `runs/RUN_ID/` holds segments.csv whatever
     the formats: the combined view is rebuilt from it). `finish` (a `FinishRun`) runs last,
-    once every file is written."""
+    once every file is written. `embeddings` (--formats embeddings: {"embedding":
+    `embed.Embedding`, "shards": count}): Score computes each window's embedding with its
+    scores, and `embed_steps.WriteEmbeddings` writes them under `embeddings/`, the rows
+    `earmark embed --model` writes."""
     run_id = uuid.uuid4().hex  # one progress tracker per run and process
     recordings = p | "ListRecordings" >> ListRecordings(source)
     read = recordings | "ReadWindows" >> ReadWindows(config, chunk_seconds, run_id,
                                                      fs.single_process(p.options))
+    emb = embeddings["embedding"] if embeddings else None
     scored = read["windows"] | "Score" >> Score(model_dir, batch_size, run_id, precision_name,
-                                                embedder_batch_size)
+                                                embedder_batch_size,
+                                                embeddings=emb.source if emb else None)
     made = ({"info": read["info"], "scores": scored["scores"], "chunk_failed": read["chunk_failed"],
              "inference_failed": scored["failed"]}
             | "MakeSegments" >> MakeSegments(meta["labels"], post, grid, keep_scores))
-    _ = ({"results": made["results"], "unread": read[DEAD_LETTER], "unlabeled": made[DEAD_LETTER]}
-         | "WriteSegments" >> WriteSegments(output, tables_dir, meta["labels"], meta["model_id"],
-                                            config, formats, finish))
+    written = {"results": made["results"], "unread": read[DEAD_LETTER], "unlabeled": made[DEAD_LETTER]}
+    if emb:
+        from earmark.pipelines import embeddings_io
+        from earmark.pipelines.embed_steps import WriteEmbeddings
+        embedded = made["results"] | "EmbeddedRecordings" >> beam.Map(
+            lambda r: (r["file"], {"path": r["path"], "duration_s": r["duration_s"],
+                                   "windows": r["windows"]}))
+        c = emb.config
+        written["embeddings"] = ({"rows": scored["rows"], "recordings": embedded}
+                                 | "WriteEmbeddings" >> WriteEmbeddings(
+                                     fs.join(output, embeddings_io.FOLDER), output, finish.run_id,
+                                     embeddings["shards"], emb.dim, emb.labels, c.patch_hop_seconds,
+                                     c.patch_samples / c.sample_rate_hz, emb.facts()))
+        written["embedded"] = embedded
+    _ = (written | "WriteSegments" >> WriteSegments(output, tables_dir, meta["labels"],
+                                                    meta["model_id"], config, formats, finish))
 
 
 def _model_meta(model_dir: str) -> dict:
@@ -302,6 +326,7 @@ def run(argv=None, save_main_session=True, test_pipeline=None):
     labels = meta["labels"]
     batch_size, embedder_batch_size = _batch_sizes(meta, args.memory_budget, args.batch_size)
     post, post_summary = post_processing(meta, args)
+    embeddings = _embeddings(args, model_dir, meta, config, ran_here)
     grid = WindowGrid(hop_s=config.patch_hop_seconds, window_s=config.patch_samples / config.sample_rate_hz)
     output = fs.absolute(args.output)
     if args.input:
@@ -353,6 +378,10 @@ def run(argv=None, save_main_session=True, test_pipeline=None):
         log.info("label: incremental run %s: %d new or changed of %d files", run_id, len(todo), files_matched)
     files, folders = _planned_outputs(output, tables_dir, formats, args.incremental and run_id,
                                       run_id)
+    if embeddings:
+        embeddings["shards"] = _embedding_shards(files_matched)
+        emb_files, emb_folders = _planned_embeddings(embeddings["shards"], run_id)
+        files, folders = files + emb_files, folders + emb_folders
     if not template:
         # every recording's tables, named before the pipeline writes any
         planned = [rel for r in (source if args.incremental else listed)
@@ -385,11 +414,61 @@ def run(argv=None, save_main_session=True, test_pipeline=None):
                        "names": {k: v for k, v in names.items() if k in todo}, "missing": gone}
         summary["files_removed"] = len(gone)
     finish = FinishRun(output, tables_dir, summary, time.time(), incremental, run_id, files, names)
+    if embeddings:
+        finish.embeddings = _embeddings_summary(embeddings, summary, args, batch_size)
     p = test_pipeline or beam.Pipeline(options=options)
     build_pipeline(p, source, output, model_dir, meta, config, grid, post, formats,
                    args.scores, args.chunk_seconds, batch_size, tables_dir, finish,
-                   args.precision, embedder_batch_size)
-    return outputs.run_pipeline(p, options, output, _temp_folders(output, tables_dir, run_id))
+                   args.precision, embedder_batch_size, embeddings)
+    temp = _temp_folders(output, tables_dir, run_id) + (
+        _planned_embeddings(embeddings["shards"], run_id)[1] if embeddings else [])
+    return outputs.run_pipeline(p, options, output, temp)
+
+
+def _embeddings(args, model_dir, meta, config, ran_here):
+    """--formats embeddings → {"embedding": `embed.Embedding`} (None without it); refused in
+    one line with --incremental (`earmark embed --incremental` keeps embeddings up to date)
+    and with --precision int8 (its 8-bit file has no embedding output)."""
+    if label_formats.EMBEDDINGS not in args.formats:
+        return None
+    if args.incremental:
+        raise UserError("--formats embeddings is not written by incremental runs yet; drop "
+                        "embeddings from --formats, and keep embeddings of the corpus up to "
+                        "date with 'earmark embed --model MODEL --incremental'")
+    if precision.resolve(args.precision) == "int8":
+        raise UserError("--formats embeddings with --precision int8: the 8-bit file scores, "
+                        "it has no embedding output; use --precision auto or float32")
+    from earmark.pipelines import embed
+    return {"embedding": embed.model_embedding(model_dir, meta, config, {
+        "requested": args.precision, "here": ran_here})}
+
+
+def _embedding_shards(files_matched: int) -> int:
+    """The shard count of embeddings/: `earmark embed`'s default for as many recordings, so
+    both commands write the same shards of the same corpus."""
+    from earmark.pipelines import embeddings_io
+    return embeddings_io.default_shards(files_matched)
+
+
+def _planned_embeddings(shards: int, run_id: str):
+    """(files, temporary folders) under embeddings/ of a run with --formats embeddings."""
+    from earmark.pipelines import embeddings_io
+    from earmark.pipelines.embed_steps import spill_folder
+    folder = embeddings_io.FOLDER
+    return ([f"{folder}/{embeddings_io.EMBED_FILE}"]
+            + [f"{folder}/{n}" for n in embeddings_io.shard_names(shards)],
+            [f"{folder}/{spill_folder(run_id)}"])
+
+
+def _embeddings_summary(embeddings, summary, args, batch_size) -> dict:
+    """What FinishRun writes to embeddings/embed.json besides the counts: as `earmark embed`'s."""
+    from earmark.pipelines import embeddings_io
+    emb = embeddings["embedding"]
+    return {"command": "label", **emb.facts(), "model": fs.absolute(args.model),
+            "columns": [c for c in embeddings_io.COLUMNS if c != "scores" or emb.labels],
+            "numeric_precision": emb.precision, "input": summary["input"],
+            "manifest": summary["manifest"], "files_matched": summary["files_matched"],
+            "batch_size": batch_size, "shards": embeddings_io.shard_names(embeddings["shards"])}
 
 
 def _batch_sizes(meta, budget_bytes: int, requested: int = None) -> tuple:
@@ -444,12 +523,15 @@ class FinishRun:
     files: tuple = ()      # the names (relative to output) the run writes besides per-recording ones
     names: dict = dataclasses.field(default_factory=dict)  # {key: output name} where the
     #                        plain one cannot be used (`outputs.unique_names`)
+    embeddings: dict = None  # --formats embeddings: embed.json's facts (`_embeddings_summary`)
 
     def __call__(self, _, counts: dict, dead: list, per_recording: list, *written):
         wall_s = time.time() - self.started_unix_s
         hours = counts["audio_hours"]
         summary = {**self.summary, **counts, "wall_s": round(wall_s, 2),
                    "audio_hours_per_wall_hour": round(hours * 3600 / wall_s, 1) if wall_s > 0 else None}
+        if self.embeddings:
+            self._write_embed_json(counts, written[-1], wall_s)
         inc = self.incremental
         if inc:
             summary.update(run_id=inc["run_id"], files_new_or_changed=len(inc["todo"]))
@@ -461,6 +543,19 @@ class FinishRun:
         outputs.finish(self.output, "label", self.run_id,
                        list(self.files) + [n for names in per_recording for n in names],
                        incremental=bool(inc))
+
+    def _write_embed_json(self, counts: dict, embedded: list, wall_s: float) -> None:
+        """embeddings/embed.json, as `earmark embed` writes it; the spill folder goes."""
+        from earmark.pipelines import embeddings_io
+        from earmark.pipelines.embed_steps import spill_folder
+        folder = fs.join(self.output, embeddings_io.FOLDER)
+        outputs.remove_folder(self.output, f"{embeddings_io.FOLDER}/{spill_folder(self.run_id)}")
+        fs.write_json(fs.join(folder, embeddings_io.EMBED_FILE), {
+            **self.embeddings, "run_id": self.run_id,
+            "files_embedded": counts["files_labeled"], "files_failed": counts["files_failed"],
+            "failures_by_reason": counts["failures_by_reason"],
+            "windows": sum(int(f["windows"]) for _, f in embedded),
+            "audio_hours": counts["audio_hours"], "wall_s": round(wall_s, 2)})
 
 
 def main(argv=None) -> dict:

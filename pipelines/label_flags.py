@@ -46,11 +46,7 @@ def build_arg_parser() -> argparse.ArgumentParser:
                "Any Apache Beam option passes through.",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True, help="the --model-dir of 'earmark train' (local or gs://)")
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--input", help="folder (searched recursively) or glob; local or gs://")
-    src.add_argument("--manifest", help="CSV with a path column (or the one --path-column "
-                                        "names); local or gs://")
-    flags.add_manifest_flags(p)
+    flags.add_corpus_flags(p)
     flags.add_output_folder(p)
     p.add_argument("--formats", default="csv,raven",
                    type=flags.comma_choices("--formats", label_formats.FORMATS, "csv,raven"),

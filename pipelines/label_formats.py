@@ -156,7 +156,11 @@ OUTPUT_FORMATS = {
                                                           facts["hop_s"]),
                            read_scores_csv, folder="scores", suffix=".csv", choice=False),
 }
-FORMATS = tuple(name for name, f in OUTPUT_FORMATS.items() if f.choice)  # --formats choices
+# `embeddings`: every window's embedding and scores as Parquet shards under `embeddings/`,
+# written by the one Parquet writer of `earmark embed` (`pipelines/embeddings_io.py`), not a
+# text format of segments: a --formats choice outside OUTPUT_FORMATS
+EMBEDDINGS = "embeddings"
+FORMATS = tuple(name for name, f in OUTPUT_FORMATS.items() if f.choice) + (EMBEDDINGS,)  # --formats choices
 # per-recording outputs: format → (folder, suffix)
 PER_RECORDING = {name: (f.folder, f.suffix) for name, f in OUTPUT_FORMATS.items() if f.folder}
 # combined tables: format → file name (in table order: segments.csv first)

@@ -4,7 +4,10 @@
                   (header only), Reshuffle, DecodeChunks (one chunk's windows, framed by
                   `model.windowing`'s one rule)
     Score         windows → (file, (window index, scores)): RunInference on fixed-size
-                  batches of the exported model (`model.scoring.score_windows`)
+                  batches of the exported model (`model.scoring.score_windows`); with
+                  `embeddings`, each window's embedding too (`model.embedding`), as rows
+                  (file, window index, embedding, scores) for `earmark embed` and
+                  `earmark label --formats embeddings`
     MakeSegments  one recording's windows' scores, put back together
                   (`model.scoring.assemble_scores`), → thresholds, smoothing, merging
 
@@ -67,14 +70,54 @@ class WaveformModelHandler(ModelHandler):
         return False
 
 
+class EmbeddingModelHandler(ModelHandler):
+    """Runs `model.embedding`'s embedder on batches of waveform windows → (embedding,
+    scores or None) per window: a trained model's (`source` {"model": dir}) or an
+    embedding base's alone ({"base": name}); one per process. Every call is padded to
+    `batch_size` windows, so a window's vector never depends on the batch it came in
+    (the shards are the same bytes whatever the worker count)."""
+
+    def __init__(self, source: dict, batch_size: int, run_id: str = "",
+                 precision_name: str = precision.DEFAULT_PRECISION, embedder_batch_size: int = None,
+                 prog: str = "label"):
+        self._source = dict(source)
+        self._batch_size, self._embedder_batch_size = batch_size, embedder_batch_size
+        self._run_id, self._precision, self._prog = run_id or uuid.uuid4().hex, precision_name, prog
+
+    def load_model(self):
+        from earmark.model import embedding
+        if "model" in self._source:
+            embedder = embedding.for_model(local_model_dir(self._source["model"]), self._precision,
+                                           self._embedder_batch_size)
+            ran = precision.effective(self._precision, embedder.meta)
+            beam.metrics.Metrics.counter(self._prog, f"models_in_{ran}").inc()
+            return embedder
+        return embedding.for_base(self._source["base"], self._embedder_batch_size)
+
+    def run_inference(self, batch, model, inference_args=None):
+        windows, out = np.stack(batch), []
+        for i in range(0, len(windows), self._batch_size):
+            emb, scores = model.run(windows[i:i + self._batch_size], pad_to=self._batch_size)
+            out += [PredictionResult(None, (e, None if scores is None else scores[k]))
+                    for k, e in enumerate(emb)]
+        progress.tracker(self._run_id, self._prog, "windows").update(len(batch))
+        return out
+
+    def batch_elements_kwargs(self):
+        return {"min_batch_size": self._batch_size, "max_batch_size": self._batch_size}
+
+    def share_model_across_processes(self):
+        return False
+
+
 class PlanChunks(beam.DoFn):
     """Recording → its chunks (from the header alone) and its FileInfo."""
 
     def __init__(self, config_json: str, windows_per_chunk: int, run_id: str = "",
-                 count_total: bool = False):
+                 count_total: bool = False, prog: str = "label"):
         self._config_json, self._windows_per_chunk = config_json, windows_per_chunk
         # the progress total (for an ETA) only where planning and inference share a process
-        self._run_id, self._count_total = run_id, count_total
+        self._run_id, self._count_total, self._prog = run_id, count_total, prog
 
     def setup(self):
         self._config = FeatureConfig.from_dict(json.loads(self._config_json))
@@ -104,7 +147,7 @@ class PlanChunks(beam.DoFn):
             return
         yield beam.pvalue.TaggedOutput("info", (rec.key, info))
         if self._count_total:
-            progress.tracker(self._run_id, "label", "windows").add_total(info.num_windows)
+            progress.tracker(self._run_id, self._prog, "windows").add_total(info.num_windows)
         for chunk in plan_chunks(info, self._windows_per_chunk):
             yield rec.key, chunk, info
 
@@ -157,7 +200,8 @@ class SegmentRecording(beam.DoFn):
         segments = to_segments(scores, self._labels, self._post, self._grid, info.duration_s)
         beam.metrics.Metrics.counter("label", "files_labeled").inc()
         yield {"file": key, "path": info.path, "duration_s": info.duration_s,
-               "segments": segments, "scores": scores if self._keep_scores else None}
+               "windows": int(info.num_windows), "segments": segments,
+               "scores": scores if self._keep_scores else None}
 
 
 class ReadWindows(beam.PTransform):
@@ -166,16 +210,18 @@ class ReadWindows(beam.PTransform):
     Reshuffles spread files before their headers are read and chunks before decoding."""
 
     def __init__(self, config: FeatureConfig, chunk_seconds: float, run_id: str,
-                 count_total: bool):
+                 count_total: bool, prog: str = "label"):
         super().__init__()
         self._config, self._run_id, self._count_total = config, run_id, count_total
+        self._prog = prog
         self._windows_per_chunk = max(1, int(round(chunk_seconds / config.patch_hop_seconds)))
 
     def expand(self, recordings):
         planned = (recordings
                    | "ReshuffleFiles" >> beam.Reshuffle()
                    | "PlanChunks" >> beam.ParDo(PlanChunks(self._config.to_json(), self._windows_per_chunk,
-                                                          self._run_id, self._count_total))
+                                                          self._run_id, self._count_total,
+                                                          self._prog))
                    .with_outputs("info", DEAD_LETTER, main="chunks"))
         read = (planned.chunks
                 | "ReshuffleChunks" >> beam.Reshuffle()
@@ -187,23 +233,38 @@ class ReadWindows(beam.PTransform):
 
 class Score(beam.PTransform):
     """((key, window index), window) → {"scores": (key, (window index, scores)), "failed":
-    (key, reason) of the files whose windows the model could not score}."""
+    (key, reason) of the files whose windows the model could not score}. With `embeddings`
+    (the source of `EmbeddingModelHandler`: {"model": dir} or {"base": name}) also "rows":
+    (key, window index, embedding, scores or None); a base alone has no "scores"."""
 
     def __init__(self, model_dir: str, batch_size: int, run_id: str,
-                 precision_name: str = precision.DEFAULT_PRECISION, embedder_batch_size: int = None):
+                 precision_name: str = precision.DEFAULT_PRECISION, embedder_batch_size: int = None,
+                 embeddings: dict = None, prog: str = "label"):
         super().__init__()
-        self._handler = KeyedModelHandler(WaveformModelHandler(model_dir, batch_size, run_id,
-                                                               precision_name, embedder_batch_size))
+        self._embeddings = embeddings
+        handler = (EmbeddingModelHandler(embeddings, batch_size, run_id, precision_name,
+                                         embedder_batch_size, prog) if embeddings else
+                   WaveformModelHandler(model_dir, batch_size, run_id, precision_name,
+                                        embedder_batch_size))
+        self._handler = KeyedModelHandler(handler)
 
     def expand(self, windows):
         inferred, other = (windows | "RunInference" >> RunInference(self._handler)
                            .with_exception_handling())
-        scores = inferred | "FileKey" >> beam.MapTuple(
-            lambda key, result: (key[0], (key[1], np.asarray(result.inference, np.float32))))
-        failed = other.failed_inferences | "FailedBatchFiles" >> beam.FlatMap(
+        out = {}
+        if self._embeddings:
+            rows = inferred | "Rows" >> beam.MapTuple(
+                lambda key, result: (key[0], key[1], result.inference[0], result.inference[1]))
+            out["rows"] = rows
+            if "model" in self._embeddings:
+                out["scores"] = rows | "FileKey" >> beam.Map(lambda r: (r[0], (r[1], r[3])))
+        else:
+            out["scores"] = inferred | "FileKey" >> beam.MapTuple(
+                lambda key, result: (key[0], (key[1], np.asarray(result.inference, np.float32))))
+        out["failed"] = other.failed_inferences | "FailedBatchFiles" >> beam.FlatMap(
             lambda failed: {(k[0], f"inference_error: {type(failed[1]).__name__}: {failed[1]}"[:300])
                             for k, _ in failed[0]})
-        return {"scores": scores, "failed": failed}
+        return out
 
 
 class MakeSegments(beam.PTransform):

@@ -124,6 +124,13 @@ def sources_csv(rows) -> bytes:
     return buf.getvalue().encode()
 
 
+def read_sources_csv(text: str) -> list:
+    """(name, source) pairs of a `sources.csv`, in file order."""
+    import csv
+    import io
+    return [(r["name"], r["source"]) for r in csv.DictReader(io.StringIO(text, newline=""))]
+
+
 # --- listing, writing, deleting ---------------------------------------------------------
 
 def _root(output: str) -> str:

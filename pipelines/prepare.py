@@ -15,7 +15,7 @@ import uuid
 
 import apache_beam as beam
 
-from earmark.model import progress, splits, window_labels
+from earmark.model import annotations, progress, splits, window_labels
 from earmark.model.data_files import (DEAD_LETTER_FILE, FEATURES_FILE, RECORDINGS_FILE, SHARD_SUFFIX,
                                      STATS_FILE, stem)
 from earmark.model.errors import UserError
@@ -491,8 +491,14 @@ def _annotated_source(args):
                       if n.strip())
     rules = window_labels.WindowRules(args.min_overlap, background, args.annotated_extent,
                                       negatives)
+    _refuse_review_folder(args.annotations)
     found = corpus.list_annotated(fs.absolute(args.input), fs.absolute(args.annotations),
                                   args.label_column, args.annotation_encoding)
+    verdicts = [t.table for t in found.tables if t.format.endswith(annotations.VERDICTS)]
+    if verdicts and rules.extent == "full":
+        raise UserError(f"--annotations {args.annotations}: {verdicts[0]} holds verdicts "
+                        "('earmark review'), which say nothing of the time between the items "
+                        "reviewed; pass --annotated-extent selections")
     if not found.recordings:
         raise UserError(f"--annotations {args.annotations}: no table matches a recording under "
                         f"--input {args.input} ({len(found.bad)} problems, e.g. "
@@ -517,6 +523,18 @@ def _annotated_source(args):
     matched = len(found.recordings) + len(found.unannotated) + len(found.unusable) + \
         len(found.not_audio)
     return found.recordings, matched, sorted(labels), rules, dead, counts
+
+
+def _refuse_review_folder(annotations_path: str) -> None:
+    """An 'earmark review' folder as --annotations is refused: its Audacity tracks would read
+    as events, and review.csv's unanswered rows would hide verdicts.csv's."""
+    if annotations_path.lower().endswith(corpus.ANNOTATION_EXTENSIONS):
+        return
+    manifest = outputs.read_manifest(fs.absolute(annotations_path))
+    if manifest and manifest.get("command") == "review":
+        raise UserError(f"--annotations {annotations_path} is an 'earmark review' folder; pass "
+                        "the table of verdicts in it (verdicts.csv saved from review.html, or "
+                        "review.csv filled in), or its raven/ folder")
 
 
 def summarize(output: str) -> dict:

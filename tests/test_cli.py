@@ -79,7 +79,7 @@ def test_unknown_flag_and_missing_value_are_one_line_errors(capsys):
 
 
 def test_help_builds_only_the_invoked_commands_parser():
-    """`earmark --help`, `earmark evaluate|label|prepare|train --help` load neither
+    """`earmark --help`, `earmark evaluate|label|prepare|train|embed|search --help` load neither
     TensorFlow nor Beam (issue 14: `earmark label --help` under a second)."""
     code = ("import sys, contextlib, io\nfrom earmark import cli\n"
             "with contextlib.redirect_stdout(io.StringIO()) as out:\n"
@@ -90,7 +90,8 @@ def test_help_builds_only_the_invoked_commands_parser():
             "assert 'usage: ' in out.getvalue(), out.getvalue()\n"
             "print(sorted({'tensorflow', 'apache_beam'} & set(sys.modules)))\n")
     for argv in (["--help"], ["evaluate", "--help"], ["label", "--help"],
-                 ["prepare", "--input", "x", "--help"], ["train", "--help"]):
+                 ["prepare", "--input", "x", "--help"], ["train", "--help"], ["embed", "--help"],
+                 ["search", "--help"]):
         r = subprocess.run([sys.executable, "-c", code.replace("ARGV", repr(argv))],
                            capture_output=True, text=True, timeout=300)
         assert r.returncode == 0 and r.stdout.strip().splitlines()[-1] == "[]", r.stderr[-2000:]

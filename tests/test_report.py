@@ -344,23 +344,9 @@ def test_a_label_with_a_comma_a_quote_and_non_ascii_reaches_the_page(tmp_path):
 
 @pytest.fixture(scope="module")
 def browser():
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-    driver_path, chromium = shutil.which("chromedriver"), shutil.which("chromium")
-    if not driver_path or not chromium:
-        message = ("chromium and chromedriver are not on PATH: run .ci/install-browser "
-                   "(Debian packages chromium, chromium-driver)")
-        if os.environ.get("CI"):
-            pytest.fail("CI must run the browser test: " + message)
-        pytest.skip(message)
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1280,1600"):
-        options.add_argument(arg)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(executable_path=driver_path), options=options)
-    yield driver
-    driver.quit()
+    from tests.browser import chromium
+    with chromium() as driver:
+        yield driver
 
 
 def test_page_renders_in_chromium_with_every_section_and_no_console_errors(built, page, browser):

@@ -153,7 +153,8 @@ def test_ensemble_serves_the_scores_its_head_gives_the_cached_member_embeddings(
     prepared, model_dir = _prepared(snore40, "birdnet+musicnn"), str(tmp_path / "model")
     cache = snore40["root"] / "cache"      # BirdNET's entry is there when its test ran first
     meta = train.main(["--data", prepared, "--model-dir", model_dir, "--base",
-                       "birdnet+musicnn", "--cache-dir", str(cache), "--quiet"])
+                       "birdnet+musicnn", "--cache-dir", str(cache), "--head", "dropout",
+                       "--quiet"])
     assert meta["base"]["kind"] == "ensemble"
     assert [m["name"] for m in meta["base"]["members"]] == ["birdnet", "musicnn_msd"]
     assert meta["base"]["feature_dim"] == 1024 + 753

@@ -231,7 +231,7 @@ def test_train_takes_a_frozen_config_and_says_everything_through_its_callables(
     import dataclasses
     config = training.TrainConfig(
         data_dir=prepared, model_dir=str(tmp_path / "m"), base="mobilenet_v2", weights="none",
-        strategy="frozen", input_px=32, epochs=2, batch_size=8,
+        strategy="frozen", head="dropout", input_px=32, epochs=2, batch_size=8,
         cache_dir=str(tmp_path / "cache"), progress_bars=False)
     with pytest.raises(dataclasses.FrozenInstanceError):
         config.epochs = 3

@@ -24,7 +24,7 @@ COMMANDS = {
     "embed": ("every window of a corpus → its embedding (and scores), sharded Parquet (Beam)",
               "earmark.pipelines.embed", "earmark.pipelines.embed_flags"),
     "search": ("audio examples → the most similar windows of an embedded corpus",
-               "earmark.pipelines.search", "earmark.pipelines.search_flags"),
+               "earmark.search_page", "earmark.pipelines.search_flags"),
     "train": ("prepared patches → transfer-learned classifier (model.keras + model.json)",
               "earmark.commands.train", "earmark.commands.train"),
     "evaluate": ("score a trained model on prepared data or labeled clips (JSON + plots)",

@@ -48,7 +48,7 @@ def wav_data_uri(samples: np.ndarray, rate: int) -> str:
 def media(path, item, config, color: str, duration_s: float = None) -> str:
     """The item's spectrogram and audio player, or a note saying why there are none."""
     if path is None:
-        return h.note("audio not found: pass --audio-root (the --input of 'earmark label')")
+        return h.note("audio not found: pass --audio-root (a local folder holding the recordings)")
     try:
         samples, rate, t0, t1 = clip(path, item, duration_s)
         from earmark.model import audio

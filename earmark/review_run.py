@@ -63,7 +63,7 @@ def read_label_run(run_dir: str, model_dir: str = None, audio_root: str = None) 
     if not rules:
         raise UserError(f"--run {run_dir}: its run.json names no label to review (only "
                         "background labels); label with a model that has event labels")
-    recordings = _recordings(run_dir, run, audio_root)
+    recordings = recordings_of(run_dir, run, audio_root)
     has_scores = os.path.isdir(os.path.join(run_dir, label_formats.PER_RECORDING["scores"][0]))
     return LabelRun(run_dir, summary, run["segments"], labels, rules, config.patch_seconds,
                     config, recordings, has_scores, notes)
@@ -84,7 +84,7 @@ def label_rules(summary: dict, labels: list) -> dict:
             for label in labels if label not in background}
 
 
-def _recordings(run_dir: str, run: dict, audio_root: str) -> list:
+def recordings_of(run_dir: str, run: dict, audio_root: str) -> list:
     """Every labeled recording: sources.csv's names and URIs, with each one's key (its
     segments' `file`)."""
     path = os.path.join(run_dir, outputs.SOURCES_FILE)

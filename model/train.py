@@ -23,7 +23,7 @@ from typing import Callable
 
 import numpy as np
 
-from earmark.model import base_registry, bottleneck, data, export, image_bases
+from earmark.model import base_registry, bottleneck, data, export, image_bases, training_data
 from earmark.model.adapter import InputStats
 from earmark.model.errors import UserError
 from earmark.model.features import LOG_MEL_LABELING_HOP_SECONDS
@@ -200,22 +200,39 @@ def _cached_heads(config: TrainConfig, feats, train_split, val_split, n_classes,
     return heads
 
 
-def _bottlenecks(config: TrainConfig, prepared, spec, embedder, base, splits, log,
-                 compute_bottlenecks):
-    entry = bottleneck.image_cache_entry(config.cache_dir, prepared, spec, base)
-    if compute_bottlenecks is not None and not bottleneck.is_complete(entry.directory):
-        compute_bottlenecks(prepared.root, entry, spec, list(splits),
-                            int(embedder.output_shape[-1]))
-    return bottleneck.load_or_compute(entry.directory, embedder, splits, entry.meta, log=log)
+def _bottlenecks(config: TrainConfig, training, per_part, spec, embedder, base, log,
+                 compute_bottlenecks) -> dict:
+    """{split: (features, labels, keys)} of every --data folder, each from its own cache
+    entry (computed on a miss), merged (`training_data.merged_features`)."""
+    def one(part, splits):
+        entry = bottleneck.image_cache_entry(config.cache_dir, part, spec, base)
+        if compute_bottlenecks is not None and not bottleneck.is_complete(entry.directory):
+            compute_bottlenecks(part.root, entry, spec, list(splits),
+                                int(embedder.output_shape[-1]))
+        return bottleneck.load_or_compute(entry.directory, embedder, splits, entry.meta,
+                                          log=log)[0]
+    return training_data.merged_features(training, [(p, one(p, s)) for p, s in per_part])
 
 
-def _read_splits(prepared, warn: Log):
-    train_split = data.read_split(prepared, "train")
-    val_split = data.read_split(prepared, "validation", required=False)
+def _read_splits(training, warn: Log):
+    """→ (each folder's splits `training_data.read_splits`, merged train, merged validation)."""
+    per_part = training_data.read_splits(training)
+    train_split = training_data.merged_split(training, per_part, "train")
+    val_split = training_data.merged_split(training, per_part, "validation")
+    if len(train_split) == 0:
+        raise UserError(f"no train shards in {', '.join(training.roots)}; re-run prepare "
+                        "with a --split that gives the train split a share")
     if len(val_split) == 0:
         warn("no validation split: early stopping watches the training loss and "
              "thresholds are chosen on the training data")
-    return train_split, val_split
+    return per_part, train_split, val_split
+
+
+def _adapter_stats(per_part) -> InputStats:
+    """The image adapter's normalization: the first --data folder's training patches (so a
+    folder added later leaves the earlier folders' bottleneck cache keys as they were)."""
+    return InputStats.from_array(next(s["train"].log_mel for _, s in per_part
+                                      if len(s["train"])))
 
 
 def train_image(config: TrainConfig, *, log: Log, warn: Log, compute_bottlenecks=None) -> dict:
@@ -224,14 +241,14 @@ def train_image(config: TrainConfig, *, log: Log, warn: Log, compute_bottlenecks
     t_start = time.monotonic()
     verbose = 1 if config.progress_bars else 0
     augment = config.augment
-    prepared = data.open_prepared(config.data_dir)
-    if prepared.feature_config.is_waveform:
-        raise UserError(f"--data {config.data_dir} holds waveform windows (prepared for an "
+    training = training_data.open_training_data(config.data_dir)
+    if training.feature_config.is_waveform:
+        raise UserError(f"--data {training.roots[0]} holds waveform windows (prepared for an "
                         f"embedding base); re-run 'earmark prepare' without --base (or with "
                         f"--base {config.base}) for image base {config.base}")
-    train_split, val_split = _read_splits(prepared, warn)
-    labels = list(prepared.labels)
-    features = prepared.feature_config
+    per_part, train_split, val_split = _read_splits(training, warn)
+    labels = list(training.labels)
+    features = training.feature_config
     n_classes = len(labels)
     weights = config.weights or "imagenet"
     weights_info = image_bases.resolve_weights(weights, config.cache_dir)
@@ -254,7 +271,7 @@ def train_image(config: TrainConfig, *, log: Log, warn: Log, compute_bottlenecks
              f"(frozen, no --augment, no --no-cache); this run trains the dropout head "
              "through the base")
 
-    stats = InputStats.from_array(train_split.log_mel)
+    stats = _adapter_stats(per_part)
     keras.utils.set_random_seed(config.seed)
     image = image_bases.get_spec(config.base).load(
         weights if not weights_info.is_random else "none", config.seed, features=features,
@@ -282,9 +299,8 @@ def train_image(config: TrainConfig, *, log: Log, warn: Log, compute_bottlenecks
         base.trainable = False
         if use_cache:
             t0 = time.monotonic()
-            feats, _ = _bottlenecks(config, prepared, spec, embedder, base,
-                                    {"train": train_split, "validation": val_split}, log,
-                                    compute_bottlenecks)
+            feats = _bottlenecks(config, training, per_part, spec, embedder, base, log,
+                                 compute_bottlenecks)
             timings["bottleneck_s"] = round(time.monotonic() - t0, 2)
             cache_used = True
             f_train = feats["train"][0]
@@ -368,7 +384,7 @@ def train_image(config: TrainConfig, *, log: Log, warn: Log, compute_bottlenecks
             else np.zeros((0, n_classes))
         candidates = [fitted(head, history, head_meta, probs, eval_split.label)]
     return _finish(
-        config, prepared, candidates, t_start=t_start,
+        config, training, candidates, t_start=t_start,
         hops_s=[LOG_MEL_LABELING_HOP_SECONDS],
         described={
             "base": image.describe(),
@@ -469,14 +485,14 @@ def train_embedding(config: TrainConfig, *, log: Log, warn: Log,
     if config.augment.enabled or not config.use_cache or compute_bottlenecks is not None:
         raise UserError(f"{name} trains its head on cached embeddings only: drop --augment, "
                         "--no-cache and --bottleneck-runner beam")
-    prepared = data.open_prepared(config.data_dir)
-    features, labels = prepared.feature_config, list(prepared.labels)
+    training = training_data.open_training_data(config.data_dir)
+    features, labels = training.feature_config, list(training.labels)
     if not (features.is_waveform and features.sample_rate_hz == spec.sample_rate_hz
             and features.patch_samples == spec.window_samples):
-        raise UserError(f"--data {config.data_dir} was not prepared for {name} (needs "
+        raise UserError(f"--data {training.roots[0]} was not prepared for {name} (needs "
                         f"{spec.window_seconds:g}-s waveform windows at {spec.sample_rate_hz} "
                         f"Hz); re-run 'earmark prepare --base {name}'")
-    train_split, val_split = _read_splits(prepared, warn)
+    per_part, train_split, val_split = _read_splits(training, warn)
     if weights == "random" and spec.kind == "ensemble":
         raise UserError(f"--weights {config.weights}: ensembles take pretrained members only; "
                         "drop --weights")
@@ -492,12 +508,14 @@ def train_embedding(config: TrainConfig, *, log: Log, warn: Log,
     log(f"strategy: frozen ({name} is an embedding base: frozen only); weights {weights}, "
         f"sha256 {checksum[:12]}")
     t0 = time.monotonic()
-    splits = {"train": train_split, "validation": val_split}
-    # an ensemble keeps one cache entry per member: BirdNET alone on the same data and
-    # BirdNET in an ensemble share theirs
+    # an ensemble keeps one cache entry per member (and per --data folder): BirdNET alone
+    # on the same data and BirdNET in an ensemble share theirs
     embedders = base.member_embedders()
-    parts = [_cached_embeddings(config, prepared, e, weights, splits, log) for e in embedders]
-    feats = bottleneck.concatenate(parts) if len(parts) > 1 else parts[0]
+
+    def members(part, splits):
+        got = [_cached_embeddings(config, part, e, weights, splits, log) for e in embedders]
+        return bottleneck.concatenate(got) if len(got) > 1 else got[0]
+    feats = training_data.merged_features(training, [(p, members(p, s)) for p, s in per_part])
     timings = {"bottleneck_s": round(time.monotonic() - t0, 2)}
     (f_train, l_train, _), (f_val, l_val, _) = feats["train"], feats["validation"]
     n_classes = len(labels)
@@ -526,7 +544,7 @@ def train_embedding(config: TrainConfig, *, log: Log, warn: Log,
         return FittedHead(head_meta, history, probs, l_eval, predict, save)
     serving_kind = _describe_serving(spec, base.serving_model(heads[0][0], features), installed)
     return _finish(
-        config, prepared, [fitted(*h) for h in heads], t_start=t_start,
+        config, training, [fitted(*h) for h in heads], t_start=t_start,
         # a 3-s window every 1.5 s places events only to the nearest 1.5 s: calibration also
         # tries a quarter-window hop and keeps it where it finds events better
         hops_s=[spec.window_seconds / 2, spec.window_seconds / 4],
@@ -543,8 +561,9 @@ def train_embedding(config: TrainConfig, *, log: Log, warn: Log,
 
 
 def _cached_embeddings(config: TrainConfig, prepared, embedder, weights: str, splits, log):
-    """{split: (embeddings, labels, keys)} of an embedding base (or an ensemble member) from
-    its bottleneck cache entry, computed and written on a miss."""
+    """{split: (embeddings, labels, keys)} of an embedding base (or an ensemble member) over
+    one --data folder (`data.Prepared`) from its bottleneck cache entry, computed and written
+    on a miss."""
     entry = bottleneck.embedding_cache_entry(config.cache_dir, prepared, embedder.spec.name,
                                              weights, embedder.weights_checksum())
     return bottleneck.load_or_compute(entry.directory, embedder, splits, entry.meta, log=log)[0]
@@ -563,7 +582,7 @@ def _describe_serving(spec, serving, installed) -> dict:
             "embedder": f"{spec.install} (sha256 in weights.checksum)"}
 
 
-def _finish(config: TrainConfig, prepared, candidates: list, *, t_start, hops_s, described,
+def _finish(config: TrainConfig, training, candidates: list, *, t_start, hops_s, described,
             strategy, examples, augment, cache_used, timings, log, warn) -> dict:
     """What every base shares after fitting: of the `candidates` (`FittedHead`; several with
     `--head auto`) the one whose calibrated detector finds events best (`_choose_head`),
@@ -571,14 +590,14 @@ def _finish(config: TrainConfig, prepared, candidates: list, *, t_start, hops_s,
     `predict(windows)`, model.json (`described`: the base's own keys: base, weights...)
     written by its `save(card)` (`model.model_card`), and the summary."""
     from earmark.model import evaluate as ev
-    labels, features = list(prepared.labels), prepared.feature_config
+    labels, features = list(training.labels), training.feature_config
     n_classes = len(labels)
     if len(candidates) == 1:
-        chosen, events = candidates[0], _calibrate(prepared, hops_s, candidates[0].predict, log,
+        chosen, events = candidates[0], _calibrate(training, hops_s, candidates[0].predict, log,
                                                    warn)
         head_meta = chosen.meta
     else:
-        chosen, events, head_meta = _choose_head(candidates, prepared, hops_s, labels, log, warn)
+        chosen, events, head_meta = _choose_head(candidates, training, hops_s, labels, log, warn)
     history, probs, eval_labels = chosen.history, chosen.probs, chosen.eval_labels
     thresholds = ev.choose_thresholds(probs, eval_labels, n_classes)
     val_metrics = ev.metrics(probs, eval_labels, labels) if len(eval_labels) else {}
@@ -592,7 +611,7 @@ def _finish(config: TrainConfig, prepared, candidates: list, *, t_start, hops_s,
         **described,
         "strategy": {"requested": config.strategy, **strategy},
         "head": head_meta,
-        "training": {"data": os.path.abspath(prepared.root), "data_hash": prepared.data_hash,
+        "training": {"data": _data_paths(training), "data_hash": training.data_hash,
                      "examples": examples, "augment": dataclasses.asdict(augment),
                      "class_weight": config.class_weight, "seed": config.seed,
                      "epochs_run": len(history.get("loss", [])),
@@ -607,7 +626,7 @@ def _finish(config: TrainConfig, prepared, candidates: list, *, t_start, hops_s,
     return card.to_dict()
 
 
-def _choose_head(candidates: list, prepared, hops_s, labels, log: Log, warn: Log) -> tuple:
+def _choose_head(candidates: list, training, hops_s, labels, log: Log, warn: Log) -> tuple:
     """`--head auto`: each candidate head's detector calibrated on the validation recordings
     (`_calibrate`), and the one kept whose mean event F1 there (over the labels written) is
     best; candidates within the calibration's slack of the best (`calibrate.event_f1_slack`:
@@ -619,7 +638,7 @@ def _choose_head(candidates: list, prepared, hops_s, labels, log: Log, warn: Log
     tried = []
     for c in candidates:
         log(f"head candidate {c.meta['kind']}: calibrating its detector")
-        events = _calibrate(prepared, hops_s, c.predict, log, warn)
+        events = _calibrate(training, hops_s, c.predict, log, warn)
         f1, slack = calibrate.mean_event_f1(events["calibration"])
         accuracy = ev.metrics(c.probs, c.eval_labels, labels)["accuracy"] \
             if len(c.eval_labels) else 0.0
@@ -664,20 +683,27 @@ def _memoized(embed):
     return cached
 
 
-def _calibrate(prepared, hops_s, predict, log: Log, warn: Log) -> dict:
+def _calibrate(training, hops_s, predict, log: Log, warn: Log) -> dict:
     """Event post-processing per label (and the labeling hop, from `hops_s`), chosen on the
     validation recordings (or the training ones when there is no validation split) as
-    `earmark label` will window them."""
+    `earmark label` will window them (`training_data.calibration_recordings`)."""
     from earmark.model import calibrate
     split = "validation"
-    recordings = data.read_recordings(prepared, split)
+    annotated, recordings = training_data.calibration_recordings(training, split)
     if not recordings:
-        split, recordings = "train", data.read_recordings(prepared, "train")
+        split = "train"
+        annotated, recordings = training_data.calibration_recordings(training, split)
         if recordings:
             warn("no validation recordings: event post-processing is calibrated on the "
                  "training recordings (optimistic)")
-    return calibrate.calibrate(prepared, (split, recordings), predict, hops_s,
-                               data.read_source_bytes, log=log)
+    return calibrate.calibrate(training.as_prepared(annotated), (split, recordings), predict,
+                               hops_s, data.read_source_bytes, log=log)
+
+
+def _data_paths(training):
+    """model.json `training.data`: the --data folder's absolute path; a list for several."""
+    paths = [os.path.abspath(r) for r in training.roots]
+    return paths[0] if len(paths) == 1 else paths
 
 
 def _post_processing(labels, clip_thresholds, events: dict) -> dict:

@@ -35,7 +35,8 @@ class AugmentConfig:
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     """Everything one training run needs; the defaults are the `earmark train` flags'."""
-    data_dir: str                      # folder written by `earmark prepare`
+    data_dir: str | tuple              # folder written by `earmark prepare`, or several
+    #                                    trained on together (`model.training_data`)
     model_dir: str                     # where model.keras (or head.keras) + model.json go
     base: str = image_bases.DEFAULT_BASE     # image base or embedding base (`audio_bases.SPECS`)
     weights: Optional[str] = None      # image: imagenet (None) | none | file; embedding:

@@ -8,7 +8,7 @@
         corpus); or, with --runner (DataflowRunner, DirectRunner...), the same search
         as a Beam job: a top K per row group, combined per query by beam.combiners.Top
       → results.csv, queries.csv, raven/<recording>.selections.txt, search.json,
-        earmark_outputs.json
+        earmark_outputs.json (the command then adds review.html: `earmark/search_page.py`)
 
 A query's windows lie inside it: from its start every hop while they fit, and one more
 ending at its end; a span shorter than one window is the window centred on it (inside the
@@ -51,7 +51,7 @@ class Query:
     path: str                 # the recording (absolute, or gs://)
     start_s: float = None     # None: the whole file
     end_s: float = None
-    label: str = ""           # a table row's label
+    label: str = ""           # a table row's label, else --label
     source: str = ""          # the --query it came from
 
 
@@ -408,7 +408,9 @@ def run(argv=None, save_main_session=True, test_pipeline=None):
     emb_dir = fs.absolute(args.embeddings)
     summary = embeddings_io.read_summary(emb_dir)
     shards = embeddings_io.shard_paths(emb_dir, summary)
-    queries = [q for text in args.query for q in parse_query(text, args.audio_root, args.label_column)]
+    queries = [q if q.label else dataclasses.replace(q, label=args.label or "")
+               for text in args.query
+               for q in parse_query(text, args.audio_root, args.label_column)]
     output = fs.absolute(args.output)
     if not fs.is_gcs(output) and not fs.is_gcs(emb_dir) and \
             (output + os.sep).startswith(emb_dir.rstrip(os.sep) + os.sep):

@@ -11,9 +11,12 @@ def build_arg_parser() -> argparse.ArgumentParser:
     p = flags.ArgumentParser(
         prog="earmark search",
         description="Find the windows of an embedded corpus most like some examples: exact "
-                    "cosine similarity over every window ('earmark embed' wrote them).",
+                    "cosine similarity over every window ('earmark embed' wrote them). Writes "
+                    "results.csv, Raven tables and review.html (listen, answer yes / no / "
+                    "another label, save verdicts.csv for 'earmark prepare --annotations "
+                    "verdicts.csv --annotated-extent selections').",
         epilog="examples:\n"
-               "  earmark search --embeddings emb/ --query snore.wav --output hits/\n"
+               "  earmark search --embeddings emb/ --query snore.wav --label snore --output hits/\n"
                "  earmark search --embeddings emb/ --query 'night.flac@612.5-615.0' --top 50 --output hits/\n"
                "  earmark search --embeddings emb/ --query night.Table.1.selections.txt --output hits/\n"
                "  earmark search --embeddings gs://b/emb --query gs://b/q.wav --output gs://b/hits \\\n"
@@ -35,7 +38,12 @@ def build_arg_parser() -> argparse.ArgumentParser:
                         "embed.json says (it must have the same model id)")
     p.add_argument("--audio-root", default=None,
                    help="the folder a table's recordings are relative to (default: the "
-                        "table's own folder)")
+                        "table's own folder); review.html also looks there for the corpus's "
+                        "recordings not found where embed.json says")
+    p.add_argument("--label", default=None,
+                   help="the label of queries that have none of their own (audio files, "
+                        "spans, unlabeled selections) in queries.csv and review.html "
+                        "(default: the query's name)")
     p.add_argument("--label-column", default=None,
                    help="the label column of Raven tables (default: Annotation, else Label)")
     flags.add_overwrite(p)

@@ -1,4 +1,4 @@
-"""Both pipelines build a DataflowRunner job without submitting it (GitHub issue 6, item 4).
+"""The Beam pipelines build a DataflowRunner job without submitting it (GitHub issue 6, item 4).
 
 `prepare.run` and `label.run` are called as a user would, with `--runner DataflowRunner`
 and `--template_location` (a local file), so Beam translates the pipeline, stages its
@@ -85,7 +85,8 @@ def bucket(gcs_emulator, tmp_path_factory):
             encode(tone(1.0, 16000, freq_hz=300.0 + 200 * i), 16000, "WAV", "PCM_16"))
     b.blob("model/model.json").upload_from_string(json.dumps({
         "model_id": "0123456789ab", "labels": LABELS,
-        "feature_config": FeatureConfig().to_dict(), "thresholds": {}}))
+        "feature_config": FeatureConfig().to_dict(), "thresholds": {},
+        "base": {"name": "mobilenet_v2", "feature_dim": 8}}))
     keras_path = str(tmp_path_factory.mktemp("model") / "model.keras")
     keras.Sequential([keras.Input((FeatureConfig().patch_samples,)),
                       keras.layers.Dense(len(LABELS))]).save(keras_path)
@@ -194,6 +195,25 @@ def test_label_builds_for_dataflow(bucket, anonymous_google_credentials, tmp_pat
     check_dependencies(job, deps, read)
     # the run finishes itself on the workers (FinishRun); building the template wrote nothing
     assert not list(bucket.list_blobs(prefix=f"labels-{deps}/run.json"))
+
+
+EMBED_TRANSFORMS = {"ListRecordings", "ReadWindows", "Embed", "CheckRecordings",
+                    "WriteEmbeddings", "FinishRun"}
+
+
+def test_embed_builds_for_dataflow(bucket, anonymous_google_credentials, tmp_path):
+    """`earmark embed` shares label's reading (one container image is enough to show it)."""
+    from earmark.pipelines import embed
+    result = embed.run(["--model", f"gs://{BUCKET}/model", "--input", f"gs://{BUCKET}/corpus",
+                        "--output", f"gs://{BUCKET}/embeddings",
+                        *dataflow_args(tmp_path, "embed", "image")])
+    read = read_gcs(bucket)
+    job = Job(str(tmp_path / "embed_template.json"), read)
+    check_common(job, result, EMBED_TRANSFORMS)
+    assert job.reshuffle_separates("ListRecordings/ListFiles", "ReadWindows/DecodeChunks")
+    assert job.reshuffle_separates("ListRecordings/ListFiles", "Embed/RunInference")
+    check_dependencies(job, "image", read)
+    assert not list(bucket.list_blobs(prefix="embeddings/embed.json"))
 
 
 def test_graph_check_tells_fused_from_reshuffled(tmp_path):

@@ -12,11 +12,11 @@ import subprocess
 
 import pytest
 
-from earmark.pipelines import label, label_formats, prepare
+from earmark.pipelines import embed, label, label_formats, prepare
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 INFRA = os.path.join(ROOT, "infra")
-PIPELINES = {"prepare": prepare, "label": label}
+PIPELINES = {"prepare": prepare, "label": label, "embed": embed}
 
 # FlexTemplateRuntimeEnvironment's fields (Dataflow REST v1b3).
 RUNTIME_ENVIRONMENT_FIELDS = {
@@ -255,12 +255,13 @@ def sample_value(param: dict) -> str:
 def test_launcher_delivers_every_metadata_parameter_to_the_cli(pipeline):
     parser = PIPELINES[pipeline].build_arg_parser()
     actions = launch.cli_actions(parser)
+    groups = exclusive_required_groups(pipeline)  # e.g. input|manifest; embed's model|base
     for name, param in parameters(pipeline).items():
         value = sample_value(param)
         assert not any(re.fullmatch(r, value) is None for r in param.get("regexes", [])), (name, value)
         args, beam_args = parser.parse_known_args(
             launch.to_cli_argv([f"--{name}={value}"], parser)
-            + ([] if name in ("input", "manifest") else ["--input=gs://b/in"])
+            + [f"--{group[0]}=gs://b/in" for group in groups if name not in group]
             + [f"--{n}=gs://b/r" for n, a in actions.items() if a.required and n != name])
         assert beam_args == [], f"{pipeline}: --{name} did not reach a CLI flag: {beam_args}"
         parsed = getattr(args, actions[name].dest)
@@ -274,6 +275,21 @@ def test_launcher_delivers_every_metadata_parameter_to_the_cli(pipeline):
 def test_launcher_knows_every_cli_flag(pipeline):
     known, flags = set(launch.cli_actions(PIPELINES[pipeline].build_arg_parser())), set(cli_actions(pipeline))
     assert known == flags, f"{pipeline}: the launcher misses {sorted(flags - known)}"
+
+
+def test_every_pipeline_has_a_launcher_an_image_and_a_template_spec():
+    """Each PIPELINES entry: launch.py runs it, the Dockerfile accepts it, Cloud Build builds
+    and pushes its template image, and Terraform names where its template spec goes."""
+    assert set(launch.PIPELINES) == set(PIPELINES)
+    dockerfile, cloudbuild = read("infra", "templates", "Dockerfile"), read("infra", "cloudbuild.yaml")
+    outputs = {k for block in TF["output"] for k in block}
+    for pipeline in PIPELINES:
+        assert f'"$EARMARK_PIPELINE" = {pipeline}' in dockerfile, f"Dockerfile refuses PIPELINE={pipeline}"
+        assert f'"PIPELINE={pipeline}"' in cloudbuild, f"cloudbuild.yaml builds no {pipeline} template image"
+        assert cloudbuild.count(f"earmark-{pipeline}-template:${{_TAG}}") == 2, (
+            f"cloudbuild.yaml must tag and push earmark-{pipeline}-template")
+        assert resolve(locals_()[f"{pipeline}_template_spec"]).endswith(f"/templates/{pipeline}.json")
+        assert f"{pipeline}_template_spec" in outputs, f"infra/terraform lacks output {pipeline}_template_spec"
 
 
 def test_launcher_needs_a_pipeline_name(monkeypatch):

@@ -65,9 +65,11 @@ def test_the_beam_search_returns_what_the_local_one_does(embedded, corpus, tmp_p
     assert [int(w["windows"]) for w in windows] == [16, 7]   # 8 s file; 3.5 s span at 0.48 s
 
 
-def test_table_selections_are_the_queries(embedded, corpus, tmp_path):
+def test_table_selections_are_the_queries_and_review_html_saves_verdicts(embedded, corpus, tmp_path):
     """A Raven table and an Audacity track, each named after its recording (beside them;
-    the Audacity name without the extension), one query a selection."""
+    the Audacity name without the extension), one query a selection; a span labelled by
+    --label. The command's review.html has a row per result, and saves verdicts.csv."""
+    from earmark import search_page
     tables = tmp_path / "tables"
     tables.mkdir()
     shutil.copy(os.path.join(corpus, "a.wav"), tables / "a.wav")
@@ -76,17 +78,50 @@ def test_table_selections_are_the_queries(embedded, corpus, tmp_path):
                              str(tables / "a.wav.Table.1.selections.txt"))
     (tables / "c.txt").write_text("4.32\t5.295\tclass_1\n")
     out = str(tmp_path / "hits")
-    search.main(["--embeddings", embedded, "--query", str(tables / "a.wav.Table.1.selections.txt"),
-                 "--query", str(tables / "c.txt"), "--top", "1", "--output", out])
+    span = str(tables / "c.flac") + "@0.48-1.455"
+    search_page.main(["--embeddings", embedded, "--query", str(tables / "a.wav.Table.1.selections.txt"),
+                      "--query", str(tables / "c.txt"), "--query", span, "--label", "snore",
+                      "--top", "1", "--output", out])
     rows = results(out)
     assert [(r["query"], r["file"], r["start_s"]) for r in rows] == [
         ("a.wav@2.400-3.375", "a.wav", "2.400"), ("a.wav@0.000-0.975", "a.wav", "0.000"),
-        ("c@4.320-5.295", "night/c.flac", "4.320")]
+        ("c@4.320-5.295", "night/c.flac", "4.320"), (span, "night/c.flac", "0.480")]
     assert all(float(r["similarity"]) > 0.9999 for r in rows)
     with open(os.path.join(out, "queries.csv"), newline="") as f:
         queries = list(csv.DictReader(f))
-    assert [q["label"] for q in queries] == ["class_1", "class_0", "class_1"]
+    assert [q["label"] for q in queries] == ["class_1", "class_0", "class_1", "snore"]
     assert queries[2]["recording"] == str(tables / "c.flac")
+    assert "review.html" in json.load(open(os.path.join(out, "earmark_outputs.json")))["files"]
+    _saved_verdicts_are_the_results(out, rows, ["class_1", "class_0", "class_1", "snore"], tmp_path)
+
+
+def _saved_verdicts_are_the_results(out, rows, labels, tmp_path):
+    """review.html in Chromium: a row and a player per result; yes, no, save → verdicts.csv
+    in review.csv's columns, a row per result (label, similarity, strategy `search`)."""
+    import time
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from earmark.model.annotations import verdict_table
+    from earmark.model.review import Item
+    from tests.browser import chromium
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    with chromium(downloads) as browser:
+        browser.get("file://" + os.path.join(out, "review.html"))
+        items = browser.find_elements(By.CSS_SELECTOR, "tr.item")
+        assert len(items) == len(rows) == len(browser.find_elements(By.CSS_SELECTOR, "tr audio"))
+        items[0].find_element(By.CSS_SELECTOR, 'button[data-verdict="yes"]').click()
+        ActionChains(browser).send_keys("n").perform()       # the next row: no
+        browser.find_element(By.ID, "save").click()
+        saved = downloads / "verdicts.csv"
+        deadline = time.time() + 5
+        while not saved.exists() and time.time() < deadline:
+            time.sleep(0.05)
+    want = verdict_table([Item(r["file"], float(r["start_s"]), float(r["end_s"]), label,
+                               float(r["similarity"]), "search", verdict)
+                          for r, label, verdict in zip(rows, labels, ["yes", "no", "", ""])])
+    assert want.startswith("file,start_s,end_s,label,confidence,strategy,verdict\n")
+    assert saved.read_text(encoding="utf-8") == want
 
 
 def test_a_file_name_holding_an_at_sign_is_a_file_and_can_be_spanned(embedded, corpus, tmp_path):

@@ -112,23 +112,33 @@ def test_auto_fine_tunes_only_within_the_time_budget(prepared, tmp_path, monkeyp
 
 
 @pytest.mark.slow
-def test_second_run_reuses_the_bottleneck_cache(prepared, tmp_path, capsys):
+def test_second_run_reuses_the_bottleneck_cache_and_another_folder_adds_its_own(
+        prepared, tmp_path, capsys):
     args = train_args(prepared, tmp_path / "m1", tmp_path / "cache", "--strategy", "frozen")
     train.main(args)
     (cache,) = os.listdir(tmp_path / "cache" / "bottlenecks")
     shard = tmp_path / "cache" / "bottlenecks" / cache / "train-00000-of-00001.tfrecord.gz"
     mtime = os.stat(shard).st_mtime_ns
     capsys.readouterr()
+    # a round of verdicts added: the first folder's entry is reused, the new one computed;
+    # labels merged by name in order of first appearance
+    more = make_prepared(str(tmp_path / "more"), per_class=(2, 1, 0),
+                         labels=["class_1", "new_label"])
     args[args.index("--quiet")] = "--seed"
     args.insert(args.index("--seed") + 1, "0")
+    args += ["--data", more]
     train.main([a if a != str(tmp_path / "m1") else str(tmp_path / "m2") for a in args])
     assert "bottleneck cache hit" in capsys.readouterr().out
     assert os.stat(shard).st_mtime_ns == mtime
-    assert os.listdir(tmp_path / "cache" / "bottlenecks") == [cache]
+    assert len(os.listdir(tmp_path / "cache" / "bottlenecks")) == 2
+    meta = _meta(tmp_path / "m2")
+    assert meta["labels"] == ["class_0", "class_1", "new_label"]
+    assert meta["training"]["data"] == [os.path.abspath(prepared), os.path.abspath(more)]
+    assert meta["training"]["examples"] == {"train": 24 + 4, "validation": 8 + 2}
     # a different input size is a different cache entry
     train.main(train_args(prepared, tmp_path / "m3", tmp_path / "cache", "--strategy", "frozen",
                           px=40))
-    assert len(os.listdir(tmp_path / "cache" / "bottlenecks")) == 2
+    assert len(os.listdir(tmp_path / "cache" / "bottlenecks")) == 3
 
 
 @pytest.mark.slow

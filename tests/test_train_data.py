@@ -61,3 +61,36 @@ def test_a_folder_name_with_pattern_characters_is_data_not_a_pattern(tmp_path):
     prepared = data.open_prepared(odd)
     assert [s.rsplit("/", 1)[0] for s in data.split_files(odd, "train")] == [odd]
     assert len(data.read_split(prepared, "train")) == 24
+
+
+def test_folders_trained_together_merge_labels_by_name(tmp_path):
+    from earmark.model import training_data
+    a = make_prepared(str(tmp_path / "a"), labels=["x", "y"], per_class=(2, 1, 0))
+    b = make_prepared(str(tmp_path / "b"), labels=["z", "y"], per_class=(1, 1, 0))
+    both = training_data.open_training_data([a, b])
+    assert both.labels == ("x", "y", "z")
+    per_part = training_data.read_splits(both)
+    train = training_data.merged_split(both, per_part, "train")
+    names = [both.labels[i] for i in train.label]
+    # a's rows, then b's, each row keeping its own label's name
+    assert names == ["x", "x", "y", "y", "y", "z"]
+    assert [k.split("/")[0] for k in train.recording_key] == names
+    assert np.array_equal(train.multi_hot.argmax(axis=1), train.label)
+    one = training_data.open_training_data(a)
+    assert one.data_hash == data.open_prepared(a).data_hash != both.data_hash
+
+
+def test_folders_of_other_features_or_given_twice_are_user_errors(tmp_path):
+    import json
+    from earmark.model import training_data
+    from earmark.model.errors import UserError
+    a = make_prepared(str(tmp_path / "a"))
+    b = make_prepared(str(tmp_path / "b"))
+    with pytest.raises(UserError, match="given twice"):
+        training_data.open_training_data([a, a])
+    path = tmp_path / "b" / data.FEATURES_FILE
+    meta = json.loads(path.read_text())
+    meta["feature_config"]["mel_bins"] = 32
+    path.write_text(json.dumps(meta))
+    with pytest.raises(UserError, match="other features"):
+        training_data.open_training_data([a, b])

@@ -40,6 +40,8 @@ def build_arg_parser() -> argparse.ArgumentParser:
         epilog="examples:\n"
                "  earmark train --data prepared/ --model-dir models/snore \\\n"
                "      --base vgg16 --weights ../shared/models/vgg16_hed_notop.weights.h5\n"
+               "  earmark train --data clips/ --data verdicts1/ --data verdicts2/ "
+               "--model-dir models/snore-r2\n"
                "  earmark train --data prepared/ --model-dir m/ --strategy finetune "
                "--finetune-layers 2 --augment specaugment,mixup\n"
                "  earmark train --data prepared/ --model-dir m/ --base mobilenet_v2 "
@@ -47,7 +49,11 @@ def build_arg_parser() -> argparse.ArgumentParser:
                "strategies: frozen (head only, bottleneck cache), finetune (head, then top N "
                "blocks at a lower rate), scratch (all from random init), auto (by data size).",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", required=True, help="folder written by 'earmark prepare'")
+    p.add_argument("--data", required=True, action="append", metavar="FOLDER",
+                   help="folder written by 'earmark prepare'; repeat it to train on several "
+                        "together (the starting examples and each round of verified "
+                        "detections: labels merged by name, each folder's bottleneck cache "
+                        "kept, the same feature flags needed)")
     p.add_argument("--model-dir", required=True, help="where to write model.keras + model.json")
     p.add_argument("--base", default=d.base, type=base_name, metavar="BASE",
                    help=f"image base ({', '.join(base_registry.names('image'))}; default {d.base}), "
@@ -123,7 +129,7 @@ def build_arg_parser() -> argparse.ArgumentParser:
 
 def config_from_args(args) -> train_config.TrainConfig:
     return train_config.TrainConfig(
-        data_dir=args.data, model_dir=args.model_dir, base=args.base, weights=args.weights,
+        data_dir=args.data[0] if len(args.data) == 1 else tuple(args.data), model_dir=args.model_dir, base=args.base, weights=args.weights,
         strategy=args.strategy, head=args.head, input_px=args.input_size, pooling=args.pooling,
         epochs=args.epochs, finetune_epochs=args.finetune_epochs,
         finetune_blocks=args.finetune_layers, batch_size=args.batch_size,

@@ -1,4 +1,4 @@
-"""Dataflow Flex Template launcher for `earmark prepare` and `earmark label`.
+"""Dataflow Flex Template launcher for `earmark prepare`, `earmark label` and `earmark embed`.
 
 Template parameters are snake_case (`min_duration`); Dataflow hands each one to this file
 as `--min_duration=0.5`. `to_cli_argv` turns them into the CLI's own flags:
@@ -9,7 +9,7 @@ as `--min_duration=0.5`. `to_cli_argv` turns them into the CLI's own flags:
     --hop_seconds=              ->  (left out: the CLI default applies)
 
 and leaves every other argument (Beam's options: --runner, --temp_location, ...) as it is.
-`main` runs the pipeline named by $EARMARK_PIPELINE (set in the image: prepare or label).
+`main` runs the pipeline named by $EARMARK_PIPELINE (set in the image: prepare, label or embed).
 """
 import argparse
 import importlib
@@ -17,7 +17,7 @@ import logging
 import os
 import sys
 
-PIPELINES = ("prepare", "label")
+PIPELINES = ("prepare", "label", "embed")
 TRUE_WORDS = ("true", "1", "yes")
 FALSE_WORDS = ("false", "0", "no", "")
 

@@ -11,6 +11,7 @@ locals {
   template_dir          = "gs://${google_storage_bucket.temp.name}/templates"
   label_template_spec   = "${local.template_dir}/label.json"
   prepare_template_spec = "${local.template_dir}/prepare.json"
+  embed_template_spec   = "${local.template_dir}/embed.json"
 
   model_path  = var.model_path != "" ? var.model_path : "gs://${google_storage_bucket.outputs.name}/models/current"
   input_path  = var.input_path != "" ? var.input_path : "gs://${google_storage_bucket.corpus.name}/"

@@ -33,6 +33,11 @@ output "prepare_template_spec" {
   value       = local.prepare_template_spec
 }
 
+output "embed_template_spec" {
+  description = "Where `gcloud dataflow flex-template build` must write the embed template spec."
+  value       = local.embed_template_spec
+}
+
 output "worker_service_account" {
   description = "Run Dataflow jobs as this account (--service_account_email)."
   value       = google_service_account.worker.email

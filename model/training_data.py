@@ -1,0 +1,145 @@
+"""The prepared folders one `earmark train` run learns from (`--data A --data B ...`): the
+starting examples and every round of verified detections, trained on together.
+
+Each folder stays what `earmark prepare` wrote (`data.Prepared`): its shards are read, and
+its bottleneck cache entry keyed, on their own, so a round of verdicts added later reuses
+every earlier folder's cached features. Labels are merged by name, in order of first
+appearance over the folders (the first folder's order first); each folder's label indices
+are mapped onto the merged list as its rows are read. The folders must hold the same
+features (`FeatureConfig.hash`). One folder is exactly that folder.
+"""
+import dataclasses
+import hashlib
+
+import numpy as np
+
+from earmark.model import data
+from earmark.model.errors import UserError
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingData:
+    """Prepared folders in `--data` order, and what they share: the merged labels (and
+    background labels) and their FeatureConfig (the first folder's)."""
+    parts: tuple               # data.Prepared
+    labels: tuple
+    background_labels: tuple
+
+    @property
+    def feature_config(self):
+        return self.parts[0].feature_config
+
+    @property
+    def roots(self) -> list:
+        return [p.root for p in self.parts]
+
+    @property
+    def data_hash(self) -> str:
+        """The folder's content id; for several, one id of theirs in order."""
+        if len(self.parts) == 1:
+            return self.parts[0].data_hash
+        joined = ",".join(p.data_hash for p in self.parts)
+        return hashlib.sha256(joined.encode()).hexdigest()[:16]
+
+    def label_indices(self, part: data.Prepared) -> np.ndarray:
+        """[part's label index] → index into `labels`."""
+        return np.array([self.labels.index(l) for l in part.labels], np.int64)
+
+    def as_prepared(self, annotated: bool) -> data.Prepared:
+        """One `data.Prepared` of the merged labels, for code that reads no shards
+        (calibration): `annotated` says whether its recordings are long annotated ones."""
+        return dataclasses.replace(self.parts[0], labels=self.labels,
+                                   background_labels=self.background_labels,
+                                   data_hash=self.data_hash, annotated=annotated)
+
+
+def open_training_data(roots) -> TrainingData:
+    """`data.open_prepared` of each folder (a str: one), checked to hold the same features;
+    UserError for a folder given twice or holding other features than the first."""
+    roots = [roots] if isinstance(roots, str) else list(roots)
+    if len(set(roots)) != len(roots):
+        twice = next(r for r in roots if roots.count(r) > 1)
+        raise UserError(f"--data {twice} is given twice; give each prepared folder once")
+    parts = tuple(data.open_prepared(r) for r in roots)
+    first = parts[0]
+    for p in parts[1:]:
+        if p.feature_config.hash() != first.feature_config.hash():
+            raise UserError(
+                f"--data {p.root} holds other features ({p.feature_config.hash()}) than --data "
+                f"{first.root} ({first.feature_config.hash()}); prepare it with the same "
+                "--base and feature flags as the first folder")
+    return TrainingData(parts, _merged(p.labels for p in parts),
+                        _merged(p.background_labels for p in parts))
+
+
+def _merged(label_lists) -> tuple:
+    out = []
+    for labels in label_lists:
+        out += [l for l in labels if l not in out]
+    return tuple(out)
+
+
+def read_splits(training: TrainingData, splits=("train", "validation")) -> list:
+    """Each folder's splits as read from its shards: [(part, {split: data.SplitArrays})],
+    label indices still the folder's own (bottleneck cache entries are per folder)."""
+    return [(p, {s: data.read_split(p, s, required=False) for s in splits})
+            for p in training.parts]
+
+
+def merged_split(training: TrainingData, per_part: list, split: str) -> data.SplitArrays:
+    """One split of every folder (`read_splits`' output), rows in folder order, labels mapped
+    onto the merged list."""
+    arrays = [(p, s[split]) for p, s in per_part]
+    if len(arrays) == 1:
+        return arrays[0][1]
+    n = len(training.labels)
+
+    def cat(get):
+        values = [get(p, a) for p, a in arrays]
+        return None if any(v is None for v in values) else np.concatenate(values)
+
+    def multi_hot(p, a):
+        out = np.zeros((len(a), n), np.float32)
+        out[:, training.label_indices(p)] = a.multi_hot
+        return out
+    return data.SplitArrays(
+        cat(lambda p, a: a.log_mel), cat(lambda p, a: training.label_indices(p)[a.label]),
+        cat(lambda p, a: a.recording_key), cat(lambda p, a: a.source),
+        cat(lambda p, a: a.start_s), cat(lambda p, a: a.waveform), cat(multi_hot))
+
+
+def merged_features(training: TrainingData, per_part: list) -> dict:
+    """Cached features of each folder [(part, {split: (features, labels, keys)})] → one
+    {split: (features, labels, keys)}, rows in folder order, labels merged."""
+    if len(per_part) == 1:
+        return per_part[0][1]
+    out = {}
+    for split in per_part[0][1]:
+        rows = [(p, f[split]) for p, f in per_part]
+        out[split] = (np.concatenate([r[0] for _, r in rows]),
+                      np.concatenate([training.label_indices(p)[r[1]] for p, r in rows]),
+                      np.concatenate([r[2] for _, r in rows]))
+    return out
+
+
+def calibration_recordings(training: TrainingData, split: str) -> tuple:
+    """→ (annotated?, recordings) to calibrate event post-processing on: the fully annotated
+    recordings (or stretches) of `split` in every folder that has them; without any, the
+    labeled clips of `split` in the clip folders. Folders of verdicts (`--annotated-extent
+    selections`) have none: their unselected time may hold events no one marked."""
+    long = [r for p in training.parts if p.annotated for r in data.read_recordings(p, split)]
+    if long:
+        return True, _first_of_each(long)
+    return False, _first_of_each([r for p in training.parts if not p.annotated
+                                  for r in data.read_recordings(p, split)])
+
+
+def _first_of_each(recordings: list) -> list:
+    """Recordings sorted by (key, offset), one per (key, offset): a stretch prepared into two
+    folders counts once, as its first folder holds it."""
+    seen, out = set(), []
+    for r in recordings:
+        if (r.key, r.offset_s) not in seen:
+            seen.add((r.key, r.offset_s))
+            out.append(r)
+    return sorted(out, key=lambda r: (r.key, r.offset_s))

@@ -33,6 +33,7 @@ from earmark.model.features import FeatureConfig
 from earmark.model.model_files import HEAD_FILE, HISTORY_FILE, INT8_FILE, META_FILE, MODEL_FILE, is_embedder_head, model_files  # noqa: F401
 from earmark.model.model_card import ModelCard
 from earmark.model.model_files import check_keras_archive, read_local_meta
+from earmark.model.model_files import feature_config, window_spec  # noqa: F401  (moved: no Keras there)
 
 
 def serving_model(embedder, head, config: FeatureConfig):
@@ -280,20 +281,9 @@ class Predictor:
         return self._fn
 
 
-def window_spec(meta: dict):
-    """(sample_rate_hz, window_samples, default_hop_seconds) of a model, from its card
-    (model.json as `read_meta` returns it)."""
-    config = feature_config(meta)
-    return config.sample_rate_hz, config.patch_samples, float(meta["labeling_hop_seconds"])
-
-
 def predictor(model_dir: str, precision: str = "float32", embedder_batch_size: int = None) -> Predictor:
     model, meta = load(model_dir, precision, embedder_batch_size)
     return Predictor(model, meta, *window_spec(meta))
-
-
-def feature_config(meta: dict) -> FeatureConfig:
-    return FeatureConfig.from_dict(meta["feature_config"])
 
 
 def windows(waveform: np.ndarray, config: FeatureConfig) -> np.ndarray:

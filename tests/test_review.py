@@ -5,6 +5,7 @@ into `earmark prepare`, and `--summarize`.
 The label run is written with label's own writers (`label_formats`, `outputs.sources_csv`)
 over recordings of band noise, its segments made from its scores by `model.segments`:
 no model is trained, so the file takes seconds."""
+import csv
 import json
 import os
 import shutil
@@ -207,15 +208,29 @@ def test_review_writes_its_tables_and_nothing_outside_its_folder(reviewed):
     assert facts["thresholds"] == {"class_0": 0.6, "class_1": 0.5} and facts["window_s"] == WINDOW_S
 
 
-def test_the_same_seed_chooses_the_same_items(reviewed, tmp_path):
+def test_the_same_seed_chooses_the_same_items_and_a_later_round_excludes_them(reviewed, tmp_path):
     again = str(tmp_path / "again")
     assert cli.main(["review", "--run", reviewed["run"], "--budget", "10", "--output", again]) == 0
     with open(os.path.join(reviewed["out"], "review.csv"), "rb") as first, \
             open(os.path.join(again, "review.csv"), "rb") as second:
         assert first.read() == second.read()
+    # the next round leaves out what this one asked
+    later = str(tmp_path / "later")
+    assert cli.main(["review", "--run", reviewed["run"], "--budget", "10", "--output", later,
+                     "--exclude", reviewed["out"]]) == 0
+    spans = {}
+    for folder in (reviewed["out"], later):
+        with open(os.path.join(folder, "review.csv"), newline="") as f:
+            spans[folder] = [(r["file"], float(r["start_s"]), float(r["end_s"]))
+                             for r in csv.DictReader(f)]
+    assert spans[later] and not any(
+        a[0] == b[0] and min(a[2], b[2]) > max(a[1], b[1])
+        for a in spans[reviewed["out"]] for b in spans[later])
+    assert load_json(later, "review.json")["excluded"]["items"] == len(spans[reviewed["out"]])
 
 
-@pytest.mark.parametrize("case", ["no scores", "not empty", "the run itself", "no budget"])
+@pytest.mark.parametrize("case", ["no scores", "not empty", "the run itself", "no budget",
+                                  "nothing to exclude"])
 def test_user_errors_are_one_line(reviewed, tmp_path, capsys, case):
     run = reviewed["run"]
     if case == "no scores":
@@ -228,6 +243,9 @@ def test_user_errors_are_one_line(reviewed, tmp_path, capsys, case):
     elif case == "the run itself":
         argv, message = ["--run", run, "--budget", "5", "--output", run, "--overwrite"], \
             "holds the run it reviews"
+    elif case == "nothing to exclude":
+        argv, message = ["--run", run, "--budget", "5", "--output", str(tmp_path / "o"),
+                         "--exclude", str(tmp_path)], "no verdicts.csv or review.csv there"
     else:
         argv, message = ["--run", run, "--output", str(tmp_path / "o")], "needs --budget"
     assert message in one_line_error(capsys, ["review", *argv])
@@ -414,3 +432,16 @@ def test_summarize_counts_a_blank_verdict_as_not_reviewed():
     rows = [annotations.VerdictRow("a", 0, 1, "x", 0.9, "random", "", "t", 2)]
     s = summarize(rows, {"x": 0.5})
     assert s["reviewed"] == 0 and s["labels"]["x"]["prevalence"]["estimate"] is None
+
+
+def test_items_reviewed_in_an_earlier_round_are_not_asked_again():
+    rules = {"x": LabelRule(0.5)}
+    pool = Pool(rules, window_s=1.0, budget=4, seed=3)
+    starts = np.arange(40) * 0.5
+    pool.add_scores("a", starts, {"x": np.linspace(0.3, 0.7, 40)})
+    pool.add_segments([Item("a", 4.0, 6.0, "x", 0.9, ""), Item("a", 10.0, 11.0, "x", 0.8, "")])
+    for strategy in ("uncertain", "random", "top", "mixed"):
+        first = pool.choose(strategy)
+        again = pool.choose(strategy, reviewed=[(i.file, i.start_s, i.end_s) for i in first])
+        assert first and not any(min(a.end_s, b.end_s) > max(a.start_s, b.start_s)
+                                 for a in first for b in again), strategy

@@ -59,7 +59,11 @@ def write_page(output: str, stats: dict, audio_root: str = None) -> str:
                             FeatureConfig.from_dict(summary["feature_config"]), durations,
                             stats["run_id"])
     path = fs.join(output, REVIEW_HTML)
-    fs.write_bytes(path, html.encode("utf-8"))
+    # named in the manifest (incomplete) before it is written, whole, then complete again:
+    # a run killed in between leaves nothing --overwrite does not know
+    outputs.begin(output, "search", stats["run_id"], [REVIEW_HTML],
+                  previous=outputs.read_manifest(output))
+    outputs.atomic_write(path, html.encode("utf-8"))
     outputs.finish(output, "search", stats["run_id"], [REVIEW_HTML])
     print(f"search: {len(items)} results to verify → {path}")
     return path

@@ -9,6 +9,13 @@ back-to-back clips of one label make one event, as in a real night); there the l
 (hysteresis) is chosen on one more sequence whose events hold dips (`clip_sequence`). The
 model scores them exactly as `earmark label` does (`model.windowing` windows at the model's
 labeling hop), so what is chosen here is what `label` will do by default.
+
+Folders of verdicts (`prepare --annotated-extent selections`) add what a person said about
+the recordings they reviewed: each reviewed span is scored in its context (the stretch of
+its recording around it), and counts as an event found when the segments cover
+ITEM_COVERAGE of it (`yes`) and as a false alarm when they cover that much of a span that
+holds no event (`no`); segments elsewhere in those stretches are not counted, as no one
+said what is there.
 """
 import dataclasses
 import hashlib
@@ -22,6 +29,7 @@ from earmark.model.events import Event
 from earmark.model.segments import (PostProcessing, WindowGrid, merge_runs, smooth, threshold_runs,
                                     window_bounds)
 from earmark.model.scoring import score_recording, score_windows
+from earmark.model.window_labels import merged_spans
 from earmark.model.windowing import count_windows, frame_windows
 
 THRESHOLDS = tuple(np.round(np.arange(0.05, 0.951, 0.05), 2))
@@ -51,14 +59,25 @@ DIP_GAIN = 0.1
 # seeded order: one order alone is a small, lucky or unlucky sample (measured on the demo:
 # snore event F1 on the night 0.45, 0.92 or 1.0 by the order of one sequence)
 CLIP_ORDERINGS = 3
+# a reviewed span is scored in the stretch of its recording from this long before it to this
+# long after it (overlapping stretches joined): smoothing, merging and the minimum duration
+# see the neighbouring windows as `label` does
+REVIEWED_CONTEXT_S = 5.0
+# a reviewed span counts as detected when segments of its label cover this part of it (the
+# part a reviewer hears)
+ITEM_COVERAGE = 0.5
 
 
 @dataclasses.dataclass(frozen=True)
 class Sequence:
-    """One validation recording: its waveform at the model's rate and its true events."""
+    """One validation recording: its waveform at the model's rate and its true events; or
+    (`reviewed`) a stretch of a partly annotated recording, its `events` and `negatives`
+    ((start_s, end_s) spans holding none) the spans a person reviewed."""
     name: str
     waveform: np.ndarray
     events: tuple
+    negatives: tuple = ()
+    reviewed: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,11 +88,13 @@ class Choice:
     recall: float
     truth_events: int
     predicted_events: int
+    reviewed_events: int = 0   # of truth_events, the reviewed spans (`yes` verdicts)
 
     def to_dict(self) -> dict:
         return {"event_f1_iou_0.5": round(self.f1, 4), "precision": round(self.precision, 4),
                 "recall": round(self.recall, 4), "truth_events": self.truth_events,
-                "predicted_events": self.predicted_events}
+                "predicted_events": self.predicted_events,
+                **({"reviewed_events": self.reviewed_events} if self.reviewed_events else {})}
 
 
 def read_audio(source: str, rate_hz: int, quality: str, read_bytes) -> np.ndarray:
@@ -103,6 +124,33 @@ def recording_sequences(recordings, rate_hz: int, quality: str, read_bytes) -> l
             first = int(round(r.offset_s * rate_hz))
             piece = waveform[first:first + int(round(r.duration_s * rate_hz))].copy()
             out.append(Sequence(r.name, piece, r.events))
+    return sorted(out, key=lambda s: s.name)
+
+
+def reviewed_sequences(reviewed, rate_hz: int, quality: str, read_bytes) -> list:
+    """Partly annotated recordings (`data.ReviewedRecording`) → reviewed Sequences: the
+    stretches of each recording around its reviewed spans (REVIEWED_CONTEXT_S each side,
+    overlapping stretches joined), spans in seconds from the stretch's start; at most
+    MAX_AUDIO_S of audio (recordings drawn by a seeded hash), each recording decoded once."""
+    out, total = [], 0.0
+    for r in sorted(reviewed, key=lambda r: _draw_order(r.key)):
+        spans = [(e.start_s, e.end_s) for e in r.events] + list(r.negatives)
+        stretches = merged_spans((max(a - REVIEWED_CONTEXT_S, 0.0),
+                                  min(b + REVIEWED_CONTEXT_S, r.duration_s)) for a, b in spans)
+        length = sum(b - a for a, b in stretches)
+        if total + length > MAX_AUDIO_S and out:
+            break
+        total += length
+        waveform = read_audio(r.source, rate_hz, quality, read_bytes)
+        for a, b in stretches:
+            def inside(start, end):
+                return a - 1e-6 <= start and end <= b + 1e-6
+            out.append(Sequence(
+                f"{r.key}@{a:g}-{b:g}",
+                waveform[int(round(a * rate_hz)):int(round(b * rate_hz))].copy(),
+                tuple(Event(e.start_s - a, e.end_s - a, e.label) for e in r.events
+                      if inside(e.start_s, e.end_s)),
+                tuple((s - a, e - a) for s, e in r.negatives if inside(s, e)), reviewed=True))
     return sorted(out, key=lambda s: s.name)
 
 
@@ -232,10 +280,10 @@ def choose_low_thresholds(chosen: dict, scores, sequences, labels, grid: WindowG
     out = {}
     for label, columns, truth, bounds, slack in _per_label(
             scores, sequences, labels, set(labels) - set(chosen), grid, rate_hz, repeats):
-        pp, n_truth = chosen[label].post_processing, sum(len(t) for t in truth)
+        pp = chosen[label].post_processing
         tried = [dataclasses.replace(pp, low_threshold=round(pp.threshold * f, 3))
                  for f in LOW_THRESHOLD_FRACTIONS]
-        f1s = [event_metrics.f1(*_counts(p, columns, truth, bounds, n_truth))[2] for p in tried]
+        f1s = [event_metrics.f1(*_counts(p, columns, truth, bounds))[2] for p in tried]
         out[label] = next(p for p, f1 in zip(tried, f1s) if f1 >= max(f1s) - slack)
     return out
 
@@ -246,58 +294,102 @@ def rescored(pp: PostProcessing, label: str, scores, sequences, labels, grid: Wi
     (`labels`: the model's, in the order of the score columns)."""
     (_, columns, truth, bounds, _), = _per_label(scores, sequences, labels, set(labels) - {label},
                                                 grid, rate_hz, 1)
-    tp, n_truth, n_pred = _counts(pp, columns, truth, bounds, sum(len(t) for t in truth))
+    tp, n_truth, n_pred = _counts(pp, columns, truth, bounds)
     precision, recall, f1 = event_metrics.f1(tp, n_truth, n_pred)
-    return Choice(pp, f1, precision, recall, n_truth, n_pred)
+    return Choice(pp, f1, precision, recall, n_truth, n_pred, truth.reviewed_events)
+
+
+@dataclasses.dataclass(frozen=True)
+class _LabelTruth:
+    """One label's truth over the sequences: per sequence, its events' (starts, ends) and,
+    for a reviewed sequence, its negative spans' (starts, ends) (None for a fully annotated
+    one)."""
+    events: list
+    negatives: list
+
+    @property
+    def n_events(self) -> int:
+        return sum(len(starts) for starts, _ in self.events)
+
+    @property
+    def reviewed_events(self) -> int:
+        return sum(len(e[0]) for e, n in zip(self.events, self.negatives) if n is not None)
+
+    def counted(self, k: int, starts: np.ndarray, ends: np.ndarray) -> tuple:
+        """(true positives, segments counted) of segments [starts, ends] on sequence k: on a
+        fully annotated one its events matched one to one at MIN_IOU, and every segment; on
+        a reviewed one the reviewed spans the segments cover (ITEM_COVERAGE): events found,
+        and those plus negatives covered (a false alarm only where a person said no)."""
+        if self.negatives[k] is None:
+            return event_metrics.matched_count(*self.events[k], starts, ends, MIN_IOU), \
+                len(starts)
+        found = _covered(*self.events[k], starts, ends)
+        return found, found + _covered(*self.negatives[k], starts, ends)
+
+
+def _covered(span_starts, span_ends, starts, ends) -> int:
+    """How many spans segments [starts, ends] (disjoint) cover by at least ITEM_COVERAGE (a
+    span of no length: one a segment holds)."""
+    if not len(span_starts) or not len(starts):
+        return 0
+    overlap = np.clip(np.minimum(span_ends[:, None], ends[None, :])
+                      - np.maximum(span_starts[:, None], starts[None, :]), 0.0, None).sum(1)
+    length = span_ends - span_starts
+    held = ((starts[None, :] <= span_starts[:, None])
+            & (span_ends[:, None] <= ends[None, :])).any(1)
+    return int(np.where(length > 0, overlap + 1e-9 >= ITEM_COVERAGE * length, held).sum())
+
+
+def _times(spans) -> tuple:
+    return (np.array([s for s, _ in spans], np.float64), np.array([e for _, e in spans],
+                                                                   np.float64))
 
 
 def _per_label(scores, sequences, labels, skip_labels, grid, rate_hz, repeats):
-    """(label, its score column per sequence, its true events per sequence, window bounds
-    per sequence, F1 slack) for every label not skipped."""
+    """(label, its score column per sequence, its `_LabelTruth`, window bounds per sequence,
+    F1 slack) for every label not skipped. `repeats`: how many times each event of the
+    sequences that are not reviewed occurs across them."""
     durations = [len(s.waveform) / rate_hz for s in sequences]
     bounds = [window_bounds(len(sc), grid, d) for sc, d in zip(scores, durations)]
+    negatives = [_times(s.negatives) if s.reviewed else None for s in sequences]
     for c, label in enumerate(labels):
         if label in skip_labels:
             continue
-        truth = [[e for e in s.events if e.label == label] for s in sequences]
-        independent = sum(len(t) for t in truth) / repeats
+        truth = _LabelTruth([_times([(e.start_s, e.end_s) for e in s.events if e.label == label])
+                             for s in sequences], negatives)
+        independent = truth.reviewed_events + (truth.n_events - truth.reviewed_events) / repeats
         slack = max(F1_SLACK, 1.0 / independent) if independent else F1_SLACK
         yield label, [sc[:, c] for sc in scores], truth, bounds, slack
 
 
-def _counts(pp: PostProcessing, columns, truth, bounds, n_truth: int) -> tuple:
-    """(true positives, true events, segments) of settings `pp` over the sequences."""
+def _counts(pp: PostProcessing, columns, truth: _LabelTruth, bounds) -> tuple:
+    """(true positives, true events, segments counted) of settings `pp` over the sequences."""
     tp = n_pred = 0
-    for col, events, (lo, hi) in zip(columns, truth, bounds):
+    for k, (col, (lo, hi)) in enumerate(zip(columns, bounds)):
         sm = smooth(col.astype(np.float64), pp.smoothing_windows)
         starts, ends, _, _ = merge_runs(*threshold_runs(sm, pp.threshold, pp.low_threshold),
                                         pp, lo, hi)
-        tp += event_metrics.matched_count(
-            np.array([e.start_s for e in events]), np.array([e.end_s for e in events]),
-            np.array([round(float(x), 3) for x in starts]),
-            np.array([round(float(x), 3) for x in ends]), MIN_IOU)
-        n_pred += len(starts)
-    return tp, n_truth, n_pred
+        found, counted = truth.counted(k, _rounded_ms(starts), _rounded_ms(ends))
+        tp += found
+        n_pred += counted
+    return tp, truth.n_events, n_pred
 
 
-def _best_for_label(label, columns, truth, bounds, extends, slack,
+def _best_for_label(label, columns, truth: _LabelTruth, bounds, extends, slack,
                     low_fractions=LOW_THRESHOLD_FRACTIONS) -> Choice:
-    n_truth = sum(len(t) for t in truth)
-    truth_times = [(np.array([e.start_s for e in t]), np.array([e.end_s for e in t]))
-                   for t in truth]
-    matched = [{} for _ in truth]   # per sequence: segments → matched events
+    n_truth = truth.n_events
+    matched = [{} for _ in columns]   # per sequence: segments → (matched, counted)
     # per sequence and widening: the start and end `runs_to_segments` writes for a segment
     # from each window (`merge_runs`' arithmetic, rounded to the millisecond), rounded once
     times = [{e: (_rounded_ms(np.maximum(lo - e, 0.0)),
                   _rounded_ms(np.minimum(hi + e, float(hi[-1]) if len(hi) else 0.0)))
               for e in extends} for lo, hi in bounds]
 
-    def true_positives(k, extend, firsts, lasts):
+    def counted(k, extend, firsts, lasts):
         key = (extend, firsts.tobytes(), lasts.tobytes())  # settings often give the same segments
         if key not in matched[k]:
             starts, ends = times[k][extend]
-            matched[k][key] = event_metrics.matched_count(*truth_times[k], starts[firsts],
-                                                          ends[lasts], MIN_IOU)
+            matched[k][key] = truth.counted(k, starts[firsts], ends[lasts])
         return matched[k][key]
 
     tried = []
@@ -314,8 +406,9 @@ def _best_for_label(label, columns, truth, bounds, extends, slack,
                         tp = n_pred = 0
                         for k, (starts, ends, firsts, lasts) in enumerate(merged):
                             keep = ends - starts + 1e-9 >= min_duration
-                            tp += true_positives(k, extend, firsts[keep], lasts[keep])
-                            n_pred += int(keep.sum())
+                            found, n = counted(k, extend, firsts[keep], lasts[keep])
+                            tp += found
+                            n_pred += n
                         tried.append((PostProcessing(float(threshold), width, min_duration,
                                                      max_gap, extend, low), tp, n_pred))
     scored = [(event_metrics.f1(tp, n_truth, n_pred), pp, n_pred) for pp, tp, n_pred in tried]
@@ -324,7 +417,7 @@ def _best_for_label(label, columns, truth, bounds, extends, slack,
         abs(s[1].threshold - 0.5), s[1].smoothing_windows, s[1].threshold - s[1].low_threshold,
         s[1].extend_s, s[1].min_duration_s, s[1].max_gap_s))
     (precision, recall, f1), pp, n_pred = plain
-    return Choice(pp, f1, precision, recall, n_truth, n_pred)
+    return Choice(pp, f1, precision, recall, n_truth, n_pred, truth.reviewed_events)
 
 
 def mean_event_f1(calibration: dict) -> tuple:
@@ -334,7 +427,8 @@ def mean_event_f1(calibration: dict) -> tuple:
     per_label = calibration.get("per_label") or {}
     if not per_label:
         return None, F1_SLACK
-    events = sum(c["truth_events"] for c in per_label.values()) / calibration.get("orders", 1)
+    events = sum((c["truth_events"] - c.get("reviewed_events", 0)) / calibration.get("orders", 1)
+                 + c.get("reviewed_events", 0) for c in per_label.values())
     return (float(np.mean([c["event_f1_iou_0.5"] for c in per_label.values()])),
             max(F1_SLACK, 1.0 / events) if events else F1_SLACK)
 
@@ -358,31 +452,33 @@ def _hysteresis_runs(smoothed: list, threshold: float, low_fractions):
         previous = runs
 
 
-def calibrate(prepared, split_recordings, predict, hops_s, read_bytes, log=print) -> dict:
+def calibrate(prepared, split_recordings, predict, hops_s, read_bytes, log=print,
+              reviewed=()) -> dict:
     """The whole train-time step → model.json entries: `post_processing` (label → settings,
     background labels left out), `background_labels`, `calibration` (what was measured) and
     `labeling_hop_s`, the hop of `hops_s` (seconds) whose events scored best (the coarsest
     within F1_SLACK: the cheapest to label). `split_recordings`: (split name,
     `RecordingEvents`) of the validation split, or of the training split when there is no
-    validation split."""
+    validation split; `reviewed`: `data.ReviewedRecording`s of the folders of verdicts."""
     config = prepared.feature_config
     rate = config.sample_rate_hz
     split, recordings = split_recordings
     labels, background = list(prepared.labels), set(prepared.background_labels)
-    if not recordings:
+    if not recordings and not reviewed:
         return {"post_processing": {l: PostProcessing().to_dict() for l in labels
                                     if l not in background},
                 "background_labels": sorted(background), "labeling_hop_s": hops_s[0],
                 "calibration": {"source": "none: the prepared data has no recordings.jsonl "
                                           "(re-run earmark prepare); defaults used"}}
-    if prepared.annotated:
+    sequences, what = [], "no validation recordings"
+    if prepared.annotated and recordings:
         sequences = recording_sequences(recordings, rate, config.resample_quality, read_bytes)
         what = f"{len(sequences)} annotated {split} recordings"
         if not all(r.whole for r in recordings):   # prepared --split-by time
             what = (f"{len(sequences)} {split} stretches of "
                     f"{len({r.key for r in recordings})} annotated recordings")
     dipped, low_on = [], {}   # a clip corpus: its low thresholds are chosen on clips with dips
-    if not prepared.annotated:
+    if not prepared.annotated and recordings:
         decoded = {}  # a clip decoded once, whatever the orders and reuses
         sequences = [clip_sequence(recordings, rate, config.resample_quality, read_bytes,
                                    background, seed, decoded) for seed in range(CLIP_ORDERINGS)]
@@ -397,6 +493,19 @@ def calibrate(prepared, split_recordings, predict, hops_s, read_bytes, log=print
             f"{dip_s[1]:.2f} s of quiet (one event with a dip inside); the other settings "
             "chosen without hysteresis on the orders without dips")}
     repeats = 1 if prepared.annotated else CLIP_ORDERINGS
+    reviewed_info = {}
+    if reviewed:
+        stretches = reviewed_sequences(reviewed, rate, config.resample_quality, read_bytes)
+        n_yes = sum(len(s.events) for s in stretches)
+        n_no = sum(len(s.negatives) for s in stretches)
+        sequences = sequences + stretches
+        n_recordings = len({s.name.rsplit("@", 1)[0] for s in stretches})
+        what += (f", and {n_yes + n_no} reviewed spans ({n_yes} with an event) in "
+                 f"{len(stretches)} stretches of {n_recordings} partly annotated recordings")
+        reviewed_info = {"reviewed": {"spans": n_yes + n_no, "with_event": n_yes,
+                                      "stretches": len(stretches),
+                                      "context_s": REVIEWED_CONTEXT_S,
+                                      "coverage": ITEM_COVERAGE}}
     audio_s = sum(len(s.waveform) for s in sequences + dipped) / rate
     log(f"calibrating event post-processing on {what} ({audio_s:.0f} s of audio)")
     by_hop = []
@@ -434,5 +543,5 @@ def calibrate(prepared, split_recordings, predict, hops_s, read_bytes, log=print
                             "hop_s": grid.hop_s, "hops_tried_s": list(hops_s),
                             "mean_event_f1_per_hop": {f"{h:g}": round(f, 4)
                                                       for f, h, _, _ in by_hop},
-                            "min_iou": MIN_IOU, "orders": repeats, **low_on,
+                            "min_iou": MIN_IOU, "orders": repeats, **low_on, **reviewed_info,
                             "per_label": {l: c.to_dict() for l, c in chosen.items()}}}

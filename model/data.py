@@ -149,6 +149,43 @@ def read_recordings(prepared: Prepared, split: str) -> list:
     return sorted(out, key=lambda r: (r.key, r.offset_s))
 
 
+@dataclasses.dataclass(frozen=True)
+class ReviewedRecording:
+    """A partly annotated recording (`prepare --annotated-extent selections`: verdicts on
+    detections): where it is, how long, and the spans a person reviewed, in seconds from its
+    start: `events` (spans holding an event of their label, `model.events.Event`) and
+    `negatives` ((start_s, end_s) spans holding none). Its other time is unknown."""
+    key: str
+    source: str
+    duration_s: float
+    events: tuple
+    negatives: tuple
+
+
+def read_reviewed(prepared: Prepared, splits=("train", "validation")) -> list:
+    """The partly annotated recordings of `prepared` (`--annotated-extent selections`), their
+    reviewed spans in the stretches of `splits` gathered per recording, sorted by key; []
+    for a folder with none (or prepared before `negatives` were recorded)."""
+    from earmark.model.events import Event
+    path = os.path.join(prepared.root, RECORDINGS_FILE)
+    if not tf.io.gfile.exists(path):
+        return []
+    _check_file(prepared.root, path)
+    by_key = {}
+    with tf.io.gfile.GFile(path) as f:
+        for line in f:
+            r = json.loads(line) if line.strip() else None
+            if not r or r["split"] not in splits or "negatives" not in r:
+                continue
+            events, negatives = by_key.setdefault(r["key"], (r, set(), set()))[1:]
+            events.update(Event(s, e, label) for s, e, label in r["events"])
+            negatives.update((s, e) for s, e in r["negatives"])
+    return [ReviewedRecording(key, r["source"], r["duration_s"], tuple(sorted(events)),
+                              tuple(sorted(negatives)))
+            for key, (r, events, negatives) in sorted(by_key.items())
+            if events or negatives]
+
+
 def read_split(prepared: Prepared, split: str, required: bool = True) -> SplitArrays:
     """All examples of one split as numpy arrays (empty arrays when absent and not required)."""
     files = split_files(prepared.root, split)

@@ -685,11 +685,13 @@ def _memoized(embed):
 
 def _calibrate(training, hops_s, predict, log: Log, warn: Log) -> dict:
     """Event post-processing per label (and the labeling hop, from `hops_s`), chosen on the
-    validation recordings (or the training ones when there is no validation split) as
-    `earmark label` will window them (`training_data.calibration_recordings`)."""
+    validation recordings (or the training ones when there is no validation split), and the
+    spans reviewed in folders of verdicts, as `earmark label` will window them
+    (`training_data.calibration_recordings`, `training_data.reviewed_recordings`)."""
     from earmark.model import calibrate
     split = "validation"
     annotated, recordings = training_data.calibration_recordings(training, split)
+    reviewed = training_data.reviewed_recordings(training)
     if not recordings:
         split = "train"
         annotated, recordings = training_data.calibration_recordings(training, split)
@@ -697,7 +699,7 @@ def _calibrate(training, hops_s, predict, log: Log, warn: Log) -> dict:
             warn("no validation recordings: event post-processing is calibrated on the "
                  "training recordings (optimistic)")
     return calibrate.calibrate(training.as_prepared(annotated), (split, recordings), predict,
-                               hops_s, data.read_source_bytes, log=log)
+                               hops_s, data.read_source_bytes, log=log, reviewed=reviewed)
 
 
 def _data_paths(training):

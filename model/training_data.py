@@ -134,6 +134,21 @@ def calibration_recordings(training: TrainingData, split: str) -> tuple:
                                   for r in data.read_recordings(p, split)])
 
 
+def reviewed_recordings(training: TrainingData) -> list:
+    """The reviewed spans (`data.read_reviewed`, train and validation stretches) of every
+    folder of verdicts, gathered per recording across folders (rounds of review of one
+    corpus), sorted by key."""
+    by_source = {}
+    for p in training.parts:
+        for r in data.read_reviewed(p):
+            if r.source in by_source:
+                seen = by_source[r.source]
+                r = dataclasses.replace(seen, events=tuple(sorted(set(seen.events + r.events))),
+                                        negatives=tuple(sorted(set(seen.negatives + r.negatives))))
+            by_source[r.source] = r
+    return sorted(by_source.values(), key=lambda r: (r.key, r.source))
+
+
 def _first_of_each(recordings: list) -> list:
     """Recordings sorted by (key, offset), one per (key, offset): a stretch prepared into two
     folders counts once, as its first folder holds it."""

@@ -44,7 +44,7 @@ def label_windows(starts_s: np.ndarray, window_s: float, events, ignore=(),
     ev_start = np.array([e.start_s for e in events], np.float64)
     ev_end = np.array([e.end_s for e in events], np.float64)
     needed = min_overlap * np.minimum(window_s, ev_end - ev_start) - 1e-9
-    negatives = _merged(negatives)
+    negatives = merged_spans(negatives)
     out = []
     for start in np.asarray(starts_s, np.float64):
         end = start + window_s
@@ -95,7 +95,7 @@ class WindowRules:
                              self.background, negatives, self.negative_label, self.extent)
 
 
-def _merged(spans) -> list:
+def merged_spans(spans) -> list:
     """(start, end) spans, sorted, overlapping ones joined (so coverage is not counted twice)."""
     out = []
     for a, b in sorted(spans):

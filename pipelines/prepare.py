@@ -171,6 +171,13 @@ class DecodeToPatches(beam.DoFn):
                 **({} if whole else {"span_s": [round(a, 6), round(b, 6)]}),
                 "events": [[e.start_s, e.end_s, e.label] for e in sorted(truth)
                            if a - 1e-6 <= e.start_s and e.end_s <= b + 1e-6],
+                # reviewed spans that hold no event (`no` verdicts): with the events, what
+                # calibration counts hits and false alarms on (model.data.read_reviewed)
+                **({"negatives": [[e.start_s, e.end_s] for e in sorted(events)
+                                  if self._rules.is_negative(e.label)
+                                  and a - 1e-6 <= e.start_s and e.end_s <= b + 1e-6]}
+                   if recording.events is not None and self._rules.extent == "selections"
+                   else {}),
                 # a partly annotated recording's other time is unknown: not for
                 # scoring events (model.data.read_recordings leaves it out)
                 "annotated_extent": "full" if recording.events is None

@@ -6,6 +6,7 @@ import dataclasses
 
 import numpy as np
 import pytest
+import soundfile as sf
 
 from earmark.model import calibrate, event_metrics
 from earmark.model.data import RecordingEvents
@@ -150,3 +151,94 @@ def test_scores_shared_across_hops_equal_each_hop_scored_alone():
             np.testing.assert_array_equal(got, predict(frame_windows(s.waveform, window, h)))
     alone = sum(len(frame_windows(s.waveform, window, h)) for s in sequences for h in hops)
     assert scored < alone   # the model ran on fewer windows than each hop alone
+
+
+# --- spans a person reviewed (folders of verdicts) -------------------------------------------
+
+REVIEWED_EACH = 12   # yes and no spans of a reviewed stretch: a difference of one is noise
+
+
+def _reviewed_stretch(with_spike_elsewhere: bool):
+    """(Sequence, scores [windows, 1]): a reviewed stretch where each `yes` span sits on a
+    run of five windows scoring 0.9 and each `no` span on one window spiking to 0.8 (a
+    false alarm a threshold keeps and smoothing removes), between windows scoring 0.05;
+    optionally one more spike no one reviewed."""
+    scores, events, negatives = [0.05] * 4, [], []
+    lo_hi = []
+    for k in range(2 * REVIEWED_EACH):
+        start = len(scores)
+        if k % 2 == 0:
+            scores += [0.9] * 5
+            lo_hi.append(("yes", start, start + 4))
+        else:
+            scores += [0.8]
+            lo_hi.append(("no", start, start))
+        scores += [0.05] * 6
+    scores += ([0.8] if with_spike_elsewhere else [0.05]) + [0.05] * 6
+    duration_s = len(scores) * GRID.hop_s + GRID.window_s / 2
+    lo, hi = window_bounds(len(scores), GRID, duration_s)
+    for verdict, a, b in lo_hi:   # the span a reviewer heard: the windows' share of time
+        span = (float(lo[a]), float(hi[b]))
+        (events.append(Event(*span, "x")) if verdict == "yes" else negatives.append(span))
+    sequence = calibrate.Sequence("night@0-30", np.zeros(int(duration_s * RATE), np.float32),
+                                  tuple(events), tuple(negatives), reviewed=True)
+    return sequence, np.array(scores)[:, None]
+
+
+def test_reviewed_spans_count_hits_and_false_alarms_only_where_a_person_answered():
+    sequence, scores = _reviewed_stretch(with_spike_elsewhere=False)
+    plain = calibrate.rescored(PostProcessing(0.5), "x", [scores], [sequence], ["x"], GRID, RATE)
+    # every yes found; each spike on a `no` span is a false alarm
+    n = REVIEWED_EACH
+    assert (plain.truth_events, plain.predicted_events, plain.reviewed_events) == (n, 2 * n, n)
+    assert plain.precision == 0.5 and plain.recall == 1.0
+    _, unreviewed = _reviewed_stretch(with_spike_elsewhere=True)
+    again = calibrate.rescored(PostProcessing(0.5), "x", [unreviewed], [sequence], ["x"], GRID,
+                               RATE)
+    assert again == plain   # a segment where no one listened is not counted either way
+    # the choice: settings that keep the runs and drop the spikes, which the plainest
+    # setting (threshold 0.5, nothing else) does not
+    choice = calibrate.choose([scores], [sequence], ["x"], (), GRID, RATE)["x"]
+    assert (choice.f1, choice.predicted_events) == (1.0, REVIEWED_EACH)
+    assert choice.post_processing != PostProcessing(0.5)
+
+
+def test_reviewed_and_fully_annotated_sequences_are_counted_together():
+    night, night_scores = _events_night(False)
+    stretch, stretch_scores = _reviewed_stretch(with_spike_elsewhere=True)
+    both = calibrate.rescored(PostProcessing(0.5), "x", [night_scores, stretch_scores],
+                              [night, stretch], ["x"], GRID, RATE)
+    alone = calibrate.rescored(PostProcessing(0.5), "x", [night_scores], [night], ["x"], GRID,
+                               RATE)
+    n = REVIEWED_EACH
+    assert both.truth_events == alone.truth_events + n and both.reviewed_events == n
+    assert both.predicted_events == alone.predicted_events + 2 * n
+    # one event's worth of slack counts a reviewed span once, a clip-order event once per order
+    calibration = {"orders": 3, "per_label": {"x": both.to_dict()}}
+    assert calibrate.mean_event_f1(calibration)[1] == pytest.approx(
+        1 / ((both.truth_events - n) / 3 + n))
+
+
+def test_reviewed_sequences_are_the_stretches_around_reviewed_spans(tmp_path):
+    from earmark.model.data import ReviewedRecording
+    rate = 8000
+    waveform = np.random.default_rng(0).uniform(-0.5, 0.5, 60 * rate).astype(np.float32)
+    path = str(tmp_path / "night.wav")
+    sf.write(path, waveform, rate, subtype="FLOAT")
+    recording = ReviewedRecording("night.wav", path, 60.0,
+                                  (Event(10.0, 11.0, "x"), Event(55.0, 56.0, "x")),
+                                  ((2.0, 3.0), (14.0, 15.0)))
+
+    def read_bytes(p):
+        with open(p, "rb") as f:
+            return f.read()
+    got = calibrate.reviewed_sequences([recording], rate, "HQ", read_bytes)
+    context = calibrate.REVIEWED_CONTEXT_S
+    # 2-3 s and 10-11 s and 14-15 s are within twice the context of each other: one stretch
+    assert [s.name for s in got] == ["night.wav@0-20", "night.wav@50-60"]
+    first, last = got
+    assert (first.events, first.negatives) == ((Event(10.0, 11.0, "x"),), ((2.0, 3.0), (14.0, 15.0)))
+    assert (last.events, last.negatives) == ((Event(5.0, 6.0, "x"),), ())
+    assert first.reviewed and last.reviewed
+    np.testing.assert_allclose(first.waveform, waveform[:int((15 + context) * rate)], atol=1e-6)
+    np.testing.assert_allclose(last.waveform, waveform[50 * rate:], atol=1e-6)

@@ -18,7 +18,7 @@ import pytest
 import soundfile as sf
 
 from earmark import cli
-from earmark.model import annotations
+from earmark.model import annotations, data
 from earmark.model.review import Item, LabelRule, Pool, split_budget
 from earmark.model.review_stats import summarize, wilson
 from earmark.model.segments import PostProcessing, Segment, WindowGrid, to_segments
@@ -378,6 +378,12 @@ def test_verdicts_become_events_negatives_or_nothing_in_prepare(reviewed, tmp_pa
     assert sorted((os.path.basename(d["path"]), d["line"]) for d in dead) == \
         [("b.flac.selections.txt", 3), ("verdicts.csv", 5)]
     assert "failed {'no_verdict': 2}" in capsys.readouterr().out
+    # what calibration learns from: every answered span, blank ones not among them
+    reviewed_spans = data.read_reviewed(data.open_prepared(out), data.SPLITS)
+    assert [(r.key, [(e.start_s, e.end_s, e.label) for e in r.events], list(r.negatives))
+            for r in reviewed_spans] == [
+        ("a.wav", [(0.0, 1.92, "class_0"), (7.68, 9.6, "class_1")], [(3.84, 5.76)]),
+        ("night/b.flac", [(0.96, 2.88, "class_1")], [])]
 
 
 def test_verdict_table_round_trips_odd_labels_and_files():

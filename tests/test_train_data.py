@@ -94,3 +94,29 @@ def test_folders_of_other_features_or_given_twice_are_user_errors(tmp_path):
     path.write_text(json.dumps(meta))
     with pytest.raises(UserError, match="other features"):
         training_data.open_training_data([a, b])
+
+
+def test_reviewed_spans_of_rounds_of_one_corpus_are_gathered_per_recording(tmp_path):
+    """Two folders of verdicts on one recording (two rounds of review), and a clip folder:
+    calibration gets the recording once with every span of the train and validation
+    stretches; a test stretch's, and the clip folder's recordings, are not among them."""
+    import json
+    from earmark.model import training_data
+    from earmark.model.events import Event
+    roots = [make_prepared(str(tmp_path / n), labels=["x"], per_class=(1, 1, 0))
+             for n in ("clips", "round_1", "round_2")]
+    night = {"key": "n.wav", "source": "/corpus/n.wav", "duration_s": 600.0,
+             "annotated_extent": "selections"}
+    stretches = {"round_1": [({"split": "train", "span_s": [0.0, 300.0]}, [[10, 11, "x"]], [[20, 21]]),
+                             ({"split": "test", "span_s": [300.0, 600.0]}, [[400, 401, "x"]], [])],
+                 "round_2": [({"split": "validation", "span_s": [0.0, 300.0]}, [[10, 11, "x"]],
+                              [[50, 51]])]}
+    for name, rows in stretches.items():
+        with open(tmp_path / name / data.RECORDINGS_FILE, "w") as f:
+            for extra, events, negatives in rows:
+                f.write(json.dumps({**night, **extra, "events": events,
+                                    "negatives": negatives}) + "\n")
+    got = training_data.reviewed_recordings(training_data.open_training_data(roots))
+    assert [(r.key, r.source, r.events, r.negatives) for r in got] == [
+        ("n.wav", "/corpus/n.wav", (Event(10, 11, "x"),), ((20, 21), (50, 51)))]
+    assert training_data.reviewed_recordings(training_data.open_training_data(roots[0])) == []

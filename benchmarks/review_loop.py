@@ -2,7 +2,7 @@
 round after round, make it better, and does choosing the uncertain ones beat chance?
 
     .venv/bin/python benchmarks/review_loop.py [--rounds 5] [--budget 20]
-        [--strategies uncertain,random,top] [--pool-nights 3] [--test-nights 3]
+        [--strategies mixed,uncertain,random,top] [--pool-nights 3] [--test-nights 3]
         [--minutes 10] [--seed 0] [--workdir DIR]
 
 The shared snoring clips (../shared/data/snoring, snore / not_snore) are split three ways,
@@ -245,7 +245,8 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--budget", type=int, default=20, help="items per review round")
-    p.add_argument("--strategies", default="uncertain,random,top")
+    p.add_argument("--strategies", default="mixed,uncertain,random,top",
+                   help="review strategies, each its own chain (mixed: review's default)")
     p.add_argument("--pool-nights", type=int, default=3)
     p.add_argument("--test-nights", type=int, default=3)
     p.add_argument("--minutes", type=float, default=10.0, help="length of each night")

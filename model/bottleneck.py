@@ -131,10 +131,33 @@ def is_complete(directory: str) -> bool:
 
 
 def embed(embedder, log_mels: np.ndarray, batch_size: int = 64, name: str = "bottlenecks") -> np.ndarray:
-    """Pooled features of every patch, in order, float32 [n, features]."""
+    """Pooled features of every patch, in order, float32 [n, features], `batch_size` patches
+    per call of one graph traced once per model (Keras' predict traces again for each new
+    shape: every split's last, partial batch)."""
     if len(log_mels) == 0:
         return np.zeros((0, embedder.output_shape[-1]), np.float32)
-    return _in_steps(lambda x: embedder.predict(x, batch_size=batch_size, verbose=0), log_mels, name)
+    return _in_steps(lambda x: predict(embedder, x, batch_size), log_mels, name)
+
+
+def predict(model, inputs, batch_size: int = 64) -> np.ndarray:
+    """`model` over `inputs`, `batch_size` rows per call of `inference_fn(model)`: what
+    Keras' `predict` with that batch size gives, without its tracing per new shape."""
+    fn, inputs = inference_fn(model), np.asarray(inputs, np.float32)
+    if len(inputs) == 0:
+        return np.zeros((0, *model.output_shape[1:]), np.float32)
+    return np.concatenate([np.asarray(fn(inputs[i:i + batch_size]))
+                           for i in range(0, len(inputs), batch_size)])
+
+
+def inference_fn(model):
+    """`model(x, training=False)` as one tf.function for any batch size, made once per model
+    (it reads the model's variables as they are when called: fine-tuned weights included)."""
+    fn = getattr(model, "_earmark_inference_fn", None)
+    if fn is None:
+        spec = tf.TensorSpec([None, *model.input_shape[1:]], tf.float32)
+        fn = tf.function(lambda x: model(x, training=False), input_signature=[spec])
+        model._earmark_inference_fn = fn
+    return fn
 
 
 def _in_steps(fn, inputs: np.ndarray, name: str) -> np.ndarray:

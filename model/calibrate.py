@@ -72,7 +72,8 @@ ITEM_COVERAGE = 0.5
 class Sequence:
     """One validation recording: its waveform at the model's rate and its true events; or
     (`reviewed`) a stretch of a partly annotated recording, its `events` and `negatives`
-    ((start_s, end_s) spans holding none) the spans a person reviewed."""
+    ((start_s, end_s, label) spans holding no event of `label`, None: of any) the spans a
+    person reviewed."""
     name: str
     waveform: np.ndarray
     events: tuple
@@ -134,7 +135,7 @@ def reviewed_sequences(reviewed, rate_hz: int, quality: str, read_bytes) -> list
     MAX_AUDIO_S of audio (recordings drawn by a seeded hash), each recording decoded once."""
     out, total = [], 0.0
     for r in sorted(reviewed, key=lambda r: _draw_order(r.key)):
-        spans = [(e.start_s, e.end_s) for e in r.events] + list(r.negatives)
+        spans = [(e.start_s, e.end_s) for e in r.events] + [n[:2] for n in r.negatives]
         stretches = merged_spans((max(a - REVIEWED_CONTEXT_S, 0.0),
                                   min(b + REVIEWED_CONTEXT_S, r.duration_s)) for a, b in spans)
         length = sum(b - a for a, b in stretches)
@@ -150,7 +151,8 @@ def reviewed_sequences(reviewed, rate_hz: int, quality: str, read_bytes) -> list
                 waveform[int(round(a * rate_hz)):int(round(b * rate_hz))].copy(),
                 tuple(Event(e.start_s - a, e.end_s - a, e.label) for e in r.events
                       if inside(e.start_s, e.end_s)),
-                tuple((s - a, e - a) for s, e in r.negatives if inside(s, e)), reviewed=True))
+                tuple((s - a, e - a, label) for s, e, label in r.negatives if inside(s, e)),
+                reviewed=True))
     return sorted(out, key=lambda s: s.name)
 
 
@@ -351,15 +353,23 @@ def _per_label(scores, sequences, labels, skip_labels, grid, rate_hz, repeats):
     sequences that are not reviewed occurs across them."""
     durations = [len(s.waveform) / rate_hz for s in sequences]
     bounds = [window_bounds(len(sc), grid, d) for sc, d in zip(scores, durations)]
-    negatives = [_times(s.negatives) if s.reviewed else None for s in sequences]
     for c, label in enumerate(labels):
         if label in skip_labels:
             continue
+        # a `no` on another label's item says nothing of this one's events there
+        negatives = [_times([n[:2] for n in s.negatives if _rules_out(n, label)])
+                     if s.reviewed else None for s in sequences]
         truth = _LabelTruth([_times([(e.start_s, e.end_s) for e in s.events if e.label == label])
                              for s in sequences], negatives)
         independent = truth.reviewed_events + (truth.n_events - truth.reviewed_events) / repeats
         slack = max(F1_SLACK, 1.0 / independent) if independent else F1_SLACK
         yield label, [sc[:, c] for sc in scores], truth, bounds, slack
+
+
+def _rules_out(negative, label: str) -> bool:
+    """Whether a reviewed negative span ((start_s, end_s[, label or None])) says `label`'s
+    events are absent there: one naming no label, or this one."""
+    return len(negative) < 3 or negative[2] in (None, label)
 
 
 def _counts(pp: PostProcessing, columns, truth: _LabelTruth, bounds) -> tuple:

@@ -30,6 +30,9 @@ class Prepared:
     data_hash: str
     background_labels: tuple = ()  # labels of "nothing to report" (never written as segments)
     annotated: bool = False        # long annotated recordings (else labeled clips)
+    # partly annotated recordings (`--annotated-extent selections`): the labels its
+    # background windows (negative selections) are known not to hold; None otherwise
+    negatives_rule_out: tuple = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,9 +105,16 @@ def open_prepared(root: str) -> Prepared:
         for shard in split_files(root, split):
             _check_file(root, shard)  # a FIFO in a shard's place would block tf.data for good
             h.update(f"{os.path.basename(shard)}:{tf.io.gfile.stat(shard).length}".encode())
+    background = tuple(meta.get("background_labels", ()))
+    annotations = meta.get("annotations") or {}
+    rule_out = None
+    if annotations.get("annotated_extent") == "selections":
+        # folders prepared before `event_labels` was written: their negatives ruled out
+        # every label of the folder
+        rule_out = tuple(annotations.get("event_labels",
+                                         [l for l in meta["labels"] if l not in background]))
     return Prepared(root, tuple(meta["labels"]), FeatureConfig.from_dict(meta["feature_config"]),
-                    h.hexdigest()[:16], tuple(meta.get("background_labels", ())),
-                    bool(meta.get("annotations")))
+                    h.hexdigest()[:16], background, bool(annotations), rule_out)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -154,7 +164,8 @@ class ReviewedRecording:
     """A partly annotated recording (`prepare --annotated-extent selections`: verdicts on
     detections): where it is, how long, and the spans a person reviewed, in seconds from its
     start: `events` (spans holding an event of their label, `model.events.Event`) and
-    `negatives` ((start_s, end_s) spans holding none). Its other time is unknown."""
+    `negatives` ((start_s, end_s, label) spans holding no event of `label`; label None: of
+    any label). Its other time is unknown."""
     key: str
     source: str
     duration_s: float
@@ -179,11 +190,18 @@ def read_reviewed(prepared: Prepared, splits=("train", "validation")) -> list:
                 continue
             events, negatives = by_key.setdefault(r["key"], (r, set(), set()))[1:]
             events.update(Event(s, e, label) for s, e, label in r["events"])
-            negatives.update((s, e) for s, e in r["negatives"])
+            # [start, end, label ruled out] (folders prepared before labels were kept there
+            # hold [start, end]: a span holding no event of any label, as they trained)
+            negatives.update((n[0], n[1], n[2] if len(n) > 2 else None) for n in r["negatives"])
     return [ReviewedRecording(key, r["source"], r["duration_s"], tuple(sorted(events)),
-                              tuple(sorted(negatives)))
+                              tuple(sorted(negatives, key=negative_order)))
             for key, (r, events, negatives) in sorted(by_key.items())
             if events or negatives]
+
+
+def negative_order(span) -> tuple:
+    """Sort key of (start_s, end_s, label or None) negatives."""
+    return span[0], span[1], span[2] or ""
 
 
 def read_split(prepared: Prepared, split: str, required: bool = True) -> SplitArrays:

@@ -18,6 +18,7 @@ labeling hop, post-processing with thresholds, base, weights, strategy, metrics.
 `--precision int8` an `Int8Model`) with the same `predict` / `predict_on_batch`.
 `predictor(dir)` wraps any of them for serving (label).
 """
+import collections
 import dataclasses
 import hashlib
 import json
@@ -281,9 +282,46 @@ class Predictor:
         return self._fn
 
 
+# loaded predictors by the files they came from (and their settings), most recent last
+_PREDICTORS = collections.OrderedDict()
+PREDICTORS_KEPT = 2
+
+
 def predictor(model_dir: str, precision: str = "float32", embedder_batch_size: int = None) -> Predictor:
+    """The model of a local model dir, ready to score (`load`), loaded and traced once per
+    process: a later call for the same files, unchanged (model.json's bytes, each serving
+    file's inode, size and change times), and the same settings returns the same Predictor
+    (the label pipeline's DoFns, a process that labels several corpora). The last
+    `PREDICTORS_KEPT` are kept."""
+    key = _files_key(model_dir, precision, embedder_batch_size)
+    if key is not None and key in _PREDICTORS:
+        _PREDICTORS.move_to_end(key)
+        return _PREDICTORS[key]
     model, meta = load(model_dir, precision, embedder_batch_size)
-    return Predictor(model, meta, *window_spec(meta))
+    loaded = Predictor(model, meta, *window_spec(meta))
+    if key is not None:
+        _PREDICTORS[key] = loaded
+        while len(_PREDICTORS) > PREDICTORS_KEPT:
+            _PREDICTORS.popitem(last=False)
+    return loaded
+
+
+def _files_key(model_dir: str, precision: str, embedder_batch_size) -> tuple:
+    """What identifies a loaded model: the dir, model.json's sha256, each serving file's
+    inode, size and change times, and the settings; None when model.json cannot be read
+    (the load then says why)."""
+    try:
+        with open(os.path.join(model_dir, META_FILE), "rb") as f:
+            meta_bytes = f.read(1 << 20)
+        meta = json.loads(meta_bytes)
+        files = []
+        for name in model_files(meta):
+            st = os.stat(os.path.join(model_dir, name))
+            files.append((name, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
+    except (OSError, ValueError, TypeError, AttributeError, KeyError):
+        return None
+    return (os.path.realpath(model_dir), hashlib.sha256(meta_bytes).hexdigest(), tuple(files),
+            precision, embedder_batch_size)
 
 
 def windows(waveform: np.ndarray, config: FeatureConfig) -> np.ndarray:

@@ -240,53 +240,117 @@ def build_mlp_head(mean, var, num_classes, multi_label=False, hidden=MLP_HIDDEN,
 
 
 def fit_mlp(model, x, y, x_val, y_val, *, lr, multi=False, sample_weight=None, batch_size=128,
-            max_epochs=100, patience=8, seed=0, val_weight=None):
+            max_epochs=100, patience=8, seed=0, val_weight=None, trainer=None):
     """Mini-batch Adam on weighted cross-entropy + the model's L2; early stopping on the
     validation loss (training loss without validation rows), best weights restored.
-    → {"epochs": run, "best_epoch": ..., "best_val_loss": ...}."""
-    import tensorflow as tf
-    n = len(x)
-    w = np.ones(n, np.float32) if sample_weight is None else np.asarray(sample_weight, np.float32)
-    x, y = tf.constant(x, tf.float32), tf.constant(y, tf.float32)
-    w = tf.constant(w)
-    has_val = x_val is not None and len(x_val) > 0
-    xv = tf.constant(x_val, tf.float32) if has_val else x
-    yv = tf.constant(y_val, tf.float32) if has_val else y
-    wv = (tf.constant(np.asarray(val_weight, np.float32)) if val_weight is not None
-          else tf.ones([len(xv)], tf.float32)) if has_val else w
-    loss_fn = (keras.losses.BinaryCrossentropy(reduction=None) if multi
-               else keras.losses.CategoricalCrossentropy(reduction=None))
-    opt = keras.optimizers.Adam(lr)
-    opt.build(model.trainable_variables)
-    regularized = [(l.kernel, l.kernel_regularizer) for l in model.layers
-                   if getattr(l, "kernel_regularizer", None) is not None]
-    batch_size = min(batch_size, n)
-    n_batches = int(np.ceil(n / batch_size))
+    `trainer`: an `MlpTrainer` of this architecture and `lr` to train in (its traced step
+    reused); None: one made for this fit. → {"epochs": run, "best_epoch": ...,
+    "best_val_loss": ...}."""
+    trainer = trainer or MlpTrainer(model, lr, multi)
+    return trainer.fit(model, x, y, x_val, y_val, sample_weight=sample_weight,
+                       batch_size=batch_size, max_epochs=max_epochs, patience=patience,
+                       seed=seed, val_weight=val_weight)
 
-    @tf.function
-    def epoch(perm):
+
+class MlpTrainer:
+    """One MLP head architecture's training (Adam at `lr`), traced once: every fit of that
+    architecture (cross-validation folds, the final fit) runs in this trainer's own copy of
+    the model's layers after its standardization (each fit standardizes its rows by its
+    model's own layer first), from the weights and dropout seed of the model it is given,
+    the optimizer fresh, and hands the trained weights back. Tracing a new step per fit cost
+    more than the fit itself on small data."""
+
+    def __init__(self, model, lr: float, multi: bool = False):
+        import tensorflow as tf
+        layers = _trained_layers(model)
+        x = inputs = keras.Input(layers[0].input.shape[1:])
+        for layer in layers:
+            x = layer.__class__.from_config(layer.get_config())(x)
+        self.model = keras.Model(inputs, x)
+        self.opt = keras.optimizers.Adam(lr)
+        self.opt.build(self.model.trainable_variables)
+        self.loss_fn = (keras.losses.BinaryCrossentropy(reduction=None) if multi
+                        else keras.losses.CategoricalCrossentropy(reduction=None))
+        self.regularized = [(l.kernel, l.kernel_regularizer) for l in self.model.layers
+                            if getattr(l, "kernel_regularizer", None) is not None]
+        d, k = inputs.shape[-1], model.output_shape[-1]
+        features, targets, weights = (tf.TensorSpec([None, d]), tf.TensorSpec([None, k]),
+                                      tf.TensorSpec([None]))
+        # (train rows, targets, weights, the same for validation, permutation, batch size)
+        self.epoch = tf.function(self._epoch, input_signature=[
+            features, targets, weights, features, targets, weights,
+            tf.TensorSpec([None], tf.int32), tf.TensorSpec([], tf.int32)])
+
+    def _epoch(self, x, y, w, xv, yv, wv, perm, batch_size):
+        import tensorflow as tf
+        model, loss_fn, opt = self.model, self.loss_fn, self.opt
+        n_batches = (tf.shape(x)[0] + batch_size - 1) // batch_size
         for i in tf.range(n_batches):
             idx = perm[i * batch_size:(i + 1) * batch_size]
             xb, yb, wb = tf.gather(x, idx), tf.gather(y, idx), tf.gather(w, idx)
             with tf.GradientTape() as tape:
                 ce = tf.reduce_sum(loss_fn(yb, model(xb, training=True)) * wb) / tf.reduce_sum(wb)
-                loss = ce + tf.add_n([r(k) for k, r in regularized]) if regularized else ce
+                loss = ce + tf.add_n([r(k) for k, r in self.regularized]) if self.regularized \
+                    else ce
             grads = tape.gradient(loss, model.trainable_variables)
             opt.apply_gradients(zip(grads, model.trainable_variables))
         ce_v = loss_fn(yv, model(xv, training=False))
         return tf.reduce_sum(ce_v * wv) / tf.reduce_sum(wv)
 
-    rng = np.random.default_rng(seed)
-    best, best_epoch, best_weights, run = np.inf, 0, model.get_weights(), 0
-    for e in range(max_epochs):
-        run = e + 1
-        v = float(epoch(tf.constant(rng.permutation(n), tf.int32)))
-        if v < best - 1e-6:
-            best, best_epoch, best_weights = v, run, model.get_weights()
-        elif run - best_epoch >= patience:
-            break
-    model.set_weights(best_weights)
-    return {"epochs": run, "best_epoch": best_epoch, "best_val_loss": round(best, 5)}
+    def _start_from(self, model) -> None:
+        """This trainer's layers as `model`'s are (weights, dropout seeds), Adam fresh."""
+        mine = [l for l in self.model.layers if not isinstance(l, keras.layers.InputLayer)]
+        for ours, theirs in zip(mine, _trained_layers(model)):
+            ours.set_weights(theirs.get_weights())
+            if getattr(theirs, "seed_generator", None) is not None:
+                ours.seed_generator.state.assign(theirs.seed_generator.state)
+        for v in self.opt.variables:
+            if not v.path.endswith("learning_rate"):
+                v.assign(np.zeros(v.shape, v.dtype))
+
+    def fit(self, model, x, y, x_val, y_val, *, sample_weight=None, batch_size=128,
+            max_epochs=100, patience=8, seed=0, val_weight=None) -> dict:
+        """`fit_mlp` of `model`, run here; `model` ends with the best weights."""
+        import tensorflow as tf
+        self._start_from(model)
+        n = len(x)
+        w = np.ones(n, np.float32) if sample_weight is None else sample_weight
+        has_val = x_val is not None and len(x_val) > 0
+        xv, yv = (x_val, y_val) if has_val else (x, y)
+        wv = (np.ones(len(xv), np.float32) if val_weight is None else val_weight) if has_val \
+            else w
+        standardize = _standardizer(model)
+        args = [tf.constant(np.asarray(a, np.float32)) for a in (x, y, w, xv, yv, wv)]
+        args[0], args[3] = standardize(args[0]), standardize(args[3])
+        batch = tf.constant(min(batch_size, n), tf.int32)
+        rng = np.random.default_rng(seed)
+        best, best_epoch, best_weights, run = np.inf, 0, self.model.get_weights(), 0
+        for e in range(max_epochs):
+            run = e + 1
+            v = float(self.epoch(*args, tf.constant(rng.permutation(n), tf.int32), batch))
+            if v < best - 1e-6:
+                best, best_epoch, best_weights = v, run, self.model.get_weights()
+            elif run - best_epoch >= patience:
+                break
+        self.model.set_weights(best_weights)
+        mine = [l for l in self.model.layers if not isinstance(l, keras.layers.InputLayer)]
+        for ours, theirs in zip(mine, _trained_layers(model)):
+            theirs.set_weights(ours.get_weights())
+        return {"epochs": run, "best_epoch": best_epoch, "best_val_loss": round(best, 5)}
+
+
+def _trained_layers(model) -> list:
+    """The layers of a head after its input and its standardization (a fixed Normalization:
+    applied to the rows before training, `_standardizer`)."""
+    return [l for l in model.layers if not isinstance(l, (keras.layers.InputLayer,
+                                                          keras.layers.Normalization))]
+
+
+def _standardizer(model):
+    """rows → the head's standardization of them (its Normalization layer, run as the layer
+    runs; the rows themselves when it has none)."""
+    norms = [l for l in model.layers if isinstance(l, keras.layers.Normalization)]
+    return norms[0] if norms else (lambda rows: rows)
 
 
 # --- the search -----------------------------------------------------------------------------
@@ -320,9 +384,11 @@ def choose(candidates: list, standard_errors: float = STANDARD_ERRORS,
     return min(within, key=lambda c: (-c.get("dropout", 0), -c["l2"], c["validation"]["loss"]))
 
 
-def _fit_candidate(candidate, x, y, x_stop, y_stop, *, k, multi, sw, theta, config, seed):
+def _fit_candidate(candidate, x, y, x_stop, y_stop, *, k, multi, sw, theta, config, seed,
+                   trainers=None):
     """Fit one candidate on (x, y) → (predict(x) → probs, payload for the final model, theta).
-    `x_stop`/`y_stop`: the MLP's early-stopping rows; `theta`: linear warm start."""
+    `x_stop`/`y_stop`: the MLP's early-stopping rows; `theta`: linear warm start;
+    `trainers`: {architecture: MlpTrainer}, filled and reused across fits."""
     mean, var = feature_moments(x)
     if candidate["family"] == "linear":
         W, b, nit = fit_linear_weights(_standardize(x, mean, var), y, candidate["l2"], multi,
@@ -334,9 +400,15 @@ def _fit_candidate(candidate, x, y, x_stop, y_stop, *, k, multi, sw, theta, conf
     keras.utils.set_random_seed(seed)
     model = build_mlp_head(mean, var, k, multi, config.mlp_hidden, candidate["dropout"],
                            candidate["l2"])
+    trainers = {} if trainers is None else trainers
+    architecture = (x.shape[1], k, multi, config.mlp_hidden, candidate["dropout"],
+                    candidate["l2"], candidate["learning_rate"])
+    if architecture not in trainers:
+        trainers[architecture] = MlpTrainer(model, candidate["learning_rate"], multi)
     fit = fit_mlp(model, x, y, x_stop, y_stop, lr=candidate["learning_rate"], multi=multi,
                   sample_weight=sw, batch_size=config.mlp_batch_size,
-                  max_epochs=config.mlp_max_epochs, patience=config.mlp_patience, seed=seed)
+                  max_epochs=config.mlp_max_epochs, patience=config.mlp_patience, seed=seed,
+                  trainer=trainers[architecture])
     return (lambda z: _predict(model, z)), ("mlp", model, fit), theta
 
 
@@ -364,7 +436,8 @@ def _folds(units, n_folds, seed):
     return fold_of_unit[np.searchsorted(uniq, units)]
 
 
-def _cross_validated(candidate, x, y, folds, units, *, k, multi, sw, config, seed):
+def _cross_validated(candidate, x, y, folds, units, *, k, multi, sw, config, seed,
+                     trainers=None):
     """Out-of-fold probabilities of `candidate` over every row (each fold predicted by the
     candidate fitted on the others). The MLP stops early on `VALIDATION_HOLDOUT` of the
     other folds' recordings, never on the fold it predicts: picking each fit's best epoch
@@ -379,7 +452,7 @@ def _cross_validated(candidate, x, y, folds, units, *, k, multi, sw, config, see
             fit &= ~stop
         predict, _, _ = _fit_candidate(candidate, x[fit], y[fit], x[stop], y[stop], k=k,
                                        multi=multi, sw=None if sw is None else sw[fit],
-                                       theta=None, config=config, seed=seed)
+                                       theta=None, config=config, seed=seed, trainers=trainers)
         probs[held] = predict(x[held])
     return probs
 
@@ -451,15 +524,18 @@ def search_head(x_train, labels_train, x_val=None, labels_val=None, *, num_class
         groups = clip_groups(val_keys, labels_val, multi_hot_val)
         scored_on = validation_from
 
+    trainers = {}   # every fit of one MLP architecture trains in one traced step
+
     def score(candidate, theta):
         """→ (validation scores, theta for the next linear fit)."""
         if cv:
             probs = _cross_validated(candidate, x_all, y_all, folds, units, k=k,
-                                     multi=multi, sw=sw_all, config=config, seed=seed)
+                                     multi=multi, sw=sw_all, config=config, seed=seed,
+                                     trainers=trainers)
             return scores(probs, labels_all, multi_all, groups), theta
         predict, payload, theta = _fit_candidate(candidate, x_train, y_train, x_val, y_val, k=k,
                                                  multi=multi, sw=sw, theta=theta,
-                                                 config=config, seed=seed)
+                                                 config=config, seed=seed, trainers=trainers)
         candidate.update(payload[2])   # iterations, or epochs run and best epoch
         return scores(predict(x_val), labels_val, multi_hot_val, groups), theta
 
@@ -491,7 +567,7 @@ def search_head(x_train, labels_train, x_val=None, labels_val=None, *, num_class
     chosen = choose(candidates, config.standard_errors, config.tie_absolute)
     _, (family, payload, fit), _ = _fit_candidate(
         chosen, x_train, y_train, x_val, y_val, k=k, multi=multi, sw=sw, theta=None,
-        config=config, seed=seed)
+        config=config, seed=seed, trainers=trainers)
     if family == "linear":
         mean, var, W, b = payload
         model = build_linear_head(mean, var, k, multi, chosen["l2"], (W, b))

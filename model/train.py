@@ -217,6 +217,14 @@ def _bottlenecks(config: TrainConfig, training, per_part, spec, embedder, base, 
 def _read_splits(training, warn: Log):
     """→ (each folder's splits `training_data.read_splits`, merged train, merged validation)."""
     per_part = training_data.read_splits(training)
+    for part, splits in per_part:
+        unruled = training.unruled_labels(part)
+        left_out = sum(int((~training.kept_rows(part, a.label)).sum()) for a in splits.values())
+        if left_out:
+            warn(f"--data {part.root}: {left_out} windows of negative selections (`no` "
+                 f"verdicts) left out of training: they rule out "
+                 f"{', '.join(part.negatives_rule_out) or 'no label'} only, and this model "
+                 f"also learns {', '.join(unruled)}; answer for those labels there to use them")
     train_split = training_data.merged_split(training, per_part, "train")
     val_split = training_data.merged_split(training, per_part, "validation")
     if len(train_split) == 0:
@@ -368,16 +376,21 @@ def train_image(config: TrainConfig, *, log: Log, warn: Log, compute_bottlenecks
     eval_split = val_split if len(val_split) else train_split
     name = "validation" if len(val_split) else "train"
 
-    def fitted(head, history, head_meta, probs, eval_labels) -> FittedHead:
+    def fitted(head, history, head_meta, probs, eval_labels, predict=None) -> FittedHead:
         serving = image.serving_model(head, features)
         return FittedHead(
-            head_meta, history, probs, eval_labels, predict=_label_like(serving, log),
+            head_meta, history, probs, eval_labels,
+            predict=predict or _label_like(serving, log),
             save=lambda meta: export.save(
                 config.model_dir, serving, meta, history,
                 int8_tflite=_int8(serving, timings, log) if config.int8 else None))
     if cache_used and not (through_base or tuned) and len(feats[name][0]):  # the base never
-        # changed: its cached features serve (rows in the cache's order, with its labels)
-        candidates = [fitted(h, hist, meta, h.predict(feats[name][0], verbose=0), feats[name][1])
+        # changed: its cached features serve (rows in the cache's order, with its labels),
+        # and calibration scores the windows' embeddings once for every candidate head
+        embed = _memoized(_label_like(export.serving_model(image.embedder, lambda x: x, features),
+                                      log))
+        candidates = [fitted(h, hist, meta, h.predict(feats[name][0], verbose=0), feats[name][1],
+                             _on_embeddings(h, embed))
                       for h, hist, meta in heads]
     else:
         probs = bottleneck.embed(full, eval_split.log_mel) if len(eval_split) \
@@ -403,10 +416,21 @@ def _label_like(serving, log: Log):
     default here (`--precision auto`: bfloat16 where native, about 2x faster on such CPUs),
     so the settings are chosen on the scores label will see. → predict(windows)."""
     from earmark.model import precision
-    scorer = export.in_precision(serving, precision.DEFAULT_PRECISION)
-    log(f"calibration scores in {precision.resolve(precision.DEFAULT_PRECISION)}, as label "
-        "runs at its defaults here")
-    return lambda windows: scorer.predict(windows, batch_size=128, verbose=0)
+    scorer = []   # made at the first call: a run with nothing to calibrate on never pays it
+
+    def predict(windows):
+        if not scorer:
+            scorer.append(export.in_precision(serving, precision.DEFAULT_PRECISION))
+            log(f"calibration scores in {precision.resolve(precision.DEFAULT_PRECISION)}, as "
+                "label runs at its defaults here")
+        return bottleneck.predict(scorer[0], windows, batch_size=128)
+    return predict
+
+
+def _on_embeddings(head, embed):
+    """predict(windows) of `head` on `embed(windows)` (the serving model's embedder, in the
+    arithmetic label runs it in): what the serving model of embedder + head computes."""
+    return lambda windows: bottleneck.predict(head, embed(windows), batch_size=128)
 
 
 def _val_loss(model, val_xy, loss) -> float | None:
@@ -538,10 +562,9 @@ def train_embedding(config: TrainConfig, *, log: Log, warn: Log,
         else:
             save = lambda meta: export.save(config.model_dir, None, meta, history,  # noqa: E731
                                             head=head)
-        predict = (lambda w: serving.predict(w, batch_size=128, verbose=0)) \
-            if serving is not None and not installed \
-            else (lambda w: head.predict(embed(w), verbose=0))  # noqa: E731
-        return FittedHead(head_meta, history, probs, l_eval, predict, save)
+        # the serving model is this embedder in front of this head: calibration scores the
+        # windows' embeddings once, whatever the candidates
+        return FittedHead(head_meta, history, probs, l_eval, _on_embeddings(head, embed), save)
     serving_kind = _describe_serving(spec, base.serving_model(heads[0][0], features), installed)
     return _finish(
         config, training, [fitted(*h) for h in heads], t_start=t_start,

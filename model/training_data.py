@@ -41,6 +41,26 @@ class TrainingData:
         joined = ",".join(p.data_hash for p in self.parts)
         return hashlib.sha256(joined.encode()).hexdigest()[:16]
 
+    @property
+    def event_labels(self) -> tuple:
+        return tuple(l for l in self.labels if l not in self.background_labels)
+
+    def unruled_labels(self, part: data.Prepared) -> tuple:
+        """The labels this training learns that `part`'s negative selections do not rule out
+        (a round of `no` verdicts on snore beside a folder that also labels cough): those
+        background windows are left out, never negatives for labels no one answered for."""
+        if part.negatives_rule_out is None:
+            return ()
+        return tuple(l for l in self.event_labels if l not in part.negatives_rule_out)
+
+    def kept_rows(self, part: data.Prepared, labels: np.ndarray) -> np.ndarray:
+        """[rows] bool: `part`'s rows (`labels`: its own first-label indices) trained on;
+        False for its background rows when `unruled_labels(part)`."""
+        if not self.unruled_labels(part):
+            return np.ones(len(labels), bool)
+        background = [i for i, l in enumerate(part.labels) if l in part.background_labels]
+        return ~np.isin(labels, background)
+
     def label_indices(self, part: data.Prepared) -> np.ndarray:
         """[part's label index] → index into `labels`."""
         return np.array([self.labels.index(l) for l in part.labels], np.int64)
@@ -96,7 +116,8 @@ def merged_split(training: TrainingData, per_part: list, split: str) -> data.Spl
 
     def cat(get):
         values = [get(p, a) for p, a in arrays]
-        return None if any(v is None for v in values) else np.concatenate(values)
+        return None if any(v is None for v in values) else np.concatenate(
+            [v[training.kept_rows(p, a.label)] for v, (p, a) in zip(values, arrays)])
 
     def multi_hot(p, a):
         out = np.zeros((len(a), n), np.float32)
@@ -115,7 +136,8 @@ def merged_features(training: TrainingData, per_part: list) -> dict:
         return per_part[0][1]
     out = {}
     for split in per_part[0][1]:
-        rows = [(p, f[split]) for p, f in per_part]
+        rows = [(p, [a[training.kept_rows(p, f[split][1])] for a in f[split]])
+                for p, f in per_part]
         out[split] = (np.concatenate([r[0] for _, r in rows]),
                       np.concatenate([training.label_indices(p)[r[1]] for p, r in rows]),
                       np.concatenate([r[2] for _, r in rows]))
@@ -144,7 +166,8 @@ def reviewed_recordings(training: TrainingData) -> list:
             if r.source in by_source:
                 seen = by_source[r.source]
                 r = dataclasses.replace(seen, events=tuple(sorted(set(seen.events + r.events))),
-                                        negatives=tuple(sorted(set(seen.negatives + r.negatives))))
+                                        negatives=tuple(sorted(set(seen.negatives + r.negatives),
+                                                               key=data.negative_order)))
             by_source[r.source] = r
     return sorted(by_source.values(), key=lambda r: (r.key, r.source))
 

@@ -8,6 +8,7 @@ Beside the shards: `features.json` (FeatureConfig + label vocabulary), `stats.js
 (files, patches and seconds per label per split, failures by reason) and
 `dead_letter.jsonl` (one `{path, stage, reason, detail}` line per file that failed).
 """
+import dataclasses
 import json
 import logging
 import os
@@ -173,8 +174,9 @@ class DecodeToPatches(beam.DoFn):
                            if a - 1e-6 <= e.start_s and e.end_s <= b + 1e-6],
                 # reviewed spans that hold no event (`no` verdicts): with the events, what
                 # calibration counts hits and false alarms on (model.data.read_reviewed)
-                **({"negatives": [[e.start_s, e.end_s] for e in sorted(events)
-                                  if self._rules.is_negative(e.label)
+                # (and the label each rules out; null: every label)
+                **({"negatives": [[e.start_s, e.end_s, self._rules.negated(e.label)]
+                                  for e in sorted(events) if self._rules.is_negative(e.label)
                                   and a - 1e-6 <= e.start_s and e.end_s <= b + 1e-6]}
                    if recording.events is not None and self._rules.extent == "selections"
                    else {}),
@@ -469,7 +471,8 @@ def run(argv=None, save_main_session=True, test_pipeline=None):
         "annotations": {"path": args.annotations, "label_column": args.label_column,
                         "encoding": args.annotation_encoding, "min_overlap": rules.min_overlap,
                         "background": rules.background, "annotated_extent": rules.extent,
-                        "negative_labels": list(rules.negative_labels)}
+                        "negative_labels": list(rules.negative_labels),
+                        "event_labels": list(rules.event_labels)}
         if args.annotations else None,
         "example_schema": "see docs/prepare.md#example-schema",
     })
@@ -524,6 +527,11 @@ def _annotated_source(args):
               "detail": "neither audio nor an annotation table"} for r in found.not_audio]
     rows = [row for r in found.recordings for row in r.events]
     labels = {row.label for row in rows if not rules.is_negative(row.label)}
+    # what a negative selection's window must be known not to hold: every label annotated,
+    # and those `not_X` rows name (a round of verdicts that are all `no`)
+    named = {rules.negated(row.label, sorted(labels)) for row in rows
+             if rules.is_negative(row.label)} - {None}
+    rules = dataclasses.replace(rules, event_labels=tuple(sorted(labels | named)))
     if any(rules.is_negative(row.label) for row in rows) or (background and rules.extent == "full"):
         labels.add(rules.negative_label)
     counts = {"per_table": [t.to_dict() for t in found.tables]}
@@ -556,13 +564,17 @@ def summarize(output: str) -> dict:
                  f"{stats['files_failed']} failed {stats['failures_by_reason'] or ''}".rstrip())
     left_out = {k: sum(s.get(k, 0) for s in stats.get("windows_left_out", {}).values())
                 for k in (window_labels.AMBIGUOUS, window_labels.NO_BACKGROUND,
-                          window_labels.OUTSIDE_SELECTIONS, splits.SPLIT_BOUNDARY)}
+                          window_labels.OUTSIDE_SELECTIONS, window_labels.NEGATES_SOME,
+                          splits.SPLIT_BOUNDARY)}
     if any(left_out.values()):
         lines.append(f"windows left out of training: {left_out[window_labels.AMBIGUOUS]} "
                      "ambiguous (touching an event too little, or a row that could not be "
                      f"used), {left_out[window_labels.NO_BACKGROUND]} background (--background "
                      f"none), {left_out[window_labels.OUTSIDE_SELECTIONS]} outside every "
                      "selection (--annotated-extent selections), "
+                     f"{left_out[window_labels.NEGATES_SOME]} in negative selections that "
+                     "rule out some labels only (a `no` on one label says nothing of the "
+                     "others), "
                      f"{left_out[splits.SPLIT_BOUNDARY]} across the edge of two splits' time "
                      "(--split-by time)")
     a = stats.get("annotations")

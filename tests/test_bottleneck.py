@@ -39,3 +39,15 @@ def test_beam_bottlenecks_equal_local_ones_and_train_reuses_them(tmp_path, capsy
     train.main([a for a in args if a != "--quiet"])   # not quiet: the cache log is printed
     assert f"bottleneck cache hit: {out_dir}" in capsys.readouterr().out
     assert os.listdir(tmp_path / "cache" / "bottlenecks") == [os.path.basename(out_dir)]
+
+
+def test_embed_gives_keras_predict_bit_for_bit_in_one_graph(tmp_path):
+    """`bottleneck.embed` (one graph for every batch shape) computes what Keras' predict does
+    at the same batch size, and traces once for splits of different lengths."""
+    spec = bottleneck.EmbedderSpec("mobilenet_v2", "none", 32, -3.0, 2.0, 96, 64)
+    embedder, _ = bottleneck.build_embedder(spec)
+    patches = np.random.default_rng(0).normal(-3, 2, (150, 96, 64)).astype(np.float32)
+    np.testing.assert_array_equal(bottleneck.embed(embedder, patches),
+                                  embedder.predict(patches, batch_size=64, verbose=0))
+    bottleneck.embed(embedder, patches[:37])
+    assert bottleneck.inference_fn(embedder).experimental_get_tracing_count() == 1

@@ -203,6 +203,19 @@ def test_reviewed_spans_count_hits_and_false_alarms_only_where_a_person_answered
     assert choice.post_processing != PostProcessing(0.5)
 
 
+def test_a_no_on_another_labels_item_is_no_false_alarm_for_this_label():
+    """The `no` spans of `_reviewed_stretch` answered for label y: x's segments there are
+    neither hits nor false alarms (no one said whether x was there); for y they are."""
+    sequence, scores = _reviewed_stretch(with_spike_elsewhere=False)
+    on_y = dataclasses.replace(sequence, negatives=tuple((a, b, "y") for a, b in sequence.negatives))
+    two = np.concatenate([scores, scores], axis=1)
+    x = calibrate.rescored(PostProcessing(0.5), "x", [two], [on_y], ["x", "y"], GRID, RATE)
+    n = REVIEWED_EACH
+    assert (x.truth_events, x.predicted_events, x.precision) == (n, n, 1.0)
+    y = calibrate.rescored(PostProcessing(0.5), "y", [two], [on_y], ["x", "y"], GRID, RATE)
+    assert (y.truth_events, y.predicted_events) == (0, n)   # the spikes on its `no` spans
+
+
 def test_reviewed_and_fully_annotated_sequences_are_counted_together():
     night, night_scores = _events_night(False)
     stretch, stretch_scores = _reviewed_stretch(with_spike_elsewhere=True)
@@ -227,7 +240,7 @@ def test_reviewed_sequences_are_the_stretches_around_reviewed_spans(tmp_path):
     sf.write(path, waveform, rate, subtype="FLOAT")
     recording = ReviewedRecording("night.wav", path, 60.0,
                                   (Event(10.0, 11.0, "x"), Event(55.0, 56.0, "x")),
-                                  ((2.0, 3.0), (14.0, 15.0)))
+                                  ((2.0, 3.0, None), (14.0, 15.0, "x")))
 
     def read_bytes(p):
         with open(p, "rb") as f:
@@ -237,7 +250,8 @@ def test_reviewed_sequences_are_the_stretches_around_reviewed_spans(tmp_path):
     # 2-3 s and 10-11 s and 14-15 s are within twice the context of each other: one stretch
     assert [s.name for s in got] == ["night.wav@0-20", "night.wav@50-60"]
     first, last = got
-    assert (first.events, first.negatives) == ((Event(10.0, 11.0, "x"),), ((2.0, 3.0), (14.0, 15.0)))
+    assert (first.events, first.negatives) == ((Event(10.0, 11.0, "x"),),
+                                               ((2.0, 3.0, None), (14.0, 15.0, "x")))
     assert (last.events, last.negatives) == ((Event(5.0, 6.0, "x"),), ())
     assert first.reviewed and last.reviewed
     np.testing.assert_allclose(first.waveform, waveform[:int((15 + context) * rate)], atol=1e-6)

@@ -115,6 +115,23 @@ def test_int8_needs_the_shipped_file_intact(tiny_int8_model, tiny_model, tmp_pat
     assert export.load(str(model_dir), "float32")[0] is not None   # float32 never reads it
 
 
+def test_a_model_is_loaded_once_per_process_until_its_files_change(tiny_model, tmp_path):
+    """A second label run of one model in a process skips Keras' load and the trace; a
+    model re-trained into the same folder (a serving file replaced) is loaded again."""
+    model_dir = tmp_path / "model"
+    shutil.copytree(tiny_model, model_dir)
+    first = export.predictor(str(model_dir))
+    assert export.predictor(str(model_dir)) is first
+    assert export.predictor(str(model_dir), embedder_batch_size=8) is not first  # other settings
+    keras_file = model_dir / export.MODEL_FILE
+    (model_dir / "new.keras").write_bytes(keras_file.read_bytes())   # same bytes, a new file
+    os.replace(model_dir / "new.keras", keras_file)
+    again = export.predictor(str(model_dir))
+    assert again is not first and export.predictor(str(model_dir)) is again
+    windows = np.random.default_rng(0).normal(0, 0.1, (3, first.window_samples)).astype(np.float32)
+    np.testing.assert_array_equal(again.predict(windows), first.predict(windows))
+
+
 def test_train_int8_is_refused_for_embedding_bases(tmp_path):
     from earmark.model import train
     from earmark.model.errors import UserError

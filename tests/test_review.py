@@ -350,7 +350,8 @@ def test_review_html_keys_clicks_and_saved_verdicts(reviewed, tmp_path):
 def test_verdicts_become_events_negatives_or_nothing_in_prepare(reviewed, tmp_path, capsys):
     """review.csv with verdicts (and a Raven table of review's, filled in as in Raven) →
     a real `earmark prepare`: yes → the item's label, no → background, another label →
-    that label, blank → no window and a `no_verdict` dead letter, never background."""
+    that label, blank → no window and a `no_verdict` dead letter, never background. A `no` on one label of a model that has
+    two rules out that label only: its windows are left out, not background."""
     from tests.test_annotation_tools import written_windows
     ann = tmp_path / "verdicts"
     (ann / "raven" / "night").mkdir(parents=True)
@@ -371,18 +372,20 @@ def test_verdicts_become_events_negatives_or_nothing_in_prepare(reviewed, tmp_pa
         capsys, argv[:4] + [reviewed["out"], "--output", out, "--annotated-extent", "selections"])
     assert cli.main(argv + ["--annotated-extent", "selections"]) == 0
     assert dict(written_windows(out)) == {
-        "a.wav": {0.0: ("class_0",), 0.96: ("class_0",), 3.84: ("background",),
-                  4.8: ("background",), 7.68: ("class_1",), 8.64: ("class_1",)},
+        "a.wav": {0.0: ("class_0",), 0.96: ("class_0",), 7.68: ("class_1",),
+                  8.64: ("class_1",)},
         "night/b.flac": {0.96: ("class_1",), 1.92: ("class_1",)}}
     dead = [d for d in read_dead_letter(out) if d["reason"] == "no_verdict"]
     assert sorted((os.path.basename(d["path"]), d["line"]) for d in dead) == \
         [("b.flac.selections.txt", 3), ("verdicts.csv", 5)]
-    assert "failed {'no_verdict': 2}" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "failed {'no_verdict': 2}" in printed
+    assert "2 in negative selections that rule out some labels only" in printed
     # what calibration learns from: every answered span, blank ones not among them
     reviewed_spans = data.read_reviewed(data.open_prepared(out), data.SPLITS)
     assert [(r.key, [(e.start_s, e.end_s, e.label) for e in r.events], list(r.negatives))
             for r in reviewed_spans] == [
-        ("a.wav", [(0.0, 1.92, "class_0"), (7.68, 9.6, "class_1")], [(3.84, 5.76)]),
+        ("a.wav", [(0.0, 1.92, "class_0"), (7.68, 9.6, "class_1")], [(3.84, 5.76, "class_1")]),
         ("night/b.flac", [(0.96, 2.88, "class_1")], [])]
 
 

@@ -80,6 +80,42 @@ def test_folders_trained_together_merge_labels_by_name(tmp_path):
     assert one.data_hash == data.open_prepared(a).data_hash != both.data_hash
 
 
+def test_no_verdicts_on_one_label_are_not_negatives_for_labels_another_folder_adds(tmp_path):
+    """A folder of verdicts whose `no` answers rule out x only, beside a clip folder that also
+    labels y: its background windows are left out of the merged rows (cache rows and shard
+    rows alike); with x the only label they stay."""
+    import json
+    from earmark.model import train as train_module, training_data
+    clips = make_prepared(str(tmp_path / "clips"), labels=["x", "y"], per_class=(2, 1, 0))
+    verdicts = make_prepared(str(tmp_path / "verdicts"), labels=["background", "x"],
+                             per_class=(3, 1, 0))
+    path = tmp_path / "verdicts" / data.FEATURES_FILE
+    meta = json.loads(path.read_text())
+    meta.update(background_labels=["background"],
+                annotations={"annotated_extent": "selections", "event_labels": ["x"]})
+    path.write_text(json.dumps(meta))
+    both = training_data.open_training_data([clips, verdicts])
+    assert both.event_labels == ("x", "y") and both.labels == ("x", "y", "background")
+    assert both.unruled_labels(both.parts[1]) == ("y",) and both.unruled_labels(both.parts[0]) == ()
+    per_part = training_data.read_splits(both)
+    train = training_data.merged_split(both, per_part, "train")
+    assert [both.labels[i] for i in train.label] == ["x", "x", "y", "y", "x", "x", "x"]
+    assert len(train.log_mel) == len(train.multi_hot) == len(train.recording_key) == 7
+    cached = [(p, {"train": (np.arange(len(s["train"]))[:, None].astype(np.float32),
+                             s["train"].label, s["train"].recording_key)}) for p, s in per_part]
+    features, labels, keys = training_data.merged_features(both, cached)["train"]
+    assert [both.labels[i] for i in labels] == ["x", "x", "y", "y", "x", "x", "x"]
+    assert list(keys) == list(train.recording_key) and features[:, 0].tolist() == [0, 1, 2, 3, 3, 4, 5]
+    warned = []
+    train_module._read_splits(both, warned.append)
+    assert warned == [f"--data {verdicts}: 4 windows of negative selections (`no` verdicts) left "
+                      "out of training: they rule out x only, and this model also learns y; "
+                      "answer for those labels there to use them"]
+    x_only = make_prepared(str(tmp_path / "x_clips"), labels=["x"], per_class=(2, 1, 0))
+    alone = training_data.open_training_data([x_only, verdicts])
+    assert len(training_data.merged_split(alone, training_data.read_splits(alone), "train")) == 8
+
+
 def test_folders_of_other_features_or_given_twice_are_user_errors(tmp_path):
     import json
     from earmark.model import training_data
@@ -99,7 +135,9 @@ def test_folders_of_other_features_or_given_twice_are_user_errors(tmp_path):
 def test_reviewed_spans_of_rounds_of_one_corpus_are_gathered_per_recording(tmp_path):
     """Two folders of verdicts on one recording (two rounds of review), and a clip folder:
     calibration gets the recording once with every span of the train and validation
-    stretches; a test stretch's, and the clip folder's recordings, are not among them."""
+    stretches; a test stretch's, and the clip folder's recordings, are not among them. A
+    negative keeps the label it rules out (None: a folder prepared before labels were kept
+    there, whose negatives ruled out every label)."""
     import json
     from earmark.model import training_data
     from earmark.model.events import Event
@@ -110,7 +148,7 @@ def test_reviewed_spans_of_rounds_of_one_corpus_are_gathered_per_recording(tmp_p
     stretches = {"round_1": [({"split": "train", "span_s": [0.0, 300.0]}, [[10, 11, "x"]], [[20, 21]]),
                              ({"split": "test", "span_s": [300.0, 600.0]}, [[400, 401, "x"]], [])],
                  "round_2": [({"split": "validation", "span_s": [0.0, 300.0]}, [[10, 11, "x"]],
-                              [[50, 51]])]}
+                              [[50, 51, "x"]])]}
     for name, rows in stretches.items():
         with open(tmp_path / name / data.RECORDINGS_FILE, "w") as f:
             for extra, events, negatives in rows:
@@ -118,5 +156,5 @@ def test_reviewed_spans_of_rounds_of_one_corpus_are_gathered_per_recording(tmp_p
                                     "negatives": negatives}) + "\n")
     got = training_data.reviewed_recordings(training_data.open_training_data(roots))
     assert [(r.key, r.source, r.events, r.negatives) for r in got] == [
-        ("n.wav", "/corpus/n.wav", (Event(10, 11, "x"),), ((20, 21), (50, 51)))]
+        ("n.wav", "/corpus/n.wav", (Event(10, 11, "x"),), ((20, 21, None), (50, 51, "x")))]
     assert training_data.reviewed_recordings(training_data.open_training_data(roots[0])) == []

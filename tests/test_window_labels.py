@@ -70,3 +70,26 @@ def test_selections_extent_uses_only_selected_time_and_negative_selections():
     # the same selections with extent full: unselected time is background too
     full = kinds(WindowRules(background="bg", negative_labels=("noise",)).label(starts, 1.0, events))
     assert full == [(BACKGROUND, ("bg",)), (EVENT, ("snore",))] + [(BACKGROUND, ("bg",))] * 6
+
+
+def test_a_negative_rules_out_only_the_label_it_names_on_partly_annotated_recordings():
+    """A `no` verdict on a snore item (`not_snore`) says nothing of cough: with both labels
+    annotated, its windows are left out, never background; `noise` rules out every label,
+    and with snore the only label `not_snore` does too."""
+    from earmark.model.window_labels import NEGATES_SOME, OUTSIDE_SELECTIONS, WindowRules
+    starts = np.arange(6) * 1.0
+    events = [Event(0.0, 1.0, "cough"), Event(1.0, 3.0, "not_snore"), Event(3.0, 4.0, "Not_Cough"),
+              Event(3.0, 4.0, "not_snore"), Event(4.0, 5.0, "noise")]
+    rules = WindowRules(background="bg", extent="selections", negative_labels=("noise",),
+                        event_labels=("cough", "snore"))
+    assert kinds(rules.label(starts, 1.0, events)) == [
+        (EVENT, ("cough",)), (NEGATES_SOME, ()), (NEGATES_SOME, ()),
+        (BACKGROUND, ("bg",)),      # a no on each label
+        (BACKGROUND, ("bg",)),      # noise: nothing of any label
+        (OUTSIDE_SELECTIONS, ())]
+    assert rules.negated("Not_Cough") == "cough" and rules.negated("noise") is None
+    only_snore = WindowRules(background="bg", extent="selections", event_labels=("snore",))
+    assert kinds(only_snore.label([1.0], 1.0, events[1:2])) == [(BACKGROUND, ("bg",))]
+    # a fully annotated recording holds every event there is: any negative is background
+    full = WindowRules(background=None, negative_labels=("noise",), event_labels=("cough", "snore"))
+    assert kinds(full.label([1.0], 1.0, events[1:2])) == [(BACKGROUND, ("background",))]

@@ -299,8 +299,7 @@ class MlpTrainer:
 
     def _start_from(self, model) -> None:
         """This trainer's layers as `model`'s are (weights, dropout seeds), Adam fresh."""
-        mine = [l for l in self.model.layers if not isinstance(l, keras.layers.InputLayer)]
-        for ours, theirs in zip(mine, _trained_layers(model)):
+        for ours, theirs in zip(_trained_layers(self.model), _trained_layers(model)):
             ours.set_weights(theirs.get_weights())
             if getattr(theirs, "seed_generator", None) is not None:
                 ours.seed_generator.state.assign(theirs.seed_generator.state)
@@ -333,8 +332,7 @@ class MlpTrainer:
             elif run - best_epoch >= patience:
                 break
         self.model.set_weights(best_weights)
-        mine = [l for l in self.model.layers if not isinstance(l, keras.layers.InputLayer)]
-        for ours, theirs in zip(mine, _trained_layers(model)):
+        for ours, theirs in zip(_trained_layers(self.model), _trained_layers(model)):
             theirs.set_weights(ours.get_weights())
         return {"epochs": run, "best_epoch": best_epoch, "best_val_loss": round(best, 5)}
 

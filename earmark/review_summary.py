@@ -75,6 +75,9 @@ def summary_lines(summary: dict, table: str) -> list:
         p, q = found["precision"], found["prevalence"]
         lines.append(f"{label:<20} {_interval(p):<20} {p['n']:>10}   {_interval(q):<20} "
                      f"{q['n']:>14}")
+    if summary.get("unclear_verdicts"):
+        lines.append(f"{summary['unclear_verdicts']} verdicts are neither yes, no nor a label "
+                     "(counted as not reviewed); write yes, no or a label's name in them")
     if not summary["random_reviewed"]:
         lines.append("no reviewed random items: prevalence needs --strategy random or mixed")
     return lines

@@ -23,6 +23,7 @@ import re
 import typing
 
 from earmark.model.events import Event
+from earmark.model.window_labels import NEGATIVE_PREFIXES
 
 RAVEN_BEGIN = "Begin Time (s)"
 RAVEN_END = "End Time (s)"
@@ -37,7 +38,16 @@ CSV_ALIASES = {"file": ("file", "filepath", "path"), "start_s": ("start_s", "Sta
                "end_s": ("end_s", "End (s)", "end"), "label": ("label",)}
 # a table with this column (any case) holds verdicts on proposed events (`earmark review`)
 VERDICT_COLUMN = "verdict"
-VERDICT_YES, VERDICT_NO = "yes", "no"
+# what a verdict cell may say (any case, spaces around ignored): yes / no on the item's
+# label; an undecided answer, read as no answer (left out, never a negative); or a label
+VERDICT_YES, VERDICT_NO = ("yes", "y"), ("no", "n")
+VERDICT_UNDECIDED = ("?", "??", "unsure", "not sure", "maybe", "unknown", "skip", "skipped",
+                     "n/a", "na", "-")
+# answers that are neither yes, no nor a label's name: refused (`unclear_verdict`), never
+# guessed; so is a near miss of yes or no ("yse", "no.", "Yes!") that is no label of the table
+VERDICT_UNCLEAR = ("true", "false", "t", "f", "1", "0", "x", "ok", "yeah", "yep", "yup",
+                   "nope", "nah", "correct", "incorrect", "wrong", "right", "positive",
+                   "negative", "pos", "neg", "+", "--")
 # Windows' code page, what Raven Pro on Windows writes; read with a note when not UTF-8
 FALLBACK_ENCODING = "cp1252"
 
@@ -161,6 +171,20 @@ def _fitted(cells: list[str], header: list[str], pad: bool) -> list[str]:
     return cells
 
 
+def _cells_in_column(lines: list[str], header: list[str], column: int) -> tuple:
+    """The distinct non-empty cells of a Raven table's `column`, in order (rows that cannot
+    be read left out: the parser reports them)."""
+    found = {}
+    for line in lines:
+        try:
+            cell = _fitted(line.split("\t"), header, pad=True)[column].strip() if line.strip() else ""
+        except _BadRow:
+            continue
+        if cell:
+            found[cell] = None
+    return tuple(found)
+
+
 # ---------------------------------------------------------------- parsers
 
 def parse_raven(text: str, source: str, label_column: str = "Annotation") -> Parsed:
@@ -189,6 +213,7 @@ def parse_raven(text: str, source: str, label_column: str = "Annotation") -> Par
     file = _column(header, RAVEN_PATH, RAVEN_FILE)
     offset = _column(header, RAVEN_FILE_OFFSET)
     verdict = _column(header, VERDICT_COLUMN)
+    labels = () if verdict is None else _cells_in_column(lines[1:], header, label)
 
     rows, bad, seen = [], [], set()
     for number, line in enumerate(lines[1:], start=2):
@@ -213,7 +238,7 @@ def parse_raven(text: str, source: str, label_column: str = "Annotation") -> Par
             except _BadRow as e:
                 raise _BadRow(e.reason, e.detail, None, name) from None
             text = cells[label] if verdict is None else \
-                _verdicted(cells[label], cells[verdict], start_s, end_s, name)
+                _verdicted(cells[label], cells[verdict], start_s, end_s, name, labels)
             rows.append(_checked_row(name, start_s, end_s, text, source, number))
         except _BadRow as e:
             bad.append(e.record(source, number))
@@ -344,6 +369,12 @@ class VerdictRow:
     line: int
 
 
+def table_labels(rows) -> tuple:
+    """The labels a verdict table's items carry, in order of first appearance: what a
+    verdict may name besides yes and no (`verdict_label`)."""
+    return tuple(dict.fromkeys(r.label.strip() for r in rows if r.label.strip()))
+
+
 def verdict_cells(row) -> list:
     """A row's VERDICT_COLUMNS as text: times to the millisecond, confidence to 4 decimals
     (empty when None)."""
@@ -415,27 +446,62 @@ def _confidence(cell: str) -> float | None:
         return None
 
 
-def verdict_label(label: str, verdict: str) -> str | None:
-    """What a verdict on a proposed event of `label` makes of it: `yes` → an event of
-    `label`; `no` → a negative (`not_<label>`: a span holding no event); another label's
-    name → an event of that label; empty → None (not reviewed: nothing, never a negative).
-    `yes` and `no` in any case."""
+def verdict_label(label: str, verdict: str, labels=()) -> str | None:
+    """What a verdict on a proposed event of `label` makes of it (`labels`: the labels of
+    the table's items, which a verdict may name): `yes` / `y` → an event of `label`; `no` /
+    `n` → a negative (`not_<label>`: a span holding no event); a label's name → an event
+    of that label (matched to the table's labels in any case: `Snore` is `snore`), and
+    `not snore` / `not_snore` its negative; empty or undecided (`?`, `unsure`, ...) → None
+    (no answer: nothing, never a negative). ValueError for an answer that is none of these
+    (`VERDICT_UNCLEAR`, or a near miss of yes / no such as `yse` or `no.`), rather than a
+    new label no one meant. Another name is a new label, as written."""
     verdict, label = verdict.strip(), label.strip()
-    if not verdict:
+    word = " ".join(verdict.lower().split())
+    if not word or word in VERDICT_UNDECIDED:
         return None
-    if verdict.lower() == VERDICT_YES:
+    if word in VERDICT_YES:
         return label
-    if verdict.lower() == VERDICT_NO:
+    if word in VERDICT_NO:
         return NEGATIVE_PREFIX + label
+    known = {l.strip().lower(): l.strip() for l in (*labels, label) if l.strip()}
+    if word in known:
+        return known[word]
+    negated = re.fullmatch(r"(?:not|no|non)[\s_-]+(.+)", word)
+    if negated and negated.group(1) in known:
+        return NEGATIVE_PREFIX + known[negated.group(1)]
+    if word in VERDICT_UNCLEAR or any(_one_edit(word, w) for w in VERDICT_YES + VERDICT_NO
+                                      if len(w) > 1) \
+            or (negated and not word.startswith(NEGATIVE_PREFIXES)):   # `not cough`: not a label
+        raise ValueError(f"verdict {verdict!r} is neither yes, no nor a label of the table "
+                         f"({', '.join(sorted(known.values()))})")
     return verdict
 
 
-def _verdicted(label: str, verdict: str, start_s: float, end_s: float, file: str | None) -> str:
-    """`verdict_label`, or _BadRow `no_verdict` (its span left out) when not reviewed."""
-    found = verdict_label(label, verdict)
+def _one_edit(a: str, b: str) -> bool:
+    """`a` is `b` with one character added, removed, replaced, or two neighbours swapped."""
+    if a == b or abs(len(a) - len(b)) > 1:
+        return False
+    if len(a) == len(b):
+        diff = [i for i in range(len(a)) if a[i] != b[i]]
+        return len(diff) == 1 or (len(diff) == 2 and diff[1] == diff[0] + 1
+                                  and a[diff[0]] == b[diff[1]] and a[diff[1]] == b[diff[0]])
+    short, long_ = sorted((a, b), key=len)
+    return any(long_[:i] + long_[i + 1:] == short for i in range(len(long_)))
+
+
+def _verdicted(label: str, verdict: str, start_s: float, end_s: float, file: str | None,
+               labels=()) -> str:
+    """`verdict_label`, or _BadRow (its span left out, never a negative): `no_verdict` when
+    not reviewed, `unclear_verdict` when the verdict cannot be read as an answer."""
+    span = (min(start_s, end_s), max(start_s, end_s))
+    try:
+        found = verdict_label(label, verdict, labels)
+    except ValueError as e:
+        raise _BadRow("unclear_verdict", f"{e}: left out, never a negative; write yes, no or "
+                      "a label's name", span, file) from None
     if found is None:
-        raise _BadRow("no_verdict", "not reviewed (empty verdict): left out, never a negative",
-                      (min(start_s, end_s), max(start_s, end_s)), file)
+        raise _BadRow("no_verdict", f"not reviewed ({'empty' if not verdict.strip() else repr(verdict.strip())} "
+                      "verdict): left out, never a negative", span, file)
     return found
 
 
@@ -443,9 +509,10 @@ def verdict_annotations(rows: list[VerdictRow], bad: list[BadAnnotation]) -> Par
     """A verdict table's rows as annotations (`verdict_label`); a row without a verdict is
     a bad row `no_verdict`, whose span is left out of training."""
     out, bad = [], list(bad)
+    labels = table_labels(rows)
     for r in rows:
         try:
-            label = _verdicted(r.label, r.verdict, r.start_s, r.end_s, r.file)
+            label = _verdicted(r.label, r.verdict, r.start_s, r.end_s, r.file, labels)
             out.append(_checked_row(r.file, r.start_s, r.end_s, label, r.source, r.line))
         except _BadRow as e:
             bad.append(e.record(r.source, r.line))

@@ -3,7 +3,7 @@ from the reviewed detections, and from the `random` items how common it is, with
 score intervals. Pure functions on `annotations.VerdictRow`s."""
 import math
 
-from earmark.model.annotations import verdict_label
+from earmark.model.annotations import table_labels, verdict_label
 from earmark.model.window_labels import is_negative
 
 CONFIDENCE_LEVEL = 0.95
@@ -25,13 +25,27 @@ def proportion(k: int, n: int) -> dict:
     return {"n": n, "k": k, "estimate": round(k / n, 4) if n else None, "low": low, "high": high}
 
 
-def truth(row):
+def truth(row, labels=()):
     """The label a reviewed row holds (None when it holds none of interest: `no`, or
-    another label that is a negative), or False when it was not reviewed."""
-    found = verdict_label(row.label, row.verdict)
+    another label that is a negative), or False when it was not reviewed or its verdict
+    cannot be read (`annotations.verdict_label`; `labels`: the table's, which a verdict
+    may name)."""
+    try:
+        found = verdict_label(row.label, row.verdict, labels)
+    except ValueError:
+        return False
     if found is None:
         return False
     return None if is_negative(found) else found
+
+
+def unclear(row, labels=()) -> bool:
+    """The row's verdict is written but cannot be read as an answer (`verdict_label`)."""
+    try:
+        verdict_label(row.label, row.verdict, labels)
+        return False
+    except ValueError:
+        return True
 
 
 def is_detection(row, thresholds: dict) -> bool:
@@ -47,19 +61,21 @@ def summarize(rows: list, thresholds: dict, labels=(), windows: int = None,
     (`is_detection`), all strategies together and `by_strategy`; `prevalence`, the share
     of reviewed `random` windows that hold the label, with the windows and hours of the
     run that share amounts to when `windows` / `audio_hours` are given."""
-    reviewed = [r for r in rows if truth(r) is not False]
+    known = tuple(dict.fromkeys([*labels, *table_labels(rows)]))
+    holds = {id(r): truth(r, known) for r in rows}
+    reviewed = [r for r in rows if holds[id(r)] is not False]
     random_rows = [r for r in reviewed if r.strategy == "random"]
     names = list(dict.fromkeys([*labels, *(r.label for r in rows),
-                                *(t for t in map(truth, reviewed) if t)]))
+                                *(holds[id(r)] for r in reviewed if holds[id(r)])]))
     out = {}
     for label in names:
         detections = [r for r in reviewed if r.label == label and is_detection(r, thresholds)]
-        precision = proportion(sum(truth(r) == label for r in detections), len(detections))
+        precision = proportion(sum(holds[id(r)] == label for r in detections), len(detections))
         precision["by_strategy"] = {
-            s: proportion(sum(truth(r) == label for r in found), len(found))
+            s: proportion(sum(holds[id(r)] == label for r in found), len(found))
             for s in sorted({r.strategy for r in detections})
             for found in [[r for r in detections if r.strategy == s]]}
-        prevalence = proportion(sum(truth(r) == label for r in random_rows), len(random_rows))
+        prevalence = proportion(sum(holds[id(r)] == label for r in random_rows), len(random_rows))
         if prevalence["estimate"] is not None:
             if windows is not None:
                 prevalence["windows_in_run"] = round(prevalence["estimate"] * windows)
@@ -68,5 +84,6 @@ def summarize(rows: list, thresholds: dict, labels=(), windows: int = None,
         out[label] = {"precision": precision, "prevalence": prevalence}
     return {"items": len(rows), "reviewed": len(reviewed),
             "not_reviewed": len(rows) - len(reviewed),
+            "unclear_verdicts": sum(unclear(r, known) for r in rows),
             "random_reviewed": len(random_rows), "confidence_level": CONFIDENCE_LEVEL,
             "labels": out}

@@ -399,6 +399,46 @@ def test_verdict_table_round_trips_odd_labels_and_files():
     assert [e.label for e in events] == ['not_snore, "loud"'] and bad[0].reason == "no_verdict"
 
 
+@pytest.mark.parametrize("verdict, read_as", [
+    ("yes", "snore"), ("Y", "snore"), (" no ", "not_snore"), ("n", "not_snore"),
+    ("SNORE", "snore"), ("Cough", "cough"),            # a label of the table, in any case
+    ("not snore", "not_snore"), ("No-Cough", "not_cough"), ("not_wheeze", "not_wheeze"),
+    ("wheeze", "wheeze"),                               # a new label, as written
+    ("", None), ("?", None), ("unsure", None), ("Maybe", None),   # no answer
+    ("yse", ValueError), ("no.", ValueError), ("Yes!", ValueError), ("on", ValueError),
+    ("true", ValueError), ("1", ValueError), ("x", ValueError), ("nope", ValueError),
+    ("not wheeze", ValueError)])
+def test_a_verdict_is_yes_no_a_label_or_no_answer_and_never_a_guess(verdict, read_as):
+    """A typo or a spreadsheet's 1 / true would otherwise become a new label, whose windows
+    train as "not snore": such a verdict is refused, never read as anything."""
+    if read_as is ValueError:
+        with pytest.raises(ValueError, match="neither yes, no nor a label of the table"):
+            annotations.verdict_label("snore", verdict, ("snore", "cough"))
+    else:
+        assert annotations.verdict_label("snore", verdict, ("snore", "cough")) == read_as
+
+
+def test_unclear_verdicts_are_left_out_and_reported_in_every_table_kind():
+    """Filled in by hand in Raven or a spreadsheet: `Snore` is the table's snore, `yse` is
+    left out with its span (`unclear_verdict`), as a blank one is (`no_verdict`)."""
+    items = [Item("a.wav", 0.0, 1.0, "snore", 0.9, "top", "Snore"),
+             Item("a.wav", 2.0, 3.0, "snore", 0.6, "uncertain", "yse"),
+             Item("a.wav", 4.0, 5.0, "cough", 0.6, "uncertain", "not snore"),
+             Item("a.wav", 6.0, 7.0, "cough", 0.5, "random", "?")]
+    for parsed in (annotations.parse_csv(annotations.verdict_table(items), "v.csv"),
+                   annotations.parse_raven(annotations.verdict_raven_table(items, 0, 8000),
+                                           "a.wav.selections.txt")):
+        rows, bad = parsed
+        assert [(r.start_s, r.label) for r in rows] == [(0.0, "snore"), (4.0, "not_snore")]
+        assert [(b.reason, b.span_s) for b in bad] == [("unclear_verdict", (2.0, 3.0)),
+                                                       ("no_verdict", (6.0, 7.0))]
+        assert "'yse' is neither yes, no nor a label of the table (cough, snore)" in bad[0].detail
+    rows, _ = annotations.parse_verdicts(annotations.verdict_table(items), "v.csv")
+    s = summarize(rows, {"snore": 0.5, "cough": 0.5})
+    assert (s["reviewed"], s["not_reviewed"], s["unclear_verdicts"]) == (2, 2, 1)
+    assert s["labels"]["snore"]["precision"]["k"] == 1
+
+
 # --- what the verdicts say ------------------------------------------------------------------
 
 def test_wilson_interval():

@@ -218,6 +218,11 @@ def _read_splits(training, warn: Log):
     """→ (each folder's splits `training_data.read_splits`, merged train, merged validation)."""
     per_part = training_data.read_splits(training)
     for part, splits in per_part:
+        respelled = training.respelled(part)
+        if respelled:
+            warn(f"--data {part.root}: labels " + ", ".join(
+                f"{a!r} read as {b!r}" for a, b in sorted(respelled.items())) +
+                 " (the same but for case, as an earlier --data folder spells them)")
         unruled = training.unruled_labels(part)
         left_out = sum(int((~training.kept_rows(part, a.label)).sum()) for a in splits.values())
         if left_out:

@@ -45,13 +45,21 @@ class TrainingData:
     def event_labels(self) -> tuple:
         return tuple(l for l in self.labels if l not in self.background_labels)
 
+    def respelled(self, part: data.Prepared) -> dict:
+        """{part's label: the merged label} where they differ only in case (`Snore` in a
+        round of verdicts, `snore` in the starting clips: one label, the first folder's
+        spelling)."""
+        return {l: self.labels[i] for l, i in zip(part.labels, self.label_indices(part))
+                if l != self.labels[i]}
+
     def unruled_labels(self, part: data.Prepared) -> tuple:
         """The labels this training learns that `part`'s negative selections do not rule out
         (a round of `no` verdicts on snore beside a folder that also labels cough): those
         background windows are left out, never negatives for labels no one answered for."""
         if part.negatives_rule_out is None:
             return ()
-        return tuple(l for l in self.event_labels if l not in part.negatives_rule_out)
+        ruled_out = {l.casefold() for l in part.negatives_rule_out}
+        return tuple(l for l in self.event_labels if l.casefold() not in ruled_out)
 
     def kept_rows(self, part: data.Prepared, labels: np.ndarray) -> np.ndarray:
         """[rows] bool: `part`'s rows (`labels`: its own first-label indices) trained on;
@@ -62,8 +70,11 @@ class TrainingData:
         return ~np.isin(labels, background)
 
     def label_indices(self, part: data.Prepared) -> np.ndarray:
-        """[part's label index] → index into `labels`."""
-        return np.array([self.labels.index(l) for l in part.labels], np.int64)
+        """[part's label index] → index into `labels` (`_merged`: the same name, else the
+        same in any case)."""
+        folded = [l.casefold() for l in self.labels]
+        return np.array([self.labels.index(l) if l in self.labels else folded.index(l.casefold())
+                         for l in part.labels], np.int64)
 
     def as_prepared(self, annotated: bool) -> data.Prepared:
         """One `data.Prepared` of the merged labels, for code that reads no shards
@@ -93,9 +104,12 @@ def open_training_data(roots) -> TrainingData:
 
 
 def _merged(label_lists) -> tuple:
+    """Labels in order of first appearance; a label an earlier folder spells in another
+    case is that folder's (`prepare` gives each folder one spelling per label)."""
     out = []
     for labels in label_lists:
-        out += [l for l in labels if l not in out]
+        earlier = {l.casefold() for l in out}
+        out += [l for l in labels if l not in out and l.casefold() not in earlier]
     return tuple(out)
 
 

@@ -181,6 +181,18 @@ def negated_label(label: str, negative_labels=(), known=()):
     return next((k for k in known if k.lower() == name.lower()), name)
 
 
+def one_spelling(counts) -> dict:
+    """{label: the label it is read as} for labels written in more than one case (`Snore`,
+    `snore`): each is read as the spelling most rows use (`counts`: {label: rows}; a tie:
+    the first in sorted order), so one sound is never two classes that train as each
+    other's negatives. Labels written one way are not in it."""
+    groups = {}
+    for label in sorted(counts):
+        groups.setdefault(label.casefold(), []).append(label)
+    return {label: min(spellings, key=lambda l: (-counts[l], l))
+            for spellings in groups.values() if len(spellings) > 1 for label in spellings}
+
+
 def background_labels(labels) -> list:
     """The labels of a clip corpus that mean "nothing to report" (`background`, `noise`,
     `not_snore`, ...): a model never writes them as segments unless asked."""

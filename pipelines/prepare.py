@@ -8,6 +8,7 @@ Beside the shards: `features.json` (FeatureConfig + label vocabulary), `stats.js
 (files, patches and seconds per label per split, failures by reason) and
 `dead_letter.jsonl` (one `{path, stage, reason, detail}` line per file that failed).
 """
+import collections
 import dataclasses
 import json
 import logging
@@ -435,8 +436,9 @@ def run(argv=None, save_main_session=True, test_pipeline=None):
         if duplicates:
             log.info("prepare: %d manifest rows name a file listed before; each file counts once",
                      duplicates)
-        source, files_matched = recordings, len(recordings)
-        labels = sorted({r.label for r in recordings})
+        source = _one_spelling_of_manifest_rows(recordings)
+        files_matched = len(recordings)
+        labels = sorted({r.label for r in source})
     else:
         input_path = fs.absolute(args.input)
         recordings, source = corpus.list_input(input_path)
@@ -525,6 +527,7 @@ def _annotated_source(args):
               "detail": why} for r, why in found.unusable]
     dead += [{"path": r.path, "label": "", "stage": "match", "reason": "unsupported_extension",
               "detail": "neither audio nor an annotation table"} for r in found.not_audio]
+    found.recordings = _one_spelling_of_rows(found.recordings)
     rows = [row for r in found.recordings for row in r.events]
     labels = {row.label for row in rows if not rules.is_negative(row.label)}
     # what a negative selection's window must be known not to hold: every label annotated,
@@ -538,6 +541,35 @@ def _annotated_source(args):
     matched = len(found.recordings) + len(found.unannotated) + len(found.unusable) + \
         len(found.not_audio)
     return found.recordings, matched, sorted(labels), rules, dead, counts
+
+
+def _one_spelling(counts: collections.Counter) -> dict:
+    """`window_labels.one_spelling`, with a warning naming each label read as another."""
+    merged = window_labels.one_spelling(counts)
+    moved = [f"{l!r} ({counts[l]} rows) as {merged[l]!r} ({counts[merged[l]]})"
+             for l in sorted(merged) if merged[l] != l]
+    if moved:
+        log.warning("prepare: labels written in more than one case are one label, spelled as "
+                    "most rows spell it: %s; write them alike to silence this", ", ".join(moved))
+    return merged
+
+
+def _one_spelling_of_manifest_rows(recordings: list) -> list:
+    """Manifest rows, their labels in one spelling each. (A folder corpus is listed inside
+    the pipeline; `Snore/` beside `snore/` stays two folders.)"""
+    merged = _one_spelling(collections.Counter(r.label for r in recordings if r.label))
+    return [dataclasses.replace(r, label=merged[r.label]) if r.label in merged else r
+            for r in recordings]
+
+
+def _one_spelling_of_rows(recordings: list) -> list:
+    """Annotated recordings, their rows' labels in one spelling each (negatives included:
+    `Not_Snore` and `not_snore` are one)."""
+    merged = _one_spelling(collections.Counter(e.label for r in recordings for e in r.events))
+    if not merged:
+        return recordings
+    return [dataclasses.replace(r, events=tuple(dataclasses.replace(e, label=merged.get(e.label, e.label))
+                                                for e in r.events)) for r in recordings]
 
 
 def _refuse_review_folder(annotations_path: str) -> None:

@@ -129,6 +129,25 @@ def test_background_none_keeps_only_event_windows_and_label_column_chooses(annot
     assert reasons == {"no_label": 2, "not_annotated": 6}
 
 
+def test_a_label_written_in_two_cases_is_one_label_spelled_as_most_rows_do(tmp_path, caplog):
+    """`Snore` in one table and `snore` in two: one label, never two classes whose windows
+    train as each other's negatives; the warning says which spelling was read as which."""
+    rec, ann = tmp_path / "recordings", tmp_path / "annotations"
+    rec.mkdir(), ann.mkdir()
+    for name in ("a.wav", "b.wav", "c.wav"):
+        write(str(rec / name), tone(6.0, 16000), 16000)
+    (ann / "a.csv").write_text("start_s,end_s,label\n1,3,Snore\n")
+    (ann / "b.csv").write_text("start_s,end_s,label\n1,3,snore\n4,5,Not_Snore\n")
+    (ann / "c.csv").write_text("start_s,end_s,label\n2,4,snore\n4,5,not_snore\n0,1,not_snore\n")
+    out = str(tmp_path / "out")
+    prepare.main(["--input", str(rec), "--annotations", str(ann), "--output", out,
+                  "--annotated-extent", "selections"])
+    assert load_json(out, "features.json")["labels"] == ["background", "snore"]
+    assert "'Not_Snore' (1 rows) as 'not_snore' (2), 'Snore' (1 rows) as 'snore' (2)" in caplog.text
+    windows = {k: {l for _, l in v} for k, v in examples_by_recording(out).items()}
+    assert windows["a.wav"] >= {(1,)} and all(l in {(0,), (1,)} for v in windows.values() for l in v)
+
+
 def test_a_missing_label_column_everywhere_is_a_one_line_error(annotated, tmp_path):
     rec, ann = annotated
     with pytest.raises(UserError, match="--label-column"):

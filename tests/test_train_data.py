@@ -80,6 +80,21 @@ def test_folders_trained_together_merge_labels_by_name(tmp_path):
     assert one.data_hash == data.open_prepared(a).data_hash != both.data_hash
 
 
+def test_a_label_another_folder_spells_in_another_case_is_the_same_label(tmp_path):
+    """Verdicts that say `Snore` beside starting clips of `snore`: one label, the first
+    folder's spelling, never two classes training as each other's negatives."""
+    from earmark.model import training_data
+    a = make_prepared(str(tmp_path / "a"), labels=["snore", "background"], per_class=(2, 1, 0))
+    b = make_prepared(str(tmp_path / "b"), labels=["Snore", "BACKGROUND"], per_class=(1, 1, 0))
+    both = training_data.open_training_data([a, b])
+    assert both.labels == ("snore", "background")
+    assert both.respelled(both.parts[1]) == {"Snore": "snore", "BACKGROUND": "background"}
+    train = training_data.merged_split(both, training_data.read_splits(both), "train")
+    names = [both.labels[i] for i in train.label]
+    assert sorted(names) == ["background"] * 3 + ["snore"] * 3
+    assert names == [k.split("/")[0].lower() for k in train.recording_key]   # its own label
+
+
 def test_no_verdicts_on_one_label_are_not_negatives_for_labels_another_folder_adds(tmp_path):
     """A folder of verdicts whose `no` answers rule out x only, beside a clip folder that also
     labels y: its background windows are left out of the merged rows (cache rows and shard

@@ -68,7 +68,7 @@ def main():
             shutil.rmtree(cache, ignore_errors=True)
             meta = train.main(["--data", train_dir, "--model-dir", model_dir, "--base", base,
                                "--weights", standin if weights == "STANDIN" else weights,
-                               "--strategy", "frozen", "--cache-dir", cache, "--quiet"])
+                               "--strategy", "frozen", "--cache-dir", cache, "--quiet", "--overwrite"])
             report = evaluate.evaluate_prepared(model_dir, test_dir, "test")
             emb_s = meta["training"]["timings_s"]["bottleneck_s"] / clips(train_dir)
             row = (name, variant, report["accuracy"], report["macro_f1"], report["examples"],

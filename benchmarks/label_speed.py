@@ -50,7 +50,7 @@ def make_model(workdir, base, input_size, int8=False):
     subprocess.run(earmark + ["prepare", "--input", corpus, "--output", prepared], check=True,
                    capture_output=True, cwd=ROOT)
     cmd = earmark + ["train", "--data", prepared, "--model-dir", model_dir, "--base", base,
-                     "--weights", "none", "--strategy", "frozen", "--epochs", "1", "--quiet",
+                     "--weights", "none", "--strategy", "frozen", "--epochs", "1", "--quiet", "--overwrite",
                      "--cache-dir", os.path.join(workdir, "cache")]
     if input_size:
         cmd += ["--input-size", str(input_size)]

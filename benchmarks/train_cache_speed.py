@@ -21,7 +21,7 @@ def run(data, model_dir, cache, epochs, *extra):
     train.main(["--data", data, "--model-dir", model_dir, "--base", "vgg16",
                 "--weights", shared("models", "vgg16_hed_notop.weights.h5"),
                 "--strategy", "frozen", "--epochs", str(epochs), "--patience", str(epochs),
-                "--cache-dir", cache, "--quiet", *extra])
+                "--cache-dir", cache, "--quiet", "--overwrite", *extra])
     wall = time.monotonic() - t0
     return wall, model_files.read_local_meta(model_dir)
 

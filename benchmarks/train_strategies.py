@@ -44,7 +44,7 @@ def main():
             t0 = time.monotonic()
             meta = train.main(["--data", train_dir, "--model-dir", model_dir, "--base", "vgg16",
                                "--cache-dir", os.path.join(args.work, "cache"), "--quiet",
-                               *flags])
+                               "--overwrite", *flags])
             wall = time.monotonic() - t0
             report = evaluate.evaluate_prepared(model_dir, test_dir, "test",
                                                 report_dir=os.path.join(model_dir, "report"))

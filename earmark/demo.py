@@ -297,6 +297,7 @@ def main(argv=None) -> dict:
                   "--overwrite"] + beam_args)
     t0 = _step("prepare", t0)
     meta = train.main(["--data", prepared, "--model-dir", model_dir, "--base", base, "--quiet",
+                       "--overwrite",
                        "--cache-dir", os.path.join(out, "cache")]
                       + (["--weights", weights] if weights else []))
     val = meta["metrics"]["validation"]

@@ -4,6 +4,7 @@ curves and the confusion matrix; each `*_body` returns HTML built with report_ht
 import os
 
 from earmark import report_html as h
+from earmark.model.model_files import PRECISION_RECALL_PLOT, TRAINING_CURVES_PLOT
 from earmark.model.segments import PostProcessing, model_post_processing
 
 PP_COLUMNS = (("threshold", "threshold"), ("low_threshold", "low threshold"),
@@ -78,17 +79,17 @@ def _evaluation_table(report, thresholds) -> str:
 
 def curves_body(model) -> str:
     parts = []
-    curves = model["pngs"]["training_curves.png"] or h.history_png(model["history"])
+    curves = model["pngs"][TRAINING_CURVES_PLOT] or h.history_png(model["history"])
     if curves:
         parts.append(h.figure(curves, "training: loss and accuracy per epoch "
                                       "(val_: validation split)"))
-    if model["pngs"]["precision_recall.png"]:
-        parts.append(h.figure(model["pngs"]["precision_recall.png"],
+    if model["pngs"][PRECISION_RECALL_PLOT]:
+        parts.append(h.figure(model["pngs"][PRECISION_RECALL_PLOT],
                               "precision-recall per label ('earmark evaluate')"))
     body = f'<div class="plots">{"".join(parts)}</div>' if parts else ""
     if not curves:
         body += h.note("no training history (history.json) in the model folder")
-    if not model["pngs"]["precision_recall.png"]:
+    if not model["pngs"][PRECISION_RECALL_PLOT]:
         body += h.muted("no precision-recall curves: they come with 'earmark evaluate'")
     return body
 

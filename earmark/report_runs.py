@@ -172,7 +172,7 @@ def read_model(model_dir: str, evaluation: str = None, event_evaluation: str = N
     report = _read_json(eval_path, "--evaluation", "re-run 'earmark evaluate'") if eval_path else None
     eval_dir = os.path.dirname(eval_path) if eval_path else model_dir
     pngs = {name: _read_bytes(os.path.join(eval_dir, name)) for name in
-            ("training_curves.png", "precision_recall.png")}
+            (model_files.TRAINING_CURVES_PLOT, model_files.PRECISION_RECALL_PLOT)}
     event_path = _event_evaluation_path(model_dir, event_evaluation)
     events = _read_json(event_path, "--event-evaluation", "re-run 'earmark evaluate "
                         "--annotations'") if event_path else None

@@ -23,7 +23,7 @@ import re
 import typing
 
 from earmark.model.events import Event
-from earmark.model.window_labels import NEGATIVE_PREFIXES
+from earmark.model.window_labels import NEGATIVE_PREFIXES, spelling_key
 
 RAVEN_BEGIN = "Begin Time (s)"
 RAVEN_END = "End Time (s)"
@@ -463,12 +463,12 @@ def verdict_label(label: str, verdict: str, labels=()) -> str | None:
         return label
     if word in VERDICT_NO:
         return NEGATIVE_PREFIX + label
-    known = {l.strip().lower(): l.strip() for l in (*labels, label) if l.strip()}
-    if word in known:
-        return known[word]
+    known = {spelling_key(l.strip()): l.strip() for l in (*labels, label) if l.strip()}
+    if spelling_key(word) in known:
+        return known[spelling_key(word)]
     negated = re.fullmatch(r"(?:not|no|non)[\s_-]+(.+)", word)
-    if negated and negated.group(1) in known:
-        return NEGATIVE_PREFIX + known[negated.group(1)]
+    if negated and spelling_key(negated.group(1)) in known:
+        return NEGATIVE_PREFIX + known[spelling_key(negated.group(1))]
     if word in VERDICT_UNCLEAR or any(_one_edit(word, w) for w in VERDICT_YES + VERDICT_NO
                                       if len(w) > 1) \
             or (negated and not word.startswith(NEGATIVE_PREFIXES)):   # `not cough`: not a label

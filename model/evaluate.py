@@ -18,6 +18,7 @@ from earmark.model import audio
 from earmark.model import precision as precisions
 from earmark.model.errors import UserError
 from earmark.model.model_files import EVALUATION_FILE, EVENT_EVALUATION_FILE, HISTORY_FILE
+from earmark.model.model_files import CONFUSION_PLOT, PRECISION_RECALL_PLOT, TRAINING_CURVES_PLOT
 
 
 def read_local_file(path: str) -> bytes:
@@ -257,21 +258,21 @@ def write_plots(report_dir, history, probs, labels, names, cm) -> list:
                 if k in history:
                     ax.plot(range(1, len(history[k]) + 1), history[k], label=k)
             ax.set_xlabel("epoch"), ax.set_title(key), ax.legend()
-        written.append(_save(fig, report_dir, "training_curves.png", plt))
+        written.append(_save(fig, report_dir, TRAINING_CURVES_PLOT, plt))
     fig, ax = plt.subplots(figsize=(1 + 0.6 * len(names), 1 + 0.6 * len(names)))
     ax.imshow(np.array(cm), cmap="Blues")
     for (i, j), v in np.ndenumerate(np.array(cm)):
         ax.text(j, i, str(v), ha="center", va="center")
     ax.set_xticks(range(len(names)), names, rotation=90), ax.set_yticks(range(len(names)), names)
     ax.set_xlabel("predicted"), ax.set_ylabel("true")
-    written.append(_save(fig, report_dir, "confusion_matrix.png", plt))
+    written.append(_save(fig, report_dir, CONFUSION_PLOT, plt))
     fig, ax = plt.subplots(figsize=(5, 4))
     for i, name in enumerate(names):
         if 0 < (labels == i).sum() < len(labels):
             p, r, _ = precision_recall_curve(labels == i, probs[:, i])
             ax.plot(r, p, label=name)
     ax.set_xlabel("recall"), ax.set_ylabel("precision"), ax.legend(fontsize=7)
-    written.append(_save(fig, report_dir, "precision_recall.png", plt))
+    written.append(_save(fig, report_dir, PRECISION_RECALL_PLOT, plt))
     return written
 
 

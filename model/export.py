@@ -32,6 +32,7 @@ from earmark.model import precision as precisions
 from earmark.model.errors import UserError
 from earmark.model.features import FeatureConfig
 from earmark.model.model_files import HEAD_FILE, HISTORY_FILE, INT8_FILE, META_FILE, MODEL_FILE, is_embedder_head, model_files  # noqa: F401
+from earmark.model.model_files import EVALUATION_FILES
 from earmark.model.model_card import ModelCard
 from earmark.model.model_files import check_keras_archive, read_local_meta
 from earmark.model.model_files import feature_config, window_spec  # noqa: F401  (moved: no Keras there)
@@ -65,12 +66,18 @@ def save(model_dir: str, model, card: ModelCard, history: dict = None, head=None
          int8_tflite: bytes = None) -> None:
     """Write `model` as model.keras, or (model None) `head` as head.keras, plus `card` as
     model.json; and `int8_tflite` (`model.int8.convert`) as model_int8.tflite, its sha256 in
-    model.json."""
+    model.json. An earlier model's files go first (model.json first of all; its evaluation
+    files too: they describe another model), and the new model.json comes last (through
+    a temporary file): a save stopped at any instant leaves a dir that loads as the new
+    model whole or not at all ("no model.json"), never new weights under an old card."""
     os.makedirs(model_dir, exist_ok=True)
+    meta_path = os.path.join(model_dir, META_FILE)
     keep, stale = (MODEL_FILE, HEAD_FILE) if model is not None else (HEAD_FILE, MODEL_FILE)
-    for name in (stale,) + (() if int8_tflite else (INT8_FILE,)):
+    # an earlier model's files in the same dir, its evaluations with them
+    for name in (META_FILE, stale) + EVALUATION_FILES + \
+            (() if int8_tflite else (INT8_FILE,)) + (() if history is not None else (HISTORY_FILE,)):
         if os.path.exists(os.path.join(model_dir, name)):
-            os.remove(os.path.join(model_dir, name))  # an earlier model's file in the same dir
+            os.remove(os.path.join(model_dir, name))
     (model if model is not None else head).save(os.path.join(model_dir, keep))
     if int8_tflite:
         with open(os.path.join(model_dir, INT8_FILE), "wb") as f:
@@ -78,11 +85,12 @@ def save(model_dir: str, model, card: ModelCard, history: dict = None, head=None
         card = dataclasses.replace(card, int8={
             "file": INT8_FILE, "bytes": len(int8_tflite),
             "sha256": hashlib.sha256(int8_tflite).hexdigest()})
-    with open(os.path.join(model_dir, META_FILE), "w") as f:
-        json.dump(card.to_dict(), f, indent=2, sort_keys=True)
     if history is not None:
         with open(os.path.join(model_dir, HISTORY_FILE), "w") as f:
             json.dump(history, f, indent=1)
+    with open(meta_path + ".partial", "w") as f:
+        json.dump(card.to_dict(), f, indent=2, sort_keys=True)
+    os.replace(meta_path + ".partial", meta_path)
 
 
 def _load_keras(path: str, model_dir: str):

@@ -19,6 +19,11 @@ HISTORY_FILE = "history.json"     # training curves, written by `earmark train`
 INT8_FILE = "model_int8.tflite"   # `earmark train --int8`: the 8-bit path (`model.int8`)
 EVALUATION_FILE = "evaluation.json"             # `earmark evaluate` (clips / prepared data)
 EVENT_EVALUATION_FILE = "event_evaluation.json"  # `earmark evaluate --annotations`
+TRAINING_CURVES_PLOT, CONFUSION_PLOT, PRECISION_RECALL_PLOT = (   # `earmark evaluate`
+    "training_curves.png", "confusion_matrix.png", "precision_recall.png")
+# what `earmark evaluate` writes into a model dir: it describes that model only
+EVALUATION_FILES = (EVALUATION_FILE, EVENT_EVALUATION_FILE, TRAINING_CURVES_PLOT,
+                    CONFUSION_PLOT, PRECISION_RECALL_PLOT)
 
 
 def is_embedder_head(meta: dict) -> bool:

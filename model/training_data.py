@@ -15,6 +15,7 @@ import numpy as np
 
 from earmark.model import data
 from earmark.model.errors import UserError
+from earmark.model.window_labels import spelling_key
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,8 +59,8 @@ class TrainingData:
         background windows are left out, never negatives for labels no one answered for."""
         if part.negatives_rule_out is None:
             return ()
-        ruled_out = {l.casefold() for l in part.negatives_rule_out}
-        return tuple(l for l in self.event_labels if l.casefold() not in ruled_out)
+        ruled_out = {spelling_key(l) for l in part.negatives_rule_out}
+        return tuple(l for l in self.event_labels if spelling_key(l) not in ruled_out)
 
     def kept_rows(self, part: data.Prepared, labels: np.ndarray) -> np.ndarray:
         """[rows] bool: `part`'s rows (`labels`: its own first-label indices) trained on;
@@ -72,8 +73,8 @@ class TrainingData:
     def label_indices(self, part: data.Prepared) -> np.ndarray:
         """[part's label index] → index into `labels` (`_merged`: the same name, else the
         same in any case)."""
-        folded = [l.casefold() for l in self.labels]
-        return np.array([self.labels.index(l) if l in self.labels else folded.index(l.casefold())
+        folded = [spelling_key(l) for l in self.labels]
+        return np.array([self.labels.index(l) if l in self.labels else folded.index(spelling_key(l))
                          for l in part.labels], np.int64)
 
     def as_prepared(self, annotated: bool) -> data.Prepared:
@@ -108,8 +109,8 @@ def _merged(label_lists) -> tuple:
     case is that folder's (`prepare` gives each folder one spelling per label)."""
     out = []
     for labels in label_lists:
-        earlier = {l.casefold() for l in out}
-        out += [l for l in labels if l not in out and l.casefold() not in earlier]
+        earlier = {spelling_key(l) for l in out}
+        out += [l for l in labels if l not in out and spelling_key(l) not in earlier]
     return tuple(out)
 
 

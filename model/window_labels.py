@@ -181,14 +181,21 @@ def negated_label(label: str, negative_labels=(), known=()):
     return next((k for k in known if k.lower() == name.lower()), name)
 
 
+def spelling_key(label: str) -> str:
+    """What two spellings of one label share: case and Unicode normalization set aside
+    (`Snore`, `snore`; `é` typed on macOS or on Windows)."""
+    import unicodedata
+    return unicodedata.normalize("NFC", label).casefold()
+
+
 def one_spelling(counts) -> dict:
-    """{label: the label it is read as} for labels written in more than one case (`Snore`,
-    `snore`): each is read as the spelling most rows use (`counts`: {label: rows}; a tie:
-    the first in sorted order), so one sound is never two classes that train as each
-    other's negatives. Labels written one way are not in it."""
+    """{label: the label it is read as} for labels written in more than one way
+    (`spelling_key`: `Snore`, `snore`): each is read as the spelling most rows use
+    (`counts`: {label: rows}; a tie: the first in sorted order), so one sound is never two
+    classes that train as each other's negatives. Labels written one way are not in it."""
     groups = {}
     for label in sorted(counts):
-        groups.setdefault(label.casefold(), []).append(label)
+        groups.setdefault(spelling_key(label), []).append(label)
     return {label: min(spellings, key=lambda l: (-counts[l], l))
             for spellings in groups.values() if len(spellings) > 1 for label in spellings}
 

@@ -201,3 +201,26 @@ def test_post_processing_rules_are_defined_once():
     with pytest.raises(ValueError):
         PostProcessing.from_dict({"threshold": 0.5, "smoothing_windows": 1,
                                   "min_duration_s": 0.0, "max_gap_s": 0.0})  # no extend_s
+
+
+def test_a_save_stopped_half_way_never_leaves_new_weights_under_an_old_card(tiny_model, tmp_path):
+    """Re-training into a model dir: the earlier model.json (and the evaluation of the
+    earlier model) go first, the new model.json comes last; a save that stops in between
+    leaves a dir that refuses to load ("no model.json"), never one that loads new weights
+    with the earlier thresholds."""
+    import shutil
+    from earmark.model import export
+    model_dir = str(tmp_path / "m")
+    shutil.copytree(tiny_model, model_dir)
+    (tmp_path / "m" / model_files.EVALUATION_FILE).write_text("{}")
+    model, meta = export.load(model_dir)
+    card = ModelCard.from_dict(meta, model_dir)
+    with pytest.raises(TypeError):   # history.json cannot be written: the save stops there
+        export.save(model_dir, model, card, history={"loss": object()})
+    assert not (tmp_path / "m" / model_files.EVALUATION_FILE).exists()
+    with pytest.raises(UserError, match="no model.json there"):
+        export.load(model_dir)
+    export.save(model_dir, model, card, history={"loss": [1.0]})
+    assert export.load(model_dir)[1]["labels"] == meta["labels"]
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == \
+        sorted([model_files.META_FILE, model_files.MODEL_FILE, model_files.HISTORY_FILE])

@@ -73,6 +73,26 @@ def test_finetune_changes_only_the_top_blocks_and_scratch_changes_all(prepared, 
         assert not np.allclose(first_conv(trained), first_conv(fresh))
 
 
+def test_a_model_dir_holding_a_model_is_replaced_only_with_overwrite(tiny_model, tmp_path,
+                                                                     capsys):
+    """Refused before any training starts: an earlier round's model is never lost to a
+    repeated command; a file is not a folder."""
+    import shutil
+    from tests.fixtures import one_line_error
+    held = str(tmp_path / "m")
+    shutil.copytree(tiny_model, held)
+    before = {p.name: p.read_bytes() for p in (tmp_path / "m").iterdir()}
+    err = one_line_error(capsys, ["train", *train_args("no-such-data", held, tmp_path / "c")])
+    assert "holds a model (model.json, model.keras); pass --overwrite" in err
+    assert {p.name: p.read_bytes() for p in (tmp_path / "m").iterdir()} == before
+    (tmp_path / "f").write_text("")
+    assert "is a file; give a folder" in one_line_error(
+        capsys, ["train", *train_args("no-such-data", tmp_path / "f", tmp_path / "c")])
+    # with --overwrite the check passes: the next complaint is the missing data
+    assert "no-such-data" in one_line_error(
+        capsys, ["train", *train_args("no-such-data", held, tmp_path / "c", "--overwrite")])
+
+
 def test_auto_picks_frozen_for_small_data_and_documents_why():
     assert training.choose_strategy("auto", 500, False, 2).name == "frozen"
     assert training.choose_strategy("auto", 5000, False, 2) == training.StrategyChoice(

@@ -7,7 +7,7 @@ import argparse
 import os
 import sys
 
-from earmark.model import base_registry, image_bases
+from earmark.model import base_registry, image_bases, model_files
 from earmark.model import train_config
 from earmark.model.errors import UserError
 from earmark.pipelines import flags
@@ -55,6 +55,9 @@ def build_arg_parser() -> argparse.ArgumentParser:
                         "detections: labels merged by name, each folder's bottleneck cache "
                         "kept, the same feature flags needed)")
     p.add_argument("--model-dir", required=True, help="where to write model.keras + model.json")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the model --model-dir holds (its evaluation files go with "
+                        "it); without it, a folder holding a model is refused")
     p.add_argument("--base", default=d.base, type=base_name, metavar="BASE",
                    help=f"image base ({', '.join(base_registry.names('image'))}; default {d.base}), "
                         f"audio-pretrained embedding base ({', '.join(base_registry.names('embedding'))}; "
@@ -151,6 +154,19 @@ def beam_bottlenecks():
     return bottleneck_pipeline.compute_cache
 
 
+def check_model_dir(model_dir: str, overwrite: bool) -> None:
+    """--model-dir must be a folder (or absent); one that holds a model is replaced only
+    with --overwrite: the model of an earlier round is never lost to a repeated command."""
+    if os.path.exists(model_dir) and not os.path.isdir(model_dir):
+        raise UserError(f"--model-dir {model_dir} is a file; give a folder")
+    held = [n for n in (model_files.META_FILE, model_files.MODEL_FILE, model_files.HEAD_FILE)
+            if os.path.exists(os.path.join(model_dir, n))]
+    if held and not overwrite:
+        raise UserError(f"--model-dir {model_dir} holds a model ({', '.join(held)}); pass "
+                        "--overwrite to replace it, or choose another folder (one per round: "
+                        "models/snore-r2)")
+
+
 def warn(message: str) -> None:
     """One line on stderr: a warning the user should read, not a traceback."""
     print(f"earmark: warning: {message}", file=sys.stderr)
@@ -159,6 +175,7 @@ def warn(message: str) -> None:
 def main(argv=None) -> dict:
     """Parse, train, print where the model went; returns the model.json dict."""
     args = build_arg_parser().parse_args(argv)
+    check_model_dir(args.model_dir, args.overwrite)
     config = config_from_args(args)
     spec = base_registry.get(config.base)
     if not getattr(spec, "commercial_use", True):

@@ -21,7 +21,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from earmark.model import base_registry, bottleneck, data, image_bases
 from earmark.model.adapter import InputStats
 from earmark.model.features import FeatureConfig
-from earmark.pipelines import flags
+from earmark.pipelines import flags, local_runner
 
 
 class EmbedBatches(beam.DoFn):
@@ -74,7 +74,7 @@ def run_pipeline(prepared_root: str, out_dir: str, spec, splits, meta: dict, bea
         embedder, _ = bottleneck.build_embedder(spec)
         feature_dim = int(embedder.output_shape[-1])
     os.makedirs(out_dir, exist_ok=True)
-    with beam.Pipeline(options=PipelineOptions(beam_args or [])) as p:
+    with local_runner.new_pipeline(PipelineOptions(beam_args or [])) as p:
         build_pipeline(p, prepared_root, out_dir, spec, config, splits)
     counts = {s: int(len(bottleneck.read_split_with_dim(out_dir, s, feature_dim)[1]))
               for s in splits}

@@ -22,7 +22,7 @@ import apache_beam as beam
 
 from earmark.model import data_files, precision
 from earmark.model.errors import UserError
-from earmark.pipelines import corpus, embed_ledger, embeddings_io, fs, ledger, outputs, sinks
+from earmark.pipelines import corpus, embed_ledger, embeddings_io, fs, ledger, local_runner, outputs, sinks
 from earmark.pipelines.embed_flags import build_arg_parser
 from earmark.pipelines.embed_steps import CheckRecordings, WriteEmbeddings, spill_folder
 from earmark.pipelines.label_formats import DEAD_LETTER_FILE
@@ -274,7 +274,7 @@ def run(argv=None, save_main_session=True, test_pipeline=None):
     if inc:
         summary["files_removed"] = len(gone)
     finish = FinishRun(output, folder, summary, time.time(), inc, run_id, files, names, shard_files)
-    p = test_pipeline or beam.Pipeline(options=options)
+    p = test_pipeline or local_runner.new_pipeline(options)
     build_pipeline(p, source, output, folder, emb, batch_size, embedder_batch_size,
                    args.chunk_seconds, shards, finish)
     return outputs.run_pipeline(p, options, output, temp)

@@ -24,7 +24,7 @@ from earmark.model import data_files, model_files, precision
 from earmark.model.errors import UserError
 from earmark.model.features import FeatureConfig
 from earmark.model.segments import PostProcessing, WindowGrid, model_post_processing, written_labels
-from earmark.pipelines import corpus, fs, label_formats, ledger, outputs, sinks
+from earmark.pipelines import corpus, fs, label_formats, ledger, local_runner, outputs, sinks
 from earmark.pipelines.label_flags import OVERRIDE_FLAGS, build_arg_parser
 from earmark.pipelines.label_steps import DEAD_LETTER, MakeSegments, ReadWindows, Score
 from earmark.pipelines.label_formats import (DEAD_LETTER_FILE, RUN_FILE, SEGMENTS_CSV,
@@ -415,7 +415,7 @@ def run(argv=None, save_main_session=True, test_pipeline=None):
     finish = FinishRun(output, tables_dir, summary, time.time(), incremental, run_id, files, names)
     if embeddings:
         finish.embeddings = _embeddings_summary(embeddings, summary, args, batch_size)
-    p = test_pipeline or beam.Pipeline(options=options)
+    p = test_pipeline or local_runner.new_pipeline(options)
     build_pipeline(p, source, output, model_dir, meta, config, grid, post, formats,
                    args.scores, args.chunk_seconds, batch_size, tables_dir, finish,
                    args.precision, embedder_batch_size, embeddings)

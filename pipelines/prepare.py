@@ -22,7 +22,7 @@ from earmark.model.data_files import (DEAD_LETTER_FILE, FEATURES_FILE, RECORDING
                                      STATS_FILE, stem)
 from earmark.model.errors import UserError
 from earmark.model.features import FeatureConfig
-from earmark.pipelines import corpus, flags, fs, outputs, sinks
+from earmark.pipelines import corpus, flags, fs, local_runner, outputs, sinks
 from earmark.pipelines.prepare_flags import build_arg_parser
 
 log = logging.getLogger("earmark.prepare")
@@ -478,7 +478,7 @@ def run(argv=None, save_main_session=True, test_pipeline=None):
         if args.annotations else None,
         "example_schema": "see docs/prepare.md#example-schema",
     })
-    p = test_pipeline or beam.Pipeline(options=options)
+    p = test_pipeline or local_runner.new_pipeline(options)
     build_pipeline(p, source, output, config, labels, fractions, args.decoder, files_matched,
                    args.num_shards, launcher_dead,
                    rules or window_labels.WindowRules(args.min_overlap), launcher_counts, run_id,

@@ -30,7 +30,7 @@ import numpy as np
 from earmark.model import annotations, audio
 from earmark.model.errors import UserError
 from earmark.model.segments import Segment
-from earmark.pipelines import embeddings_io, fs, label_formats, outputs
+from earmark.pipelines import embeddings_io, fs, label_formats, local_runner, outputs
 from earmark.pipelines.search_flags import build_arg_parser
 
 log = logging.getLogger("earmark.search")
@@ -448,7 +448,7 @@ def run(argv=None, save_main_session=True, test_pipeline=None):
         return write(best)
     import apache_beam as beam
     write.summary = {**facts, "windows_searched": summary.get("windows")}
-    p = test_pipeline or beam.Pipeline(options=options)
+    p = test_pipeline or local_runner.new_pipeline(options)
     build_search_pipeline(p, shards, vectors, args.top, write)
     outputs.run_pipeline(p, options, output)
     return None if template else fs.read_json(fs.join(output, SEARCH_FILE))

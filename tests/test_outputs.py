@@ -308,6 +308,35 @@ def test_a_failed_pipeline_leaves_no_beam_temp_folder(tmp_path):
     assert outputs.list_files(str(managed)) == ["beam-temp-mine/keep.txt"]
 
 
+def test_prepare_runs_on_the_local_fnapi_runner_and_leaves_no_temporary_folder(
+        tmp_path, monkeypatch, caplog):
+    """Beam 2.72's DirectRunner tries its Prism runner first for prepare's pipeline: a
+    download from GitHub (offline: a failure, then a fallback) that left an empty folder in
+    the system's temporary folder on every run. earmark runs on the FnApiRunner it is tested
+    on, and nothing is left outside the output folder."""
+    import logging
+    import tempfile
+    from earmark.pipelines import local_runner
+    corpus, system_tmp = tmp_path / "clips", tmp_path / "system-tmp"
+    for label in ("a", "b"):
+        (corpus / label).mkdir(parents=True)
+        write(str(corpus / label / f"{label}.wav"), tone(2.0, 16000), 16000)
+    system_tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(system_tmp))
+    used, original = [], local_runner.LocalRunner.run_pipeline
+
+    def recorded(runner, pipeline, options):
+        used.append(runner)
+        return original(runner, pipeline, options)
+    monkeypatch.setattr(local_runner.LocalRunner, "run_pipeline", recorded)
+    caplog.set_level(logging.INFO)
+    prepare.main(["--input", str(corpus), "--output", str(tmp_path / "out")])
+    assert len(used) == 1 and "Prism" not in caplog.text
+    # TensorFlow's autograph keeps its generated sources there until the process exits
+    assert [n for n in os.listdir(system_tmp) if not n.startswith("__autograph_generated")] == []
+    assert load_json(str(tmp_path / "out"), "stats.json")
+
+
 def test_gcs_output_refused_then_overwritten_keeping_foreign_objects(model, corpus, gcs_emulator):
     client = gcs_emulator.client()
     bucket = client.create_bucket("outputs-bucket")

@@ -38,6 +38,7 @@ CSV_ALIASES = {"file": ("file", "filepath", "path"), "start_s": ("start_s", "Sta
                "end_s": ("end_s", "End (s)", "end"), "label": ("label",)}
 # a table with this column (any case) holds verdicts on proposed events (`earmark review`)
 VERDICT_COLUMN = "verdict"
+STRATEGY_COLUMN = "strategy"   # how `earmark review` chose an item; empty on a row a reviewer added
 # what a verdict cell may say (any case, spaces around ignored): yes / no on the item's
 # label; an undecided answer, read as no answer (left out, never a negative); or a label
 VERDICT_YES, VERDICT_NO = ("yes", "y"), ("no", "n")
@@ -212,7 +213,7 @@ def parse_raven(text: str, source: str, label_column: str = "Annotation") -> Par
     selection = _column(header, RAVEN_SELECTION)
     file = _column(header, RAVEN_PATH, RAVEN_FILE)
     offset = _column(header, RAVEN_FILE_OFFSET)
-    verdict = _column(header, VERDICT_COLUMN)
+    verdict, strategy = _column(header, VERDICT_COLUMN), _column(header, STRATEGY_COLUMN)
     labels = () if verdict is None else _cells_in_column(lines[1:], header, label)
 
     rows, bad, seen = [], [], set()
@@ -238,7 +239,8 @@ def parse_raven(text: str, source: str, label_column: str = "Annotation") -> Par
             except _BadRow as e:
                 raise _BadRow(e.reason, e.detail, None, name) from None
             text = cells[label] if verdict is None else \
-                _verdicted(cells[label], cells[verdict], start_s, end_s, name, labels)
+                _verdicted(cells[label], cells[verdict], start_s, end_s, name, labels,
+                           added=strategy is not None and not cells[strategy].strip())
             rows.append(_checked_row(name, start_s, end_s, text, source, number))
         except _BadRow as e:
             bad.append(e.record(source, number))
@@ -367,6 +369,8 @@ class VerdictRow:
     verdict: str
     source: str
     line: int
+    added: bool = False   # the table has a strategy column and this row's is empty: not an
+    #                       item `earmark review` chose, a selection the reviewer added
 
 
 def table_labels(rows) -> tuple:
@@ -432,7 +436,8 @@ def parse_verdicts(text: str, source: str) -> tuple[list[VerdictRow], list[BadAn
                 file, start_s, end_s, cells[where["label"]].strip(),
                 _confidence(cells[where["confidence"]] if where["confidence"] is not None else ""),
                 cells[where["strategy"]].strip() if where["strategy"] is not None else "",
-                cells[where["verdict"]].strip(), source, number))
+                cells[where["verdict"]].strip(), source, number,
+                added=where["strategy"] is not None and not cells[where["strategy"]].strip()))
         except _BadRow as e:
             bad.append(e.record(source, number))
     return rows, bad
@@ -490,10 +495,14 @@ def _one_edit(a: str, b: str) -> bool:
 
 
 def _verdicted(label: str, verdict: str, start_s: float, end_s: float, file: str | None,
-               labels=()) -> str:
+               labels=(), added: bool = False) -> str:
     """`verdict_label`, or _BadRow (its span left out, never a negative): `no_verdict` when
-    not reviewed, `unclear_verdict` when the verdict cannot be read as an answer."""
+    not reviewed, `unclear_verdict` when the verdict cannot be read as an answer. `added`:
+    a row no `earmark review` strategy chose (a selection the reviewer drew in Raven, its
+    label typed): without a verdict it is an annotation of its label, as in any table."""
     span = (min(start_s, end_s), max(start_s, end_s))
+    if added and not verdict.strip() and label.strip():
+        return label.strip()
     try:
         found = verdict_label(label, verdict, labels)
     except ValueError as e:
@@ -512,7 +521,8 @@ def verdict_annotations(rows: list[VerdictRow], bad: list[BadAnnotation]) -> Par
     labels = table_labels(rows)
     for r in rows:
         try:
-            label = _verdicted(r.label, r.verdict, r.start_s, r.end_s, r.file, labels)
+            label = _verdicted(r.label, r.verdict, r.start_s, r.end_s, r.file, labels,
+                               added=r.added)
             out.append(_checked_row(r.file, r.start_s, r.end_s, label, r.source, r.line))
         except _BadRow as e:
             bad.append(e.record(r.source, r.line))

@@ -61,6 +61,7 @@ def summarize(rows: list, thresholds: dict, labels=(), windows: int = None,
     (`is_detection`), all strategies together and `by_strategy`; `prevalence`, the share
     of reviewed `random` windows that hold the label, with the windows and hours of the
     run that share amounts to when `windows` / `audio_hours` are given."""
+    rows = [r for r in rows if not r.added]   # the items review chose, not rows a reviewer added
     known = tuple(dict.fromkeys([*labels, *table_labels(rows)]))
     holds = {id(r): truth(r, known) for r in rows}
     reviewed = [r for r in rows if holds[id(r)] is not False]

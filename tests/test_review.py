@@ -439,6 +439,26 @@ def test_unclear_verdicts_are_left_out_and_reported_in_every_table_kind():
     assert s["labels"]["snore"]["precision"]["k"] == 1
 
 
+def test_a_selection_the_reviewer_adds_in_raven_is_an_event_of_its_label():
+    """Raven, reviewing: a missed snore gets a new selection, its Annotation typed and its
+    Confidence, Strategy and Verdict left empty: an event of that label (a `not_snore` one a
+    negative), where an item review chose without a verdict stays left out."""
+    items = [Item("a.wav", 1.0, 2.0, "snore", 0.9, "top", "yes"),
+             Item("a.wav", 3.0, 4.0, "snore", 0.6, "uncertain", "")]
+    table = annotations.verdict_raven_table(items, 0, 8000)
+    table += "3\tSpectrogram 1\t1\t6.0\t7.5\t0\t8000\tsnore\n"          # Raven leaves the rest out
+    table += "4\tSpectrogram 1\t1\t8.0\t9.0\t0\t8000\tnot_snore\t\t\t\n"
+    rows, bad = annotations.parse_raven(table, "a.wav.selections.txt")
+    assert [(r.start_s, r.label) for r in rows] == [(1.0, "snore"), (6.0, "snore"),
+                                                    (8.0, "not_snore")]
+    assert [(b.reason, b.span_s) for b in bad] == [("no_verdict", (3.0, 4.0))]
+    csv_text = annotations.verdict_table(items) + "a.wav,6.000,7.500,snore,,,\n"
+    rows, bad = annotations.parse_csv(csv_text, "verdicts.csv")
+    assert [(r.start_s, r.label) for r in rows] == [(1.0, "snore"), (6.0, "snore")]
+    parsed, _ = annotations.parse_verdicts(csv_text, "verdicts.csv")
+    assert summarize(parsed, {"snore": 0.5})["items"] == 2   # not one review chose
+
+
 # --- what the verdicts say ------------------------------------------------------------------
 
 def test_wilson_interval():

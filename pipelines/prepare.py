@@ -584,6 +584,18 @@ def _refuse_review_folder(annotations_path: str) -> None:
                         "review.csv filled in), or its raven/ folder")
 
 
+# why windows were left out of training, as prepare's summary says it (stats.json's
+# windows_left_out keys); only the kinds that occurred are printed
+WHY_LEFT_OUT = {
+    window_labels.AMBIGUOUS: "ambiguous (touching an event too little, or a row that could not "
+                             "be used)",
+    window_labels.NO_BACKGROUND: "background (--background none)",
+    window_labels.OUTSIDE_SELECTIONS: "outside every selection (--annotated-extent selections)",
+    window_labels.NEGATES_SOME: "in negative selections that rule out some labels only (a `no` "
+                                "on one label says nothing of the others)",
+    splits.SPLIT_BOUNDARY: "across the edge of two splits' time (--split-by time)"}
+
+
 def summarize(output: str) -> dict:
     """Read stats.json, print the summary table, and fail when no file could be used."""
     stats = fs.read_json(fs.join(output, STATS_FILE))
@@ -595,20 +607,13 @@ def summarize(output: str) -> dict:
     lines.append(f"files: {stats['files_matched']} matched, {stats['files_ok']} ok, "
                  f"{stats['files_failed']} failed {stats['failures_by_reason'] or ''}".rstrip())
     left_out = {k: sum(s.get(k, 0) for s in stats.get("windows_left_out", {}).values())
-                for k in (window_labels.AMBIGUOUS, window_labels.NO_BACKGROUND,
-                          window_labels.OUTSIDE_SELECTIONS, window_labels.NEGATES_SOME,
-                          splits.SPLIT_BOUNDARY)}
-    if any(left_out.values()):
-        lines.append(f"windows left out of training: {left_out[window_labels.AMBIGUOUS]} "
-                     "ambiguous (touching an event too little, or a row that could not be "
-                     f"used), {left_out[window_labels.NO_BACKGROUND]} background (--background "
-                     f"none), {left_out[window_labels.OUTSIDE_SELECTIONS]} outside every "
-                     "selection (--annotated-extent selections), "
-                     f"{left_out[window_labels.NEGATES_SOME]} in negative selections that "
-                     "rule out some labels only (a `no` on one label says nothing of the "
-                     "others), "
-                     f"{left_out[splits.SPLIT_BOUNDARY]} across the edge of two splits' time "
-                     "(--split-by time)")
+                for k in WHY_LEFT_OUT}
+    why = dict(WHY_LEFT_OUT, **({} if stats.get("annotations") else {
+        window_labels.AMBIGUOUS: "at a clip's end (less than --min-overlap of the window "
+                                 "inside the clip)"}))
+    reasons = [f"{n} {why[kind]}" for kind, n in left_out.items() if n]
+    if reasons:
+        lines.append("windows left out of training: " + ", ".join(reasons))
     a = stats.get("annotations")
     if a:
         lines += annotation_summary_lines(a)

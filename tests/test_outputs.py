@@ -309,7 +309,7 @@ def test_a_failed_pipeline_leaves_no_beam_temp_folder(tmp_path):
 
 
 def test_prepare_runs_on_the_local_fnapi_runner_and_leaves_no_temporary_folder(
-        tmp_path, monkeypatch, caplog):
+        tmp_path, monkeypatch, caplog, capsys):
     """Beam 2.72's DirectRunner tries its Prism runner first for prepare's pipeline: a
     download from GitHub (offline: a failure, then a fallback) that left an empty folder in
     the system's temporary folder on every run. earmark runs on the FnApiRunner it is tested
@@ -335,6 +335,9 @@ def test_prepare_runs_on_the_local_fnapi_runner_and_leaves_no_temporary_folder(
     # TensorFlow's autograph keeps its generated sources there until the process exits
     assert [n for n in os.listdir(system_tmp) if not n.startswith("__autograph_generated")] == []
     assert load_json(str(tmp_path / "out"), "stats.json")
+    # a clip corpus's summary names its own reason only: each 2-s clip's tail window
+    assert "windows left out of training: 2 at a clip's end (less than --min-overlap" in \
+        capsys.readouterr().out.splitlines()[-1]
 
 
 def test_gcs_output_refused_then_overwritten_keeping_foreign_objects(model, corpus, gcs_emulator):

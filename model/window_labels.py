@@ -138,6 +138,37 @@ class WindowRules:
                              labels)
 
 
+# A recording annotated with --annotated-extent full (the default) whose longest stretch
+# with no annotation is at least this long and this share of it looks partly annotated:
+# there, a user who annotated the first hour of a night and forgot `selections` trains the
+# other seven as background
+PARTLY_ANNOTATED_MIN_S = 30 * 60
+PARTLY_ANNOTATED_SHARE = 0.5
+
+
+def longest_unannotated(duration_s: float, spans) -> tuple:
+    """(start_s, end_s) of the longest stretch of a recording that no (start_s, end_s, ...)
+    span touches (the first such stretch when several are as long)."""
+    best, reached = (0.0, 0.0), 0.0
+    for a, b, *_ in sorted(spans):
+        if a - reached > best[1] - best[0]:
+            best = (reached, a)
+        reached = max(reached, b)
+    return (reached, duration_s) if duration_s - reached > best[1] - best[0] else best
+
+
+def looks_partly_annotated(duration_s: float, spans):
+    """The unannotated stretch (`longest_unannotated`) that makes a recording with
+    annotations look partly annotated (`PARTLY_ANNOTATED_MIN_S` long and
+    `PARTLY_ANNOTATED_SHARE` of it, or more), else None (and None without annotations: an
+    empty table says the recording holds no event)."""
+    if not spans:
+        return None
+    a, b = longest_unannotated(duration_s, spans)
+    long_enough = b - a >= max(PARTLY_ANNOTATED_MIN_S, PARTLY_ANNOTATED_SHARE * duration_s)
+    return (a, b) if long_enough else None
+
+
 def merged_spans(spans) -> list:
     """(start, end) spans, sorted, overlapping ones joined (so coverage is not counted twice)."""
     out = []

@@ -617,12 +617,37 @@ def summarize(output: str) -> dict:
     a = stats.get("annotations")
     if a:
         lines += annotation_summary_lines(a)
+        lines += _partly_annotated_lines(output)
     print("\n".join(lines))
     if stats["files_ok"] == 0:
         top = max(stats["failures_by_reason"].items(), key=lambda kv: kv[1], default=("none", 0))
         raise UserError(f"all {stats['files_matched']} files failed (most often: {top[0]}); "
                         f"see {fs.join(output, DEAD_LETTER_FILE)}")
     return stats
+
+
+def _partly_annotated_lines(output: str) -> list:
+    """A warning naming the recordings annotated as whole (--annotated-extent full) that
+    look partly annotated (`window_labels.looks_partly_annotated`), read from
+    recordings.jsonl; [] when none do."""
+    by_source = {}
+    text = fs.read_bytes(fs.join(output, RECORDINGS_FILE)).decode("utf-8")
+    for line in text.splitlines():
+        r = json.loads(line) if line.strip() else None
+        if r and r.get("annotated_extent", "full") == "full" and r.get("events") is not None:
+            seen = by_source.setdefault(r["source"], (r["key"], r["duration_s"], []))
+            seen[2].extend(r["events"])
+    found = [(key, duration_s, gap) for key, duration_s, events in by_source.values()
+             for gap in [window_labels.looks_partly_annotated(duration_s, events)] if gap]
+    if not found:
+        return []
+    key, duration_s, (a, b) = max(found, key=lambda f: f[2][1] - f[2][0])
+    return [f"warning: {len(found)} recording(s) look partly annotated: nothing is annotated "
+            f"in at least half of each (e.g. {key}: from {progress.format_duration(a)} to "
+            f"{progress.format_duration(b)} of {progress.format_duration(duration_s)}), and with "
+            "--annotated-extent full (the default) that time "
+            "trains as background; if it was not annotated, re-run with --annotated-extent "
+            "selections (only what the tables select is known)"]
 
 
 # the import summary prints every table up to this many, else those with problems

@@ -148,6 +148,31 @@ def test_a_label_written_in_two_cases_is_one_label_spelled_as_most_rows_do(tmp_p
     assert windows["a.wav"] >= {(1,)} and all(l in {(0,), (1,)} for v in windows.values() for l in v)
 
 
+def test_a_recording_annotated_in_a_small_part_is_named_in_a_warning(tmp_path, monkeypatch,
+                                                                    capsys):
+    """--annotated-extent full with a table that annotates the first seconds only: the
+    summary warns that the rest trains as background (here at 1 s, not 30 min, of silence)."""
+    from earmark.model import window_labels
+    monkeypatch.setattr(window_labels, "PARTLY_ANNOTATED_MIN_S", 1.0)
+    rec, ann = tmp_path / "recordings", tmp_path / "annotations"
+    rec.mkdir(), ann.mkdir()
+    for name in ("early.wav", "all.wav"):
+        write(str(rec / name), tone(10.0, 16000), 16000)
+    (ann / "early.csv").write_text("start_s,end_s,label\n1,2,snore\n")
+    (ann / "all.csv").write_text("start_s,end_s,label\n1,2,snore\n4,5,snore\n7,8,snore\n")
+    prepare.main(["--input", str(rec), "--annotations", str(ann), "--output",
+                  str(tmp_path / "out")])
+    warning = [l for l in capsys.readouterr().out.splitlines() if l.startswith("warning:")]
+    assert warning == ["warning: 1 recording(s) look partly annotated: nothing is annotated in "
+                       "at least half of each (e.g. early.wav: from 2s to 10s of 10s), and with "
+                       "--annotated-extent full (the default) that time trains as background; "
+                       "if it was not annotated, re-run with --annotated-extent selections "
+                       "(only what the tables select is known)"]
+    prepare.main(["--input", str(rec), "--annotations", str(ann), "--output",
+                  str(tmp_path / "out2"), "--annotated-extent", "selections"])
+    assert "partly annotated" not in capsys.readouterr().out
+
+
 def test_a_missing_label_column_everywhere_is_a_one_line_error(annotated, tmp_path):
     rec, ann = annotated
     with pytest.raises(UserError, match="--label-column"):

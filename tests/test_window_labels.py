@@ -93,3 +93,19 @@ def test_a_negative_rules_out_only_the_label_it_names_on_partly_annotated_record
     # a fully annotated recording holds every event there is: any negative is background
     full = WindowRules(background=None, negative_labels=("noise",), event_labels=("cough", "snore"))
     assert kinds(full.label([1.0], 1.0, events[1:2])) == [(BACKGROUND, ("background",))]
+
+
+def test_a_recording_annotated_in_a_small_part_only_looks_partly_annotated():
+    from earmark.model.window_labels import longest_unannotated, looks_partly_annotated
+    hour = 3600.0
+    assert longest_unannotated(8 * hour, [(60.0, 70.0, "snore"), (100.0, 3000.0, "x")]) == \
+        (3000.0, 8 * hour)
+    assert longest_unannotated(100.0, [(50.0, 60.0), (0.0, 10.0)]) == (10.0, 50.0)
+    # the first hour of a night annotated: the other seven look unannotated
+    assert looks_partly_annotated(8 * hour, [(120.0, 125.0, "snore"), (3500.0, 3502.0, "snore")]) \
+        == (3502.0, 8 * hour)
+    # snores all night, with quiet hours between them: fine
+    assert looks_partly_annotated(8 * hour, [(t, t + 5, "snore") for t in range(0, 28800, 7000)]) \
+        is None
+    assert looks_partly_annotated(20 * 60.0, [(5.0, 6.0, "snore")]) is None   # under 30 min
+    assert looks_partly_annotated(8 * hour, []) is None   # an empty table: no events at all

@@ -41,6 +41,7 @@ def build_arg_parser() -> argparse.ArgumentParser:
                "  earmark report --run labels/ --model models/snore --audio-root recordings/ \\\n"
                "      --top 24 --output night-report.html\n"
                "  earmark report --model models/snore --event-evaluation eval/\n"
+               "  earmark report --run labels/ --review review-1/   # + what the verdicts say\n"
                "Thumbnails need the recordings: they are found under --audio-root (the --input\n"
                "of 'earmark label'), or where run.json / dead_letter.jsonl say they were.",
         formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -52,12 +53,16 @@ def build_arg_parser() -> argparse.ArgumentParser:
     p.add_argument("--event-evaluation", metavar="PATH",
                    help="event_evaluation.json (or its folder) of 'earmark evaluate "
                         "--annotations' (default: the one in MODEL_DIR, if any)")
+    p.add_argument("--review", metavar="REVIEW_DIR",
+                   help="the --output of 'earmark review' with verdicts (verdicts.csv, else "
+                        "review.csv): a section of precision and prevalence per label, as "
+                        "'earmark review --summarize' prints them")
     p.add_argument("--audio-root", metavar="DIR",
                    help="folder the run's file keys are relative to (the --input of 'earmark "
                         "label'); default: guessed from run.json and dead_letter.jsonl")
     p.add_argument("--output", metavar="report.html",
                    help="where to write the page (default: report.html in the run dir, "
-                        "else in the model dir)")
+                        "else in the model dir, else in the review dir)")
     p.add_argument("--top", type=int, default=12, metavar="N",
                    help="highest-confidence segments shown with a spectrogram (default 12)")
     p.add_argument("--max-recordings", type=int, default=50, metavar="N",
@@ -79,7 +84,12 @@ def main(argv=None) -> str:
     if model:
         sections.append(("model", "Model", model_body(model)))
         title_parts.append(f"model {os.path.basename(os.path.abspath(args.model))}")
-    output = args.output or os.path.join(args.run or args.model, "report.html")
+    if args.review:
+        from earmark import report_review_section, review_summary
+        summary, table = review_summary.summary_of(args.review, "--review")
+        sections.append(("review", "Review", report_review_section.review_body(summary, table)))
+        title_parts.append(f"review {os.path.basename(os.path.abspath(args.review))}")
+    output = args.output or os.path.join(args.run or args.model or args.review, "report.html")
     generated = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     sources = " · ".join(f"{k}: {os.path.abspath(v)}" for k, v in
                          (("run", args.run), ("model", args.model)) if v)
@@ -91,10 +101,10 @@ def main(argv=None) -> str:
 
 
 def _check_args(args):
-    if not args.run and not args.model:
-        raise UserError("give --run LABEL_OUTPUT_DIR and/or --model MODEL_DIR "
-                        "(see 'earmark report --help')")
-    for flag, value in (("--run", args.run), ("--model", args.model),
+    if not args.run and not args.model and not args.review:
+        raise UserError("give --run LABEL_OUTPUT_DIR, --model MODEL_DIR and/or --review "
+                        "REVIEW_DIR (see 'earmark report --help')")
+    for flag, value in (("--run", args.run), ("--model", args.model), ("--review", args.review),
                         ("--evaluation", args.evaluation),
                         ("--event-evaluation", args.event_evaluation),
                         ("--audio-root", args.audio_root),

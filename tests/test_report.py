@@ -104,7 +104,7 @@ def test_report_starts_without_beam_or_tensorflow():
 
 
 @pytest.mark.parametrize("args,message", [
-    ([], "give --run LABEL_OUTPUT_DIR and/or --model MODEL_DIR"),
+    ([], "give --run LABEL_OUTPUT_DIR, --model MODEL_DIR and/or --review"),
     (["--run", "{tmp}"], "no run.json; point it at the --output of 'earmark label'"),
     (["--run", "{tmp}/absent"], "no such folder"),
     (["--model", "{tmp}"], "no model.json there; point it at the --model-dir of 'earmark train'"),

@@ -495,6 +495,13 @@ def test_summarize_estimates_precision_and_prevalence(reviewed, tmp_path, capsys
     printed = capsys.readouterr().out
     assert "class_0" in printed and "0.60 (0.23-0.88)" in printed
     assert "review_summary.json" in outputs.read_manifest(out)["files"]
+    # the same figures in the report's Review section, nothing written in the review folder
+    before = files_under(out)
+    page = tmp_path / "report.html"
+    assert cli.main(["report", "--review", out, "--output", str(page)]) == 0
+    html = page.read_text()
+    assert 'id="review"' in html and "0.60 (0.23-0.88)" in html and "5 of 12 items" not in html
+    assert files_under(out) == before
 
 
 def test_summarize_counts_a_blank_verdict_as_not_reviewed():

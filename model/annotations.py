@@ -509,8 +509,9 @@ def _verdicted(label: str, verdict: str, start_s: float, end_s: float, file: str
         raise _BadRow("unclear_verdict", f"{e}: left out, never a negative; write yes, no or "
                       "a label's name", span, file) from None
     if found is None:
-        raise _BadRow("no_verdict", f"not reviewed ({'empty' if not verdict.strip() else repr(verdict.strip())} "
-                      "verdict): left out, never a negative", span, file)
+        said = repr(verdict.strip()) if verdict.strip() else "empty"
+        raise _BadRow("no_verdict", f"not reviewed ({said} verdict): left out, never a "
+                      "negative", span, file)
     return found
 
 

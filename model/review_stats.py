@@ -25,27 +25,25 @@ def proportion(k: int, n: int) -> dict:
     return {"n": n, "k": k, "estimate": round(k / n, 4) if n else None, "low": low, "high": high}
 
 
-def truth(row, labels=()):
-    """The label a reviewed row holds (None when it holds none of interest: `no`, or
-    another label that is a negative), or False when it was not reviewed or its verdict
-    cannot be read (`annotations.verdict_label`; `labels`: the table's, which a verdict
-    may name)."""
+UNCLEAR = object()   # `answer` of a verdict that cannot be read (`verdict_label` refuses it)
+
+
+def answer(row, labels=()):
+    """`annotations.verdict_label` of a row (`labels`: the table's, which a verdict may
+    name), or UNCLEAR where it refuses the verdict."""
     try:
-        found = verdict_label(row.label, row.verdict, labels)
+        return verdict_label(row.label, row.verdict, labels)
     except ValueError:
-        return False
-    if found is None:
+        return UNCLEAR
+
+
+def truth(found):
+    """The label an answer (`answer`) holds (None when it holds none of interest: `no`, or
+    another label that is a negative), or False when there is none (not reviewed, or a
+    verdict that cannot be read)."""
+    if found is None or found is UNCLEAR:
         return False
     return None if is_negative(found) else found
-
-
-def unclear(row, labels=()) -> bool:
-    """The row's verdict is written but cannot be read as an answer (`verdict_label`)."""
-    try:
-        verdict_label(row.label, row.verdict, labels)
-        return False
-    except ValueError:
-        return True
 
 
 def is_detection(row, thresholds: dict) -> bool:
@@ -63,7 +61,8 @@ def summarize(rows: list, thresholds: dict, labels=(), windows: int = None,
     run that share amounts to when `windows` / `audio_hours` are given."""
     rows = [r for r in rows if not r.added]   # the items review chose, not rows a reviewer added
     known = tuple(dict.fromkeys([*labels, *table_labels(rows)]))
-    holds = {id(r): truth(r, known) for r in rows}
+    answers = {id(r): answer(r, known) for r in rows}
+    holds = {key: truth(a) for key, a in answers.items()}
     reviewed = [r for r in rows if holds[id(r)] is not False]
     random_rows = [r for r in reviewed if r.strategy == "random"]
     names = list(dict.fromkeys([*labels, *(r.label for r in rows),
@@ -85,6 +84,6 @@ def summarize(rows: list, thresholds: dict, labels=(), windows: int = None,
         out[label] = {"precision": precision, "prevalence": prevalence}
     return {"items": len(rows), "reviewed": len(reviewed),
             "not_reviewed": len(rows) - len(reviewed),
-            "unclear_verdicts": sum(unclear(r, known) for r in rows),
+            "unclear_verdicts": sum(a is UNCLEAR for a in answers.values()),
             "random_reviewed": len(random_rows), "confidence_level": CONFIDENCE_LEVEL,
             "labels": out}

@@ -30,6 +30,8 @@ setuptools.setup(
         "soxr>=0.3",
         # embeddings: Parquet shards (earmark embed, earmark search); Beam's own dependency
         "pyarrow",
+        # label --precision int8 without TensorFlow (the TFLite interpreter on its own)
+        "ai-edge-litert",
         "scikit-learn",
         "scipy",
         "matplotlib",

@@ -15,7 +15,7 @@ change memory), embedding bases with the installed wheels' weights. Built once u
 
 Part 1, scoring (`--part scoring`): for each base and each of `--batches`, a fresh process
 imports what `label`'s worker imports, loads the model as `label` does
-(`export.predictor(dir, precision)`), then scores a batch three times the way label's
+(`serving.predictor(dir, precision)`), then scores a batch three times the way label's
 RunInference step does (a list of windows → `np.stack` → `Predictor.predict`); its peak
 RSS is /proc/self/status VmHWM, `--repeats` runs per batch (the largest kept). The bytes per
 window (the window and the activations the base keeps for it) are the least-squares slope
@@ -129,9 +129,9 @@ def probe(model, batch: int, precision: str, calls: int = 3) -> dict:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import apache_beam  # noqa: F401  label's worker has Beam loaded too
     import tensorflow  # noqa: F401
-    from earmark.model import export
+    from earmark.model import serving
     runtime = vm_hwm_bytes()
-    predictor = export.predictor(model, precision)
+    predictor = serving.predictor(model, precision)
     loaded = vm_hwm_bytes()
     rng = np.random.default_rng(0)
     for _ in range(calls):  # RunInference: a list of windows, stacked, scored

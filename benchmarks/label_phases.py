@@ -2,7 +2,7 @@
 to the bare forward rate of the same serving function (issue 30), side by side in one run.
 
     .venv/bin/python benchmarks/label_phases.py [--minutes 20] [--files 120] [--rounds 3]
-        [--quick] [--early-export] [--workdir DIR]
+        [--quick] [--early-export] [--precisions auto,int8] [--workdir DIR]
 
 1. Builds the default model shape as `label_speed.py` does (InceptionV3 at 96 px, random
    weights, trained one epoch on the demo corpus: a real export) and two corpora: one
@@ -18,7 +18,7 @@ to the bare forward rate of the same serving function (issue 30), side by side i
    exit. Imports are timed where they really happen (an import hook), so a lazy import
    shows up inside the phase that triggers it.
 3. The pipeline's windows/s (windows scored / first batch start to last batch end) next to
-   the bare forward rate of the same serving function (`export.predictor(...).predict` in a
+   the bare forward rate of the same serving function (`serving.predictor(...).predict` in a
    fresh process, in the precision the run used, on fixed batches of the run's batch size
    after a warm-up): their ratio is the pipeline's efficiency (the issue's target: >= 0.8).
 `--rounds` (default 3) repeats everything, the corpora and the two measures alternating,
@@ -26,6 +26,8 @@ and prints medians (each figure's median on its own: the parts need not add up e
 `--early-export` adds a run per corpus and round with `earmark.model.export` (so Keras and
 TensorFlow) imported at the start of `label.labeling_config`, as label.run did before
 `window_spec` moved to `model.model_files`: the move's effect, measured side by side.
+`--precisions` (default `auto`) runs each corpus at each `--precision` named: `int8` serves
+the model's 8-bit file (trained with `--int8`) in LiteRT without importing TensorFlow.
 `--quick`: a 3-minute file and 8 one-minute files, one round.
 """
 import argparse
@@ -139,9 +141,9 @@ BARE = r'''
 import json, os, sys, time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np
-from earmark.model import export
+from earmark.model import serving
 model_dir, precision, batch, windows = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-predictor = export.predictor(model_dir, precision)
+predictor = serving.predictor(model_dir, precision)
 x = (np.random.default_rng(0).standard_normal((batch, predictor.window_samples)) * 0.1).astype(np.float32)
 predictor.predict(x)   # traces the graph
 predictor.predict(x)   # warm-up
@@ -196,16 +198,19 @@ def build_corpora(work: str, minutes: float, files: int) -> dict:
     return corpora
 
 
-def timeline_run(model_dir: str, folder: str, out: str, early_export: bool = False) -> dict:
-    """One `earmark label` process at its defaults → {milestone key: seconds since its
-    start}, plus "batches" [(start, end, windows)] and "run" (its run.json)."""
+def timeline_run(model_dir: str, folder: str, out: str, early_export: bool = False,
+                 precision: str = "auto") -> dict:
+    """One `earmark label` process at its defaults (but `--precision`) → {milestone key:
+    seconds since its start}, plus "batches" [(start, end, windows)] and "run" (its
+    run.json). TensorFlow's import milestones are NaN where it was never imported."""
     shutil.rmtree(out, ignore_errors=True)
     env = dict(os.environ)
     env.pop("EARMARK_PHASES_EARLY_EXPORT", None)
     if early_export:
         env["EARMARK_PHASES_EARLY_EXPORT"] = "1"
     proc = subprocess.run([sys.executable, "-c", TIMELINE, "label", "--model", model_dir,
-                           "--input", folder, "--output", out], capture_output=True, text=True,
+                           "--input", folder, "--output", out, "--precision", precision],
+                          capture_output=True, text=True,
                           cwd=ROOT, env=env)
     ended = time.time()
     if proc.returncode:
@@ -220,8 +225,9 @@ def timeline_run(model_dir: str, folder: str, out: str, early_export: bool = Fal
             _, key, s = line.split()
             t[key] = float(s)
     t["exit"] = ended - start
-    t["tf_keras_start"] = min(t.get(k, np.inf) for k in ("tensorflow_start", "keras_start"))
-    t["tf_keras_end"] = max(t.get(k, -np.inf) for k in ("tensorflow_end", "keras_end"))
+    imported = [k for k in ("tensorflow", "keras") if k + "_start" in t]
+    t["tf_keras_start"] = min((t[k + "_start"] for k in imported), default=np.nan)
+    t["tf_keras_end"] = max((t[k + "_end"] for k in imported), default=np.nan)
     t["first_start"], t["first_end"] = batches[0][0], batches[0][1]
     t["last_end"] = max(e for _, e, _ in batches)
     with open(os.path.join(out, "run.json")) as f:
@@ -257,7 +263,7 @@ def figures(t: dict) -> dict:
         "in_model_wps": (windows - batches[0][2]) / max(busy - (batches[0][1] - batches[0][0]), 1e-9),
         "fixed_cost": t["first_start"], "first_window": t["first_end"], "exit": t["exit"],
         "beam_import": t["apache_beam_end"] - t["apache_beam_start"],
-        "tf_import": t["tf_keras_end"] - t["tf_keras_start"],
+        "tf_import": np.nan_to_num(t["tf_keras_end"] - t["tf_keras_start"]),
         "tf_in_load": t["load_start"] <= t["tf_keras_start"] <= t["load_end"],
         "load": t["load_end"] - t["load_start"],
         "trace_batch": t["first_end"] - t["first_start"],
@@ -292,8 +298,8 @@ def print_phases(results: dict, names: list) -> None:
                       f"{med([took(r, key) for r in results[n]]):.2f}"]
         print(f"| {what} | " + " | ".join(cells) + " |")
     for n in names:
-        where = {"in load_model" if figures(r)["tf_in_load"] else "before Pipeline.run"
-                 for r in results[n]}
+        where = {"never" if np.isnan(r["tf_keras_start"]) else "in load_model"
+                 if figures(r)["tf_in_load"] else "before Pipeline.run" for r in results[n]}
         print(f"{n}: TensorFlow/Keras imported {' / '.join(sorted(where))}")
 
 
@@ -312,7 +318,7 @@ def print_parts(results: dict, names: list) -> None:
     row("  interpreter start-up", lambda r: r["python"])
     row("  earmark imported", lambda r: r["earmark"] - r["python"])
     row("  Beam import", lambda r: r["apache_beam_end"] - r["apache_beam_start"])
-    row("  TensorFlow/Keras import (wherever it happens)", lambda r: r["tf_keras_end"] - r["tf_keras_start"])
+    row("  TensorFlow/Keras import (wherever it happens)", lambda r: figures(r)["tf_import"])
     row("  label.run's checks, TensorFlow/Keras import excluded",
         lambda r: r["checks_done"] - r["label_run"] - _inside(r, "label_run", "checks_done"))
     row("  pipeline construction (build_pipeline → Pipeline.run)", lambda r: r["pipeline_run"] - r["checks_done"])
@@ -363,6 +369,9 @@ def main():
                          "window_spec moved to model_files)")
     ap.add_argument("--bare-windows", type=int, default=2560,
                     help="windows of the bare forward measure (at most the run's; default 2560)")
+    ap.add_argument("--precisions", default="auto",
+                    help="--precision of each run, comma-separated (default auto; int8 trains "
+                         "the model with --int8)")
     ap.add_argument("--workdir", help="keep the model and corpora here and reuse them")
     args = ap.parse_args()
     if args.quick:
@@ -371,20 +380,24 @@ def main():
     os.makedirs(work, exist_ok=True)
     try:
         model_dir = os.path.join(work, "model")
-        if not os.path.isfile(os.path.join(model_dir, "model.json")):
-            model_dir = make_model(work, "inception_v3", 0)
+        int8 = "int8" in args.precisions.split(",")
+        if not os.path.isfile(os.path.join(model_dir, "model_int8.tflite" if int8 else "model.json")):
+            model_dir = make_model(work, "inception_v3", 0, int8=int8)
         corpora = build_corpora(work, args.minutes, args.files)
-        variants = [(n, False) for n in corpora]
+        precisions = args.precisions.split(",")
+        variants = [(n, False, p) for p in precisions for n in corpora]
         if args.early_export:
-            variants += [(n, True) for n in corpora]
-        label = {v: (v[0] + (", export imported early" if v[1] else "")) for v in variants}
+            variants += [(n, True, precisions[0]) for n in corpora]
+        label = {v: (v[0] + (", export imported early" if v[1] else "")
+                     + (f", --precision {v[2]}" if len(precisions) > 1 else "")) for v in variants}
         results = {label[v]: [] for v in variants}
         bare = {label[v]: [] for v in variants}
         for r in range(args.rounds):
             order = variants[r % len(variants):] + variants[:r % len(variants)]
             for v in order:
-                name, early = v
-                t = timeline_run(model_dir, corpora[name], os.path.join(work, "out"), early)
+                name, early, precision = v
+                t = timeline_run(model_dir, corpora[name], os.path.join(work, "out"), early,
+                                 precision)
                 f = figures(t)
                 bps = bare_forward(model_dir, f["precision"], f["batch_size"],
                                    min(args.bare_windows, f["windows"]))
@@ -393,7 +406,8 @@ def main():
                 print(f"round {r + 1}, {label[v]}: whole command {t['exit']:.1f} s, first batch at "
                       f"{t['first_start']:.1f} s, pipeline {f['pipeline_wps']:.0f} windows/s, bare "
                       f"{bps:.0f} windows/s ({f['pipeline_wps'] / bps:.2f}); TensorFlow imported "
-                      f"{'in load_model' if f['tf_in_load'] else 'before it'}", flush=True)
+                      f"{'never' if np.isnan(t['tf_keras_start']) else 'in load_model' if f['tf_in_load'] else 'before it'}",
+                      flush=True)
         names = list(results)
         print(f"\n{os.cpu_count()} cores, {args.rounds} round(s), medians; InceptionV3 at 96 px "
               f"(random weights, one epoch), `earmark label` at its defaults")

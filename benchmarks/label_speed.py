@@ -80,8 +80,8 @@ def bare_forward_seconds(model_dir, windows, batch_size):
     """The serving function the pipeline calls (`Predictor.predict`), in a tight loop of
     `batch_size` batches over `windows` windows, after one warm-up call."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    from earmark.model import export
-    predictor = export.predictor(model_dir)
+    from earmark.model import serving
+    predictor = serving.predictor(model_dir)
     batch = np.random.default_rng(0).standard_normal(
         (batch_size, predictor.window_samples)).astype(np.float32) * 0.1
     predictor.predict(batch)  # warm-up (traces the graph)

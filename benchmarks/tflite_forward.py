@@ -58,19 +58,20 @@ def tflite_runner(model, batch: np.ndarray, threads: int, int8: bool):
 
 
 def night_parity(nights_dir: str, model_dir, batch: int) -> None:
-    from earmark.model import calibrate, data, event_metrics, export
+    from earmark.model import calibrate, data, event_metrics, export, serving
     from earmark.model.int8 import Int8Model, convert
     from earmark.model.segments import PostProcessing, WindowGrid, to_segments, written_labels
     from earmark.model.windowing import frame_windows
     import night_heads   # its --workdir layout
     model_dir = model_dir or night_heads.model_dir(nights_dir)
-    predictor = export.predictor(model_dir, "float32")
+    predictor = serving.predictor(model_dir, "float32")
     meta = predictor.meta
     if meta.get("int8"):        # trained with --int8: what `label --precision int8` loads
-        int8 = export.predictor(model_dir, "int8")
+        int8 = serving.predictor(model_dir, "int8")
     else:                       # converted here as `train --int8` would have
         t0 = time.perf_counter()
-        int8 = Int8Model(predictor.model, convert(export.log_mel_model(predictor.model)))
+        int8 = Int8Model(export.feature_config(meta), len(meta["labels"]),
+                         convert(export.log_mel_model(predictor.model)))
         print(f"converted to 8-bit weights in {time.perf_counter() - t0:.1f} s")
     rate, window = predictor.sample_rate_hz, predictor.window_samples
     quality = export.feature_config(meta).resample_quality   # as `earmark label` reads

@@ -462,6 +462,61 @@ def _hysteresis_runs(smoothed: list, threshold: float, low_fractions):
         previous = runs
 
 
+def _sequences(prepared, split_recordings, read_bytes, reviewed=(), decoded: dict = None) -> tuple:
+    """The audio `calibrate` chooses settings on (without the clips joined across dips) →
+    (Sequences, what they are in words, model.json `calibration.reviewed` or {}): the
+    annotated recordings (or stretches) of the split, or its clips in CLIP_ORDERINGS
+    orders, then the reviewed spans in their context. `decoded`: `clip_sequence`'s."""
+    config = prepared.feature_config
+    rate, quality = config.sample_rate_hz, config.resample_quality
+    split, recordings = split_recordings
+    sequences, what = [], "no validation recordings"
+    if prepared.annotated and recordings:
+        sequences = recording_sequences(recordings, rate, quality, read_bytes)
+        what = f"{len(sequences)} annotated {split} recordings"
+        if not all(r.whole for r in recordings):   # prepared --split-by time
+            what = (f"{len(sequences)} {split} stretches of "
+                    f"{len({r.key for r in recordings})} annotated recordings")
+    if not prepared.annotated and recordings:
+        decoded = {} if decoded is None else decoded  # a clip decoded once, whatever the orders
+        sequences = [clip_sequence(recordings, rate, quality, read_bytes,
+                                   set(prepared.background_labels), seed, decoded)
+                     for seed in range(CLIP_ORDERINGS)]
+        what = f"{split} clips concatenated, in {CLIP_ORDERINGS} orders"
+    reviewed_info = {}
+    if reviewed:
+        stretches = reviewed_sequences(reviewed, rate, quality, read_bytes)
+        n_yes = sum(len(s.events) for s in stretches)
+        n_no = sum(len(s.negatives) for s in stretches)
+        sequences = sequences + stretches
+        n_recordings = len({s.name.rsplit("@", 1)[0] for s in stretches})
+        what += (f", and {n_yes + n_no} reviewed spans ({n_yes} with an event) in "
+                 f"{len(stretches)} stretches of {n_recordings} partly annotated recordings")
+        reviewed_info = {"reviewed": {"spans": n_yes + n_no, "with_event": n_yes,
+                                      "stretches": len(stretches),
+                                      "context_s": REVIEWED_CONTEXT_S,
+                                      "coverage": ITEM_COVERAGE}}
+    return sequences, what, reviewed_info
+
+
+def event_f1_at(prepared, split_recordings, predict, hop_s: float, post_processing: dict,
+                read_bytes, reviewed=()) -> float | None:
+    """The mean event F1, over the labels of `post_processing` ({label: model.json
+    settings}), of those settings on the audio `calibrate` chose them on (`_sequences`),
+    windows every `hop_s` scored by `predict`; None with no audio or no label. How a
+    model's 8-bit file is checked against its float scores (`train --int8`)."""
+    sequences = _sequences(prepared, split_recordings, read_bytes, reviewed)[0]
+    if not sequences or not post_processing:
+        return None
+    config = prepared.feature_config.with_patch_hop(hop_s)
+    hop = config.patch_hop_samples
+    scores = score_sequences(sequences, predict, config.patch_samples, [hop])[hop]
+    grid = WindowGrid(config.patch_hop_seconds, config.patch_samples / config.sample_rate_hz)
+    return float(np.mean([
+        rescored(PostProcessing.from_dict(pp), label, scores, sequences, list(prepared.labels),
+                 grid, config.sample_rate_hz).f1 for label, pp in post_processing.items()]))
+
+
 def calibrate(prepared, split_recordings, predict, hops_s, read_bytes, log=print,
               reviewed=()) -> dict:
     """The whole train-time step → model.json entries: `post_processing` (label → settings,
@@ -480,19 +535,11 @@ def calibrate(prepared, split_recordings, predict, hops_s, read_bytes, log=print
                 "background_labels": sorted(background), "labeling_hop_s": hops_s[0],
                 "calibration": {"source": "none: the prepared data has no recordings.jsonl "
                                           "(re-run earmark prepare); defaults used"}}
-    sequences, what = [], "no validation recordings"
-    if prepared.annotated and recordings:
-        sequences = recording_sequences(recordings, rate, config.resample_quality, read_bytes)
-        what = f"{len(sequences)} annotated {split} recordings"
-        if not all(r.whole for r in recordings):   # prepared --split-by time
-            what = (f"{len(sequences)} {split} stretches of "
-                    f"{len({r.key for r in recordings})} annotated recordings")
+    decoded = {}   # the clips' waveforms, for the orders with and without dips
+    sequences, what, reviewed_info = _sequences(prepared, split_recordings, read_bytes,
+                                                reviewed, decoded)
     dipped, low_on = [], {}   # a clip corpus: its low thresholds are chosen on clips with dips
     if not prepared.annotated and recordings:
-        decoded = {}  # a clip decoded once, whatever the orders and reuses
-        sequences = [clip_sequence(recordings, rate, config.resample_quality, read_bytes,
-                                   background, seed, decoded) for seed in range(CLIP_ORDERINGS)]
-        what = f"{split} clips concatenated, in {CLIP_ORDERINGS} orders"
         dip_s = tuple(f * config.patch_samples / rate for f in DIP_WINDOW_FRACTIONS)
         dipped = [clip_sequence(recordings, rate, config.resample_quality, read_bytes,
                                 background, seed, decoded, CLIP_DIP_EVERY, dip_s)
@@ -503,19 +550,6 @@ def calibrate(prepared, split_recordings, predict, hops_s, read_bytes, log=print
             f"{dip_s[1]:.2f} s of quiet (one event with a dip inside); the other settings "
             "chosen without hysteresis on the orders without dips")}
     repeats = 1 if prepared.annotated else CLIP_ORDERINGS
-    reviewed_info = {}
-    if reviewed:
-        stretches = reviewed_sequences(reviewed, rate, config.resample_quality, read_bytes)
-        n_yes = sum(len(s.events) for s in stretches)
-        n_no = sum(len(s.negatives) for s in stretches)
-        sequences = sequences + stretches
-        n_recordings = len({s.name.rsplit("@", 1)[0] for s in stretches})
-        what += (f", and {n_yes + n_no} reviewed spans ({n_yes} with an event) in "
-                 f"{len(stretches)} stretches of {n_recordings} partly annotated recordings")
-        reviewed_info = {"reviewed": {"spans": n_yes + n_no, "with_event": n_yes,
-                                      "stretches": len(stretches),
-                                      "context_s": REVIEWED_CONTEXT_S,
-                                      "coverage": ITEM_COVERAGE}}
     audio_s = sum(len(s.waveform) for s in sequences + dipped) / rate
     log(f"calibrating event post-processing on {what} ({audio_s:.0f} s of audio)")
     by_hop = []

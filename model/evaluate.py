@@ -155,9 +155,9 @@ def recording_segments(predictor, path: str, post, batch_size: int = 128,
                        read_bytes=read_local_file):
     """One recording → (segments as `earmark label` finds them by default, duration_s):
     the model's windows at its labeling hop, its calibrated post-processing."""
-    from earmark.model import export
+    from earmark.model.model_files import feature_config
     from earmark.model.segments import WindowGrid, to_segments
-    config = export.feature_config(predictor.meta).with_patch_hop(predictor.default_hop_seconds)
+    config = feature_config(predictor.meta).with_patch_hop(predictor.default_hop_seconds)
     from earmark.model.scoring import score_recording
     wav, _, _ = audio.load_waveform(read_bytes(path), config.sample_rate_hz, path,
                                     config.resample_quality)
@@ -184,11 +184,11 @@ def evaluate_events(model_dir: str, recordings, *, source: str, annotations: str
     {key: [(start_s, end_s)]} spans of rows that could not be used: segments touching them
     are not scored; `source`, `annotations`: the corpus and the tables as the report names
     them. Writes EVENT_EVALUATION_FILE to `report_dir` (default `model_dir`)."""
-    from earmark.model import event_metrics, export
+    from earmark.model import event_metrics, serving
     from earmark.model.annotations import to_events
     from earmark.model.events import Event
     from earmark.model.segments import PostProcessing, model_post_processing, written_labels
-    predictor = export.predictor(model_dir, precision)
+    predictor = serving.predictor(model_dir, precision)
     meta = predictor.meta
     written = written_labels(meta)
     resolved = model_post_processing(meta)
@@ -292,8 +292,8 @@ def evaluate_prepared(model_dir: str, prepared_dir: str, split: str = "test", *,
     """The model on a split of prepared data (`earmark prepare`'s output, with the model's
     FeatureConfig): clip scores are the mean of their patches'. Writes EVALUATION_FILE and
     plots to `report_dir` (default `model_dir`)."""
-    from earmark.model import data, export
-    model, meta = export.load(model_dir, precision)
+    from earmark.model import data, export, serving
+    model, meta = serving.load(model_dir, precision)
     names = meta["labels"]
     config = export.feature_config(meta)
     prepared = data.open_prepared(prepared_dir)
@@ -330,8 +330,8 @@ def evaluate_clips(model_dir: str, rows, source: str, *, report_dir: str = None,
     `read_bytes(path)`; `source` names them in the report. Clips that cannot be decoded are
     listed under `failed`. Writes EVALUATION_FILE and plots to `report_dir` (default
     `model_dir`)."""
-    from earmark.model import export
-    model, meta = export.load(model_dir, precision)
+    from earmark.model import export, serving
+    model, meta = serving.load(model_dir, precision)
     names = meta["labels"]
     rows = list(rows)
     if not rows:

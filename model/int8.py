@@ -4,12 +4,16 @@ batch). `earmark train --int8` converts them once and ships model_int8.tflite be
 float32 model.keras (converting takes 4.5 s for the VGG16 stand-in, 18 s for InceptionV3 at
 96 px: too long to repeat in every `label` process).
 
-The log-mel frontend stays in TensorFlow, float32: quantized, its mel and DFT matrices
-lose the quiet end of the spectrum (8-bit weights on the whole serving model scored
-nonsense, event F1 0.04 on a night). Parity and speed: `benchmarks/tflite_forward.py`,
+Serving it needs no TensorFlow: the `.tflite` runs in the LiteRT runtime (`ai-edge-litert`,
+the TFLite interpreter as its own package) and the log-mel frontend in numpy
+(`model.frontend_numpy`, float32, within 1e-4 of the TensorFlow one). Quantized, the
+frontend's mel and DFT matrices would lose the quiet end of the spectrum (8-bit weights on
+the whole serving model scored nonsense, event F1 0.04 on a night), so it is never in the
+8-bit file. Parity and speed: `benchmarks/tflite_forward.py`, `benchmarks/label_phases.py`,
 figures in docs/benchmarks.md.
 """
 import contextlib
+import hashlib
 import io
 import os
 import sys
@@ -17,6 +21,10 @@ import tempfile
 import threading
 
 import numpy as np
+
+from earmark.model import frontend_numpy
+from earmark.model.errors import UserError
+from earmark.model.model_files import INT8_FILE, feature_config
 
 DEFAULT_BATCH = 128
 
@@ -35,20 +43,22 @@ def convert(log_mel_model, weights_8bit: bool = True) -> bytes:
 
 
 class Int8Model:
-    """A serving model (waveform windows → probabilities, `export.serving_model`) with its
-    log-mel → probabilities path (`export.log_mel_model`) in an 8-bit TFLite interpreter.
-    `predict` / `predict_on_batch` as a Keras model; `log_mel_path()` for log-mel inputs."""
+    """A serving model (waveform windows → probabilities) whose log-mel → probabilities path
+    runs in an 8-bit TFLite interpreter, its frontend in numpy. `predict` /
+    `predict_on_batch` as a Keras model; `log_mel_path()` for log-mel inputs."""
 
-    def __init__(self, model, tflite: bytes, threads: int = None):
-        import tensorflow as tf
-        frontend = model.get_layer("log_mel")
-        self._frontend = tf.function(lambda w: frontend(w), input_signature=[
-            tf.TensorSpec([None, model.input_shape[-1]], tf.float32)])
+    def __init__(self, config, labels: int, tflite: bytes, threads: int = None):
+        self._config = config
         self._tflite, self._threads = tflite, threads or os.cpu_count()
         self._interpreter, self._planned = None, 0   # planned: the batch size it takes
         self._lock = threading.Lock()   # one interpreter: one call at a time
-        self.input_shape = model.input_shape
-        self.output_shape = model.output_shape
+        self.input_shape = (None, config.patch_samples)
+        self.output_shape = (None, labels)
+
+    @classmethod
+    def from_dir(cls, model_dir: str, meta: dict, threads: int = None) -> "Int8Model":
+        """The 8-bit model of a model dir (`meta`: its model.json, checked to name one)."""
+        return cls(feature_config(meta), len(meta["labels"]), read_file(model_dir, meta), threads)
 
     def predict_log_mel(self, log_mels) -> np.ndarray:
         """[b, frames, mel_bins] log-mel → [b, labels] probabilities. The interpreter takes
@@ -69,14 +79,13 @@ class Int8Model:
             return self._interpreter.get_tensor(self._output)[:n].copy()
 
     def _plan(self, batch: int, shape) -> None:
-        """A new interpreter for batches of `batch`: TFLite 2.17 crashes when freeing an
-        interpreter whose tensors were re-planned for a larger batch, so each is planned
-        once."""
-        import tensorflow as tf
+        """A new interpreter for batches of `batch`: TFLite (2.17 at least) crashed when
+        freeing an interpreter whose tensors were re-planned for a larger batch, so each is
+        planned once."""
+        from ai_edge_litert.interpreter import Interpreter
         self._interpreter = None
         with _native_stderr_filtered():
-            self._interpreter = tf.lite.Interpreter(model_content=self._tflite,
-                                                    num_threads=self._threads)
+            self._interpreter = Interpreter(model_content=self._tflite, num_threads=self._threads)
             self._input = self._interpreter.get_input_details()[0]["index"]
             self._output = self._interpreter.get_output_details()[0]["index"]
             self._interpreter.resize_tensor_input(self._input, [batch, *shape])
@@ -84,7 +93,8 @@ class Int8Model:
         self._planned = batch
 
     def predict_on_batch(self, windows) -> np.ndarray:
-        return self.predict_log_mel(self._frontend(np.asarray(windows, np.float32)).numpy())
+        return self.predict_log_mel(frontend_numpy.log_mel(windows, self._config,
+                                                           workers=self._threads))
 
     def predict(self, windows, batch_size=None, verbose=0) -> np.ndarray:
         return _in_batches(self.predict_on_batch, windows, batch_size, self.output_shape[-1])
@@ -104,6 +114,17 @@ class LogMelPath:
     def predict(self, log_mels, batch_size=None, verbose=0) -> np.ndarray:
         return _in_batches(self._model.predict_log_mel, log_mels, batch_size,
                            self.output_shape[-1])
+
+
+def read_file(model_dir: str, meta: dict) -> bytes:
+    """model_int8.tflite, checked against the sha256 model.json records for it."""
+    path = os.path.join(model_dir, INT8_FILE)
+    blob = open(path, "rb").read() if os.path.isfile(path) else b""
+    if hashlib.sha256(blob).hexdigest() != meta["int8"]["sha256"]:
+        what = "not the one model.json names" if blob else "missing"
+        raise UserError(f"--model {model_dir}: {INT8_FILE} is {what}; re-run 'earmark train' "
+                        "with --int8 (or use --precision auto)")
+    return blob
 
 
 def _in_batches(fn, inputs, batch_size, width: int) -> np.ndarray:

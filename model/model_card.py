@@ -42,7 +42,7 @@ class ModelCard:
     training: dict = None
     metrics: dict = None
     calibration: dict = None           # how post_processing was chosen (None: not calibrated)
-    int8: dict = None                  # model_int8.tflite's file, bytes and sha256
+    int8: dict = None                  # model_int8.tflite: file, bytes, sha256, parity (train)
 
     @property
     def thresholds(self) -> dict:

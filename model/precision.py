@@ -15,10 +15,12 @@ bfloat16 on a CPU without it labeled 10 % slower than float32 here; parity and s
   Sapphire Rapids and later);
 - a GPU of compute capability 8.0 or higher (A100, H100, ...).
 
-`int8` (asked for only, never chosen by `auto`): the image base and head run in TFLite with
-8-bit weights, from the `model_int8.tflite` that `earmark train --int8` ships beside the
-float32 model (`model.int8`); faster on CPUs, with scores that move more than bfloat16's
-(parity in docs/benchmarks.md).
+`int8`: the image base and head run in TFLite with 8-bit weights, from the
+`model_int8.tflite` that `earmark train --int8` ships beside the float32 model
+(`model.int8`), without TensorFlow; faster on CPUs, with scores that move more than
+bfloat16's. `auto` chooses it for a model whose 8-bit detector `train` measured on its
+calibration audio at event F1 within `INT8_PARITY_F1` of the float one (`int8_parity_holds`),
+when only scores are wanted (not `--formats embeddings`).
 
 Image bases only: musicnn's and BirdNET's own frontends and weights, and ensembles of them,
 are left as they ship (BirdNET runs in TFLite), so `auto` is float32 for them and
@@ -28,6 +30,7 @@ import functools
 import os
 
 PRECISIONS = ("auto", "float32", "bfloat16", "int8")
+INT8_PARITY_F1 = 0.01   # `auto` serves the 8-bit file when its event F1 is at most this lower
 IMAGE_BASE_ONLY = ("bfloat16", "int8")
 DEFAULT_PRECISION = "auto"
 BFLOAT16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
@@ -66,7 +69,8 @@ def native_bfloat16() -> str:
 
 
 def resolve(precision: str) -> str:
-    """`auto` → bfloat16 where native, else float32; the others as given."""
+    """`auto` → bfloat16 where native, else float32 (the hardware's part of the choice;
+    `effective` adds the model's); the others as given."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
     if precision == "auto":
@@ -91,21 +95,33 @@ def check(precision: str, meta: dict) -> None:
                          "'earmark train' with --int8 to ship one")
 
 
-def effective(precision: str, meta: dict) -> str:
-    """The precision a model (its model.json) runs in here when `precision` is asked for."""
+def int8_parity_holds(meta: dict) -> bool:
+    """Whether the model ships an 8-bit file that `earmark train --int8` checked: its
+    detector's event F1 on the calibration audio within INT8_PARITY_F1 of the float one's."""
+    return bool(((meta.get("int8") or {}).get("parity") or {}).get("holds"))
+
+
+def effective(precision: str, meta: dict, scores_only: bool = True) -> str:
+    """The precision a model (its model.json) runs in here when `precision` is asked for:
+    `auto` is int8 for a model whose 8-bit file held parity (`int8_parity_holds`) when only
+    scores are wanted (the 8-bit file has no embedding output), else `resolve`'s."""
     check(precision, meta)
-    return resolve(precision) if runs_image_base(meta) else "float32"
+    if not runs_image_base(meta):
+        return "float32"
+    if precision == "auto" and scores_only and int8_parity_holds(meta):
+        return "int8"
+    return resolve(precision)
 
 
 def apply(model, precision: str) -> str:
     """Run `model`'s image base in `precision` (resolved; see `resolve`), in place, before
     its first call is traced. → the precision it runs in: float32 for a model without an
     image base (`check` refuses an explicit bfloat16 for those before loading). Not for
-    int8: `export.load` serves the model's 8-bit file instead."""
+    int8: `serving.load` serves the model's 8-bit file instead."""
     import keras
     chosen = resolve(precision)
     if chosen == "int8":
-        raise ValueError("int8 is not set on a Keras model: export.load serves its "
+        raise ValueError("int8 is not set on a Keras model: serving.load serves its "
                          "model_int8.tflite")
     if chosen == "float32" or not isinstance(model, keras.Model) or \
             BASE_LAYER not in [l.name for l in model.layers]:

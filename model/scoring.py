@@ -4,7 +4,7 @@ recordings with `score_recording`; `earmark label` cuts the same windows chunk b
 (`pipelines/chunks.py` frames each chunk with `windowing.frame_windows`), scores them with
 `score_windows` in its inference step and puts a recording's scores back together with
 `assemble_scores`. Pure functions, numpy in and out; `predict` is any callable
-[n, window_samples] → [n, labels] (`model.export.Predictor.predict`).
+[n, window_samples] → [n, labels] (`model.serving.Predictor.predict`).
 """
 import numpy as np
 

@@ -79,14 +79,16 @@ Log = Callable[[str], None]
 class FittedHead:
     """A trained head, ready for `_finish`: its model.json `head`, its Keras history ({} for
     head search's heads), its scores `probs` of the evaluation rows (labels `eval_labels`),
-    `predict(windows)` scoring waveform windows as `label` will (calibration) and
-    `save(card)` exporting the model it makes."""
+    `predict(windows)` scoring waveform windows as `label` will (calibration),
+    `save(card, int8_tflite=None, int8_parity=None)` exporting the model it makes and, for
+    image bases, `int8()` converting its log-mel path to 8-bit TFLite bytes (`--int8`)."""
     meta: dict
     history: dict
     probs: np.ndarray
     eval_labels: np.ndarray
     predict: Callable
     save: Callable
+    int8: Callable = None
 
 
 def train(config: TrainConfig, *, log: Log = None, warn: Log = None,
@@ -386,9 +388,8 @@ def train_image(config: TrainConfig, *, log: Log, warn: Log, compute_bottlenecks
         return FittedHead(
             head_meta, history, probs, eval_labels,
             predict=predict or _label_like(serving, log),
-            save=lambda meta: export.save(
-                config.model_dir, serving, meta, history,
-                int8_tflite=_int8(serving, timings, log) if config.int8 else None))
+            save=lambda meta, **int8: export.save(config.model_dir, serving, meta, history, **int8),
+            int8=lambda: _int8(serving, timings, log))
     if cache_used and not (through_base or tuned) and len(feats[name][0]):  # the base never
         # changed: its cached features serve (rows in the cache's order, with its labels),
         # and calibration scores the windows' embeddings once for every candidate head
@@ -477,6 +478,38 @@ def _finetune_fits(config: TrainConfig, choice: StrategyChoice, full, ds, loss, 
                        f"{config.time_budget_s / 60:g}-min --time-budget (pass --strategy "
                        "finetune, or a larger --time-budget, to fine-tune anyway)")
     return True, say
+
+
+def _int8_parity(training, meta: dict, tflite: bytes, predict, timings: dict, log: Log,
+                 warn: Log) -> dict:
+    """model.json `int8.parity`: the 8-bit detector's mean event F1 on the calibration audio
+    at the settings chosen for the float one, beside the float one's (`predict`: scoring
+    as label runs it by default); `holds` when it is at most INT8_PARITY_F1 lower, which
+    makes it what `label --precision auto` runs."""
+    from earmark.model import calibrate, int8
+    from earmark.model import precision as precisions
+    t = time.monotonic()
+    prepared, split_recordings, reviewed = _calibration_audio(training, warn=lambda _: None)
+    eight = int8.Int8Model(training.feature_config, len(training.labels), tflite)
+    calibrated = {l: meta["post_processing"][l]   # background labels are never segments
+                  for l in (meta.get("calibration") or {}).get("per_label", {})}
+    f1 = {name: calibrate.event_f1_at(prepared, split_recordings, p, meta["labeling_hop_seconds"],
+                                      calibrated, data.read_source_bytes, reviewed)
+          for name, p in (("reference", predict), ("int8", eight.predict_on_batch))}
+    timings["int8_parity_s"] = round(time.monotonic() - t, 2)
+    reference = precisions.resolve(precisions.DEFAULT_PRECISION)
+    if f1["int8"] is None:
+        warn("8-bit weights: no calibration audio to check them on; 'label --precision auto' "
+             f"runs {reference} (--precision int8 runs them)")
+        return {"holds": False, "why": "no calibration audio"}
+    holds = f1["int8"] >= f1["reference"] - precisions.INT8_PARITY_F1
+    log(f"8-bit parity on the calibration audio: event F1 {f1['int8']:.3f} against "
+        f"{f1['reference']:.3f} in {reference} -> 'label --precision auto' runs "
+        + ("the 8-bit file" if holds else f"{reference} (the 8-bit file lost more than "
+           f"{precisions.INT8_PARITY_F1:g})"))
+    return {"holds": bool(holds), "event_f1": round(f1["int8"], 4),
+            "reference_event_f1": round(f1["reference"], 4), "reference_precision": reference,
+            "within": precisions.INT8_PARITY_F1}
 
 
 def _int8(serving, timings: dict, log: Log) -> bytes:
@@ -648,8 +681,13 @@ def _finish(config: TrainConfig, training, candidates: list, *, t_start, hops_s,
         "metrics": {"validation": _short(val_metrics),
                     "best_epoch": _best(history) if history else {}},
     }
+    int8 = {}
+    if config.int8:
+        tflite = chosen.int8()
+        int8 = {"int8_tflite": tflite, "int8_parity": _int8_parity(
+            training, meta, tflite, chosen.predict, timings, log, warn)}
     card = ModelCard.from_dict({"format_version": FORMAT_VERSION, **meta}, config.model_dir)
-    chosen.save(card)
+    chosen.save(card, **int8)
     _summary(log, meta)
     return card.to_dict()
 
@@ -717,6 +755,14 @@ def _calibrate(training, hops_s, predict, log: Log, warn: Log) -> dict:
     spans reviewed in folders of verdicts, as `earmark label` will window them
     (`training_data.calibration_recordings`, `training_data.reviewed_recordings`)."""
     from earmark.model import calibrate
+    prepared, split_recordings, reviewed = _calibration_audio(training, warn)
+    return calibrate.calibrate(prepared, split_recordings, predict, hops_s,
+                               data.read_source_bytes, log=log, reviewed=reviewed)
+
+
+def _calibration_audio(training, warn: Log) -> tuple:
+    """What calibration scores → (merged `data.Prepared`, (split, `RecordingEvents`),
+    reviewed spans): the validation recordings, else (with a warning) the training ones."""
     split = "validation"
     annotated, recordings = training_data.calibration_recordings(training, split)
     reviewed = training_data.reviewed_recordings(training)
@@ -726,8 +772,7 @@ def _calibrate(training, hops_s, predict, log: Log, warn: Log) -> dict:
         if recordings:
             warn("no validation recordings: event post-processing is calibrated on the "
                  "training recordings (optimistic)")
-    return calibrate.calibrate(training.as_prepared(annotated), (split, recordings), predict,
-                               hops_s, data.read_source_bytes, log=log, reviewed=reviewed)
+    return training.as_prepared(annotated), (split, recordings), reviewed
 
 
 def _data_paths(training):

@@ -81,7 +81,7 @@ def resolve(args) -> Embedding:
             raise UserError("--precision int8 serves a model's 8-bit scores only, not its "
                             "embeddings; use --precision auto or float32")
         try:
-            here = precision.effective(args.precision, meta)
+            here = precision.effective(args.precision, meta, scores_only=False)
         except ValueError as e:
             raise UserError(f"--precision {args.precision}: {e}; use --precision auto or float32") from None
         return model_embedding(model_dir, meta, config, {"requested": args.precision, "here": here})

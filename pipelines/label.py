@@ -319,7 +319,8 @@ def run(argv=None, save_main_session=True, test_pipeline=None):
     meta = _model_meta(model_dir)
     config = labeling_config(meta, args.hop_seconds)
     try:
-        ran_here = precision.effective(args.precision, meta)
+        ran_here = precision.effective(args.precision, meta,
+                                       label_formats.EMBEDDINGS not in formats)
     except ValueError as e:
         raise UserError(f"--precision {args.precision}: {e}; use --precision auto or float32") from None
     labels = meta["labels"]

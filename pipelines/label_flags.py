@@ -85,11 +85,12 @@ def build_arg_parser() -> argparse.ArgumentParser:
     p.add_argument("--emit-background", action="store_true",
                    help="also write segments of the model's background labels (e.g. "
                         "background, not_snore), which are left out by default")
-    flags.add_precision(p, help="arithmetic of the image base: auto (default) is bfloat16 "
-                                "where the CPU (AVX512_BF16, AMX) or GPU computes it natively, "
-                                "else float32; int8 (a model trained with --int8): 8-bit weights "
-                                "in TFLite, about 1.2x faster on a CPU, scores within ~0.1 "
-                                "(docs/benchmarks.md); the model file stays float32")
+    flags.add_precision(p, help="arithmetic of the image base: auto (default) is int8 for a "
+                                "model whose 8-bit file held parity at training (train --int8), "
+                                "else bfloat16 where the CPU (AVX512_BF16, AMX) or GPU computes "
+                                "it natively, else float32; int8: the model's 8-bit file in "
+                                "LiteRT, no TensorFlow, scores within ~0.1 (docs/label.md); "
+                                "the model file stays float32")
     p.add_argument("--batch-size", type=flags.positive_int("--batch-size", 128), default=None,
                    help="windows per model call, >= 1 (default: the most, up to 128, that "
                         "keep the peak within --memory-budget; given, a ceiling)")

@@ -39,7 +39,7 @@ def _dead(path, key, stage, reason, detail=""):
 
 
 class WaveformModelHandler(ModelHandler):
-    """Runs an exported earmark model (`model.export.Predictor`: image CNN, musicnn or
+    """Runs an exported earmark model (`model.serving.Predictor`: image CNN, musicnn or
     BirdNET alike) on batches of waveform windows; one model per process."""
 
     def __init__(self, model_dir: str, batch_size: int, run_id: str = "",
@@ -50,9 +50,9 @@ class WaveformModelHandler(ModelHandler):
         self._precision = precision_name   # resolved where the model runs: a worker's hardware
 
     def load_model(self):
-        from earmark.model import export
-        predictor = export.predictor(local_model_dir(self._model_dir), self._precision,
-                                     self._embedder_batch_size)
+        from earmark.model import serving
+        predictor = serving.predictor(local_model_dir(self._model_dir), self._precision,
+                                      self._embedder_batch_size)
         ran = precision.effective(self._precision, predictor.meta)
         beam.metrics.Metrics.counter("label", f"models_in_{ran}").inc()
         return predictor
@@ -89,7 +89,7 @@ class EmbeddingModelHandler(ModelHandler):
         if "model" in self._source:
             embedder = embedding.for_model(local_model_dir(self._source["model"]), self._precision,
                                            self._embedder_batch_size)
-            ran = precision.effective(self._precision, embedder.meta)
+            ran = precision.effective(self._precision, embedder.meta, scores_only=False)
             beam.metrics.Metrics.counter(self._prog, f"models_in_{ran}").inc()
             return embedder
         return embedding.for_base(self._source["base"], self._embedder_batch_size)

@@ -12,7 +12,7 @@ import pytest
 
 from earmark import cli
 from earmark.commands import evaluate, train
-from earmark.model import audio_bases, export, memory_budget
+from earmark.model import audio_bases, export, memory_budget, serving
 from earmark.model.features import FeatureConfig, embedding_base_config
 from earmark.model.frontend import Frontend
 from tests.audio_fixtures import tone, write
@@ -122,13 +122,13 @@ def test_birdnet_prepares_trains_evaluates_and_labels(snore40, capsys):
     files = os.listdir(model_dir)
     assert "head.keras" in files and "model.keras" not in files
     assert not [f for f in files if f.endswith(".tflite")]
-    predictor = export.predictor(model_dir)
+    predictor = serving.predictor(model_dir)
     assert (predictor.sample_rate_hz, predictor.window_samples) == (48000, 144000)
     # label runs the embedder at the batch the default 1.5 GB budget allows (4 would not fit)
     with open(os.path.join(out, "run.json")) as f:
         assert json.load(f)["embedder_batch_size"] == memory_budget.inner_batch_size(meta) == 2
     windows = 0.1 * np.random.default_rng(0).standard_normal((3, 144000)).astype(np.float32)
-    one = export.predictor(model_dir, embedder_batch_size=1)
+    one = serving.predictor(model_dir, embedder_batch_size=1)
     assert one.model.base.batch_size == 1 and predictor.model.base.batch_size == 4
     np.testing.assert_allclose(one.predict(windows), predictor.predict(windows), atol=1e-5)
     meta["weights"]["checksum"] = "0" * 64   # another BirdNET file than the one trained on

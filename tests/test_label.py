@@ -14,6 +14,7 @@ import pytest
 from earmark.pipelines import label, label_formats
 from tests.audio_fixtures import encode, tone, write
 from earmark.model import event_metrics
+from earmark.model import precision as precisions
 from earmark.model.segments import PostProcessing, written_labels
 from tests import nights
 
@@ -142,13 +143,15 @@ def test_killed_run_resumes_to_the_uninterrupted_result(snore_vgg16, corpus, one
 def test_night_recording_event_f1_at_the_defaults(snore_vgg16, tmp_path):
     """Held-out snores placed in a 10-minute night, labeled with no post-processing flags
     (the model's calibrated settings): event F1 >= 0.9 at IoU 0.5, and the negative class
-    (not_snore) is not written as segments."""
+    (not_snore) is not written as segments. The precision is what `auto` runs for a model
+    trained at train's defaults (no 8-bit file; this one has one, for the int8 tests)."""
     night_dir = tmp_path / "nights"
     night_dir.mkdir()
     truth = nights.make_night(snore_vgg16["held_out"], str(night_dir / "night.wav"),
                               str(tmp_path / "truth.csv"), 10, 3)
     out = str(tmp_path / "out")
-    stats = label.main(["--model", snore_vgg16["model"], "--input", str(night_dir), "--output", out])
+    stats = label.main(["--model", snore_vgg16["model"], "--input", str(night_dir), "--output", out,
+                        "--precision", precisions.resolve("auto")])
     found = nights.read_segments(os.path.join(out, "segments.csv"))
     assert {e.label for e in found} <= {"snore"} and set(stats["segments_per_label"]) <= {"snore"}
     tp, n_truth, n_found = event_metrics.event_f1(truth, found)
@@ -190,6 +193,59 @@ def test_bfloat16_and_int8_find_the_events_float32_finds(snore_vgg16, tmp_path):
         assert abs(f1[precision] - f1["float32"]) <= f1_within, (precision, f1)
         difference = np.abs(scores[precision] - scores["float32"]).max()
         assert 0 < difference <= scores_within, (precision, difference)
+
+
+def test_auto_runs_the_8_bit_file_where_train_found_parity(snore_vgg16, tmp_path):
+    """`train --int8` measured the 8-bit detector on its calibration audio beside the float
+    one; `label --precision auto` runs the 8-bit file exactly where that parity held, and
+    never with --formats embeddings (the file has no embedding output)."""
+    with open(os.path.join(snore_vgg16["model"], "model.json")) as f:
+        parity = json.load(f)["int8"]["parity"]
+    assert 0 < parity["event_f1"] <= 1 and 0 < parity["reference_event_f1"] <= 1
+    assert parity["holds"] == (parity["event_f1"] >= parity["reference_event_f1"] - 0.01)
+    (tmp_path / "in").mkdir()
+    write(str(tmp_path / "in" / "tone.wav"), tone(3.0, 16000, 1), 16000, "WAV", "PCM_16")
+    ran = {}
+    for formats in ("csv", "csv,embeddings"):
+        out = str(tmp_path / formats.replace(",", "_"))
+        label.main(["--model", snore_vgg16["model"], "--input", str(tmp_path / "in"), "--output",
+                    out, "--formats", formats])
+        ran[formats] = json.loads(read(os.path.join(out, "run.json")))["numeric_precision"]
+    hardware = precisions.resolve("auto")
+    assert ran["csv"] == {"requested": "auto", "here": "int8" if parity["holds"] else hardware}
+    assert ran["csv,embeddings"] == {"requested": "auto", "here": hardware}
+
+
+NO_TENSORFLOW = r'''
+import importlib.abc, sys
+class NoTensorFlow(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("tensorflow", "keras", "tensorflow_io", "tf_keras"):
+            raise ImportError(f"{name} imported on the 8-bit path")
+sys.meta_path.insert(0, NoTensorFlow())
+from earmark.cli import main
+sys.exit(main(sys.argv[1:]))
+'''
+
+
+def test_int8_labels_without_importing_tensorflow(snore_vgg16, tmp_path):
+    """`--precision int8` serves the model's 8-bit file in LiteRT with the numpy frontend:
+    a label process where TensorFlow and Keras cannot be imported writes the segments and
+    scores that the same run writes in a process that has them loaded."""
+    night_dir = tmp_path / "night"
+    night_dir.mkdir()
+    nights.make_night(snore_vgg16["held_out"], str(night_dir / "night.wav"),
+                      str(tmp_path / "truth.csv"), 1, 6)
+    args = ["label", "--model", snore_vgg16["model"], "--input", str(night_dir), "--scores",
+            "--precision", "int8"]
+    r = subprocess.run([sys.executable, "-c", NO_TENSORFLOW, *args, "--output",
+                        str(tmp_path / "alone")], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    import tensorflow  # noqa: F401  this process has it
+    label.main(args[1:] + ["--output", str(tmp_path / "beside")])
+    for name in ("segments.csv", os.path.join("scores", "night.wav.csv")):
+        alone, beside = (read(str(tmp_path / d / name)) for d in ("alone", "beside"))
+        assert alone == beside and alone.count("\n") > 1, name
 
 
 def test_flags_override_the_model_post_processing_and_emit_background(snore_vgg16, corpus, tmp_path):

@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from earmark.model import export, precision
+from earmark.model import export, precision, serving
 
 
 @pytest.fixture
@@ -120,14 +120,14 @@ def test_a_model_is_loaded_once_per_process_until_its_files_change(tiny_model, t
     model re-trained into the same folder (a serving file replaced) is loaded again."""
     model_dir = tmp_path / "model"
     shutil.copytree(tiny_model, model_dir)
-    first = export.predictor(str(model_dir))
-    assert export.predictor(str(model_dir)) is first
-    assert export.predictor(str(model_dir), embedder_batch_size=8) is not first  # other settings
+    first = serving.predictor(str(model_dir))
+    assert serving.predictor(str(model_dir)) is first
+    assert serving.predictor(str(model_dir), embedder_batch_size=8) is not first  # other settings
     keras_file = model_dir / export.MODEL_FILE
     (model_dir / "new.keras").write_bytes(keras_file.read_bytes())   # same bytes, a new file
     os.replace(model_dir / "new.keras", keras_file)
-    again = export.predictor(str(model_dir))
-    assert again is not first and export.predictor(str(model_dir)) is again
+    again = serving.predictor(str(model_dir))
+    assert again is not first and serving.predictor(str(model_dir)) is again
     windows = np.random.default_rng(0).normal(0, 0.1, (3, first.window_samples)).astype(np.float32)
     np.testing.assert_array_equal(again.predict(windows), first.predict(windows))
 
@@ -165,3 +165,18 @@ def test_bfloat16_on_a_model_without_an_image_base_is_a_one_line_error(tiny_mode
         "model's base is musicnn_msd (runs as it ships: float32); use --precision auto or "
         "float32"]
     assert not os.path.exists(tmp_path / "out" / "segments.csv")
+
+
+def test_auto_is_int8_only_for_a_parity_checked_8_bit_file_and_scores_only():
+    image = {"base": {"kind": "image", "name": "vgg16"}, "labels": ["a"]}
+    held = {**image, "int8": {"sha256": "x", "parity": {"holds": True}}}
+    lost = {**image, "int8": {"sha256": "x", "parity": {"holds": False}}}
+    unchecked = {**image, "int8": {"sha256": "x"}}   # trained --int8 before parity was measured
+    hardware = precision.resolve("auto")
+    assert precision.effective("auto", held) == "int8"
+    assert precision.effective("auto", held, scores_only=False) == hardware  # embeddings
+    assert precision.effective("float32", held) == "float32"
+    for meta in (lost, unchecked, image):
+        assert precision.effective("auto", meta) == hardware
+    audio = {**held, "base": {"kind": "embedding", "name": "musicnn_msd"}}
+    assert precision.effective("auto", audio) == "float32"

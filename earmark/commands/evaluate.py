@@ -41,7 +41,8 @@ def build_arg_parser() -> argparse.ArgumentParser:
     p.add_argument("--report", help="where to write evaluation.json and plots (default: --model)")
     p.add_argument("--batch-size", type=int, default=64)
     flags.add_precision(p, help="arithmetic of the image base, as for 'earmark label' "
-                                "(default auto: bfloat16 where the hardware computes it "
+                                "(default auto: the 8-bit file where it held parity at "
+                                "training, else bfloat16 where the hardware computes it "
                                 "natively, else float32; int8 to measure 8-bit weights on your "
                                 "data)")
     return p

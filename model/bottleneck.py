@@ -141,7 +141,11 @@ def embed(embedder, log_mels: np.ndarray, batch_size: int = 64, name: str = "bot
 
 def predict(model, inputs, batch_size: int = 64) -> np.ndarray:
     """`model` over `inputs`, `batch_size` rows per call of `inference_fn(model)`: what
-    Keras' `predict` with that batch size gives, without its tracing per new shape."""
+    Keras' `predict` with that batch size gives, without its tracing per new shape. A model
+    that is not Keras' (the 8-bit path, `int8.LogMelPath`) runs its own `predict`."""
+    import keras
+    if not isinstance(model, keras.Model):
+        return model.predict(np.asarray(inputs, np.float32), batch_size=batch_size)
     fn, inputs = inference_fn(model), np.asarray(inputs, np.float32)
     if len(inputs) == 0:
         return np.zeros((0, *model.output_shape[1:]), np.float32)

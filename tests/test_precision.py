@@ -180,3 +180,16 @@ def test_auto_is_int8_only_for_a_parity_checked_8_bit_file_and_scores_only():
         assert precision.effective("auto", meta) == hardware
     audio = {**held, "base": {"kind": "embedding", "name": "musicnn_msd"}}
     assert precision.effective("auto", audio) == "float32"
+
+
+def test_evaluate_on_prepared_data_runs_the_8_bit_file(tiny_int8_model, tmp_path):
+    """`evaluate --precision int8` on prepared log-mel patches scores them with the 8-bit file
+    (its log-mel path), as `label --precision int8` scores waveform windows."""
+    from earmark.model import evaluate
+    with open(os.path.join(tiny_int8_model, "model.json")) as f:
+        prepared = json.load(f)["training"]["data"]
+    reports = {p: evaluate.evaluate_prepared(tiny_int8_model, prepared, "validation",
+                                             report_dir=str(tmp_path / p), precision=p)
+               for p in ("float32", "int8")}
+    assert [r["numeric_precision"] for r in reports.values()] == ["float32", "int8"]
+    assert reports["int8"]["examples"] == reports["float32"]["examples"] > 0

@@ -574,8 +574,10 @@ def main(argv=None) -> dict:
              if stats.get("files_removed") else "")
           + f"{stats['files_labeled']} labeled, "
           f"{stats['files_failed']} failed {stats['failures_by_reason'] or ''}".rstrip())
+    ran = (stats.get("numeric_precision") or {}).get("here")   # where this process ran it
     print(f"audio: {stats['audio_hours']:.3f} h in {stats['wall_s']:.1f} s "
-          f"({stats['audio_hours_per_wall_hour']}x real time); segments: {stats['segments_per_label']}")
+          f"({stats['audio_hours_per_wall_hour']}x real time{', ' + ran if ran else ''}); "
+          f"segments: {stats['segments_per_label']}")
     print(f"outputs: {output}")
     if stats["files_labeled"] == 0 and stats["files_failed"]:
         raise UserError(all_failed(output, stats))

@@ -82,7 +82,7 @@ class Int8Model:
         """A new interpreter for batches of `batch`: TFLite (2.17 at least) crashed when
         freeing an interpreter whose tensors were re-planned for a larger batch, so each is
         planned once."""
-        from ai_edge_litert.interpreter import Interpreter
+        Interpreter = _interpreter_class()
         self._interpreter = None
         with _native_stderr_filtered():
             self._interpreter = Interpreter(model_content=self._tflite, num_threads=self._threads)
@@ -114,6 +114,17 @@ class LogMelPath:
     def predict(self, log_mels, batch_size=None, verbose=0) -> np.ndarray:
         return _in_batches(self._model.predict_log_mel, log_mels, batch_size,
                            self.output_shape[-1])
+
+
+def _interpreter_class():
+    """LiteRT's interpreter; TensorFlow's own where the `ai-edge-litert` wheel is not
+    installed (a platform without one): the same file and scores, TensorFlow imported."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        import tensorflow as tf
+        Interpreter = tf.lite.Interpreter
+    return Interpreter
 
 
 def read_file(model_dir: str, meta: dict) -> bytes:

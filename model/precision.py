@@ -20,7 +20,7 @@ bfloat16 on a CPU without it labeled 10 % slower than float32 here; parity and s
 (`model.int8`), without TensorFlow; faster on CPUs, with scores that move more than
 bfloat16's. `auto` chooses it for a model whose 8-bit detector `train` measured on its
 calibration audio at event F1 within `INT8_PARITY_F1` of the float one (`int8_parity_holds`),
-when only scores are wanted (not `--formats embeddings`).
+when only scores are wanted (not `--formats embeddings`) and no GPU is visible.
 
 Image bases only: musicnn's and BirdNET's own frontends and weights, and ensembles of them,
 are left as they ship (BirdNET runs in TFLite), so `auto` is float32 for them and
@@ -31,6 +31,7 @@ import os
 
 PRECISIONS = ("auto", "float32", "bfloat16", "int8")
 INT8_PARITY_F1 = 0.01   # `auto` serves the 8-bit file when its event F1 is at most this lower
+NVIDIA_GPUS = "/proc/driver/nvidia/gpus"   # a folder per GPU where NVIDIA's driver runs
 IMAGE_BASE_ONLY = ("bfloat16", "int8")
 DEFAULT_PRECISION = "auto"
 BFLOAT16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
@@ -50,6 +51,18 @@ def cpu_flags(cpuinfo: str = "/proc/cpuinfo") -> set:
     except OSError:
         pass
     return set()
+
+
+def gpu_visible(gpus_dir: str = None) -> bool:
+    """Whether this process may use an NVIDIA GPU, told without importing TensorFlow: the
+    driver lists one (in `gpus_dir`, default NVIDIA_GPUS) and CUDA_VISIBLE_DEVICES does not
+    hide them all."""
+    if os.environ.get("CUDA_VISIBLE_DEVICES", None) in ("", "-1"):
+        return False
+    try:
+        return bool(os.listdir(gpus_dir or NVIDIA_GPUS))
+    except OSError:
+        return False
 
 
 @functools.lru_cache(maxsize=1)
@@ -104,11 +117,12 @@ def int8_parity_holds(meta: dict) -> bool:
 def effective(precision: str, meta: dict, scores_only: bool = True) -> str:
     """The precision a model (its model.json) runs in here when `precision` is asked for:
     `auto` is int8 for a model whose 8-bit file held parity (`int8_parity_holds`) when only
-    scores are wanted (the 8-bit file has no embedding output), else `resolve`'s."""
+    scores are wanted (the 8-bit file has no embedding output) on a machine without a GPU
+    (the 8-bit file runs on the CPU), else `resolve`'s."""
     check(precision, meta)
     if not runs_image_base(meta):
         return "float32"
-    if precision == "auto" and scores_only and int8_parity_holds(meta):
+    if precision == "auto" and scores_only and int8_parity_holds(meta) and not gpu_visible():
         return "int8"
     return resolve(precision)
 

@@ -193,3 +193,37 @@ def test_evaluate_on_prepared_data_runs_the_8_bit_file(tiny_int8_model, tmp_path
                for p in ("float32", "int8")}
     assert [r["numeric_precision"] for r in reports.values()] == ["float32", "int8"]
     assert reports["int8"]["examples"] == reports["float32"]["examples"] > 0
+
+
+def test_auto_keeps_a_visible_gpu_and_reads_it_without_tensorflow(tmp_path, monkeypatch):
+    """The 8-bit file runs on the CPU: where NVIDIA's driver lists a GPU this process may
+    use, `auto` stays with TensorFlow (which runs the model there)."""
+    held = {"base": {"kind": "image", "name": "vgg16"}, "labels": ["a"],
+            "int8": {"sha256": "x", "parity": {"holds": True}}}
+    gpus = tmp_path / "gpus"
+    gpus.mkdir()
+    assert not precision.gpu_visible(str(gpus))                   # the driver lists none
+    (gpus / "0000:00:04.0").mkdir()
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    assert precision.gpu_visible(str(gpus))
+    monkeypatch.setattr(precision, "NVIDIA_GPUS", str(gpus))
+    assert precision.effective("auto", held) != "int8"
+    for hidden in ("", "-1"):
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", hidden)
+        assert not precision.gpu_visible(str(gpus)) and precision.effective("auto", held) == "int8"
+    assert not precision.gpu_visible(str(tmp_path / "no driver"))
+
+
+def test_int8_falls_back_to_tensorflows_interpreter_without_litert(tiny_int8_model, monkeypatch):
+    """Where the `ai-edge-litert` wheel is missing, the same 8-bit file runs in TensorFlow's
+    own TFLite interpreter, to the same scores."""
+    from earmark.model.int8 import Int8Model
+    windows = np.random.default_rng(1).normal(0, 0.1, (5, 15600)).astype(np.float32)
+    with open(os.path.join(tiny_int8_model, "model.json")) as f:
+        meta = json.load(f)
+    litert = Int8Model.from_dir(tiny_int8_model, meta).predict_on_batch(windows)
+    monkeypatch.setitem(sys.modules, "ai_edge_litert", None)        # import fails
+    monkeypatch.setitem(sys.modules, "ai_edge_litert.interpreter", None)
+    fallback = Int8Model.from_dir(tiny_int8_model, meta)
+    np.testing.assert_allclose(fallback.predict_on_batch(windows), litert, atol=1e-6)
+    assert type(fallback._interpreter).__module__.startswith("tensorflow")

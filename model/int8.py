@@ -129,12 +129,14 @@ def _interpreter_class():
 
 def read_file(model_dir: str, meta: dict) -> bytes:
     """model_int8.tflite, checked against the sha256 model.json records for it."""
-    path = os.path.join(model_dir, INT8_FILE)
-    blob = open(path, "rb").read() if os.path.isfile(path) else b""
+    path, blob = os.path.join(model_dir, INT8_FILE), b""
+    if os.path.isfile(path):
+        with open(path, "rb") as f:
+            blob = f.read()
     if hashlib.sha256(blob).hexdigest() != meta["int8"]["sha256"]:
         what = "not the one model.json names" if blob else "missing"
         raise UserError(f"--model {model_dir}: {INT8_FILE} is {what}; re-run 'earmark train' "
-                        "with --int8 (or use --precision auto)")
+                        "with --int8 (or use --precision float32: the float model)")
     return blob
 
 

@@ -35,6 +35,20 @@ def model_body(model) -> str:
             + h.section("confusion-matrix", "Confusion matrix", confusion_body(model), level=3))
 
 
+def int8_parity_text(parity: dict) -> str:
+    """What `train --int8` measured of the model's 8-bit file, and what label's auto does."""
+    if "event_f1" not in parity:
+        return ("shipped, not checked (" + str(parity.get("why", "trained before parity was "
+                "measured")) + "): label runs it with --precision int8 only")
+    runs = "label's --precision auto runs it" if parity.get("holds") else \
+        "label's --precision auto does not run it"
+    def f1(x):
+        return f"{x:.3f}" if isinstance(x, (int, float)) else "?"
+    return (f"event F1 {f1(parity['event_f1'])} on the calibration audio against "
+            f"{f1(parity.get('reference_event_f1'))} in "
+            f"{parity.get('reference_precision', '?')}: {runs}")
+
+
 def metrics_body(model) -> str:
     meta = model["meta"]
     validation = meta.get("metrics", {}).get("validation", {})
@@ -49,6 +63,8 @@ def metrics_body(model) -> str:
              ("epochs run", training.get("epochs_run", "?")),
              ("best epoch", best.get("epoch", "?"))]
     pairs += [(f"validation {k}", v) for k, v in validation.items()]
+    if isinstance(meta.get("int8"), dict):
+        pairs.append(("8-bit file", int8_parity_text(as_dict(meta["int8"].get("parity")))))
     body = h.key_values(pairs)
     report = model["evaluation"]
     thresholds = {l: pp["threshold"] for l, pp in meta["post_processing"].items()}

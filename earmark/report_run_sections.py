@@ -64,6 +64,7 @@ def summary_body(run, model) -> str:
              ("audio", f"{s.get('audio_hours', 0):.3f} h"),
              ("wall time", f"{s.get('wall_s', 0):.1f} s"),
              ("speed", f"{s.get('audio_hours_per_wall_hour')} × real time"),
+             ("arithmetic", (s.get("numeric_precision") or {}).get("here", "?")),
              ("segments", sum((s.get("segments_per_label") or {}).values())),
              ("window hop", f"{s.get('hop_s', '?')} s"), ("formats", ", ".join(s.get("formats", [])))]
     if s.get("run_id"):

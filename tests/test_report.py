@@ -399,3 +399,26 @@ def test_evaluate_events_leaves_out_what_the_tables_could_not_say(built, tmp_pat
     assert report["recordings_scored"] == 1 and ODD_NAME in report["recordings_unannotated"]
     # the class_1 event at 3.5-6 s is unlabeled in the table: finding it is no false alarm
     assert report["per_label"]["class_1"]["predicted"] == 0
+
+
+def test_model_section_says_what_train_measured_of_the_8_bit_file(built, tmp_path):
+    """A model trained with --int8: the Metrics section names its parity and what label's
+    auto does with it; the run summary names the arithmetic the run used."""
+    held = {"file": "model_int8.tflite", "bytes": 1, "sha256": "x", "parity": {
+        "holds": True, "event_f1": 0.891, "reference_event_f1": 0.9, "within": 0.01,
+        "reference_precision": "bfloat16"}}
+    unchecked = {"file": "model_int8.tflite", "bytes": 1, "sha256": "x"}
+    for name, int8, says in (
+            ("held", held, "8-bit file event F1 0.891 on the calibration audio against 0.900 "
+                           "in bfloat16: label's --precision auto runs it"),
+            ("unchecked", unchecked, "8-bit file shipped, not checked (trained before parity "
+                                     "was measured): label runs it with --precision int8 only")):
+        (tmp_path / name).mkdir()
+        model = model_copy(built, tmp_path / name, int8=int8)
+        html = open(report.main(["--model", str(model)]), encoding="utf-8").read()
+        assert says in section_text(html, "metrics")
+    html = open(report.main(["--run", built["run"], "--output", str(tmp_path / "run.html")]),
+                encoding="utf-8").read()
+    with open(os.path.join(built["run"], "run.json")) as f:
+        ran = json.load(f)["numeric_precision"]["here"]
+    assert f"<th>arithmetic</th><td>{ran}</td>" in html

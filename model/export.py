@@ -66,8 +66,9 @@ def save(model_dir: str, model, card: ModelCard, history: dict = None, head=None
          int8_tflite: bytes = None, int8_parity: dict = None) -> None:
     """Write `model` as model.keras, or (model None) `head` as head.keras, plus `card` as
     model.json; and `int8_tflite` (`model.int8.convert`) as model_int8.tflite, its sha256
-    and `int8_parity` (what `train` measured of it) in model.json. An earlier model's files go first (model.json first of all; its evaluation
-    files too: they describe another model), and the new model.json comes last (through
+    and `int8_parity` (what `train` measured of it) in model.json. An earlier model's files
+    go first (model.json first of all; its evaluation files too: they describe another
+    model), and the new model.json comes last (through
     a temporary file): a save stopped at any instant leaves a dir that loads as the new
     model whole or not at all ("no model.json"), never new weights under an old card."""
     os.makedirs(model_dir, exist_ok=True)

@@ -41,6 +41,14 @@ def mel_matrix(config: FeatureConfig) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=8)
+def _weighed_bins(config: FeatureConfig) -> tuple:
+    """(first FFT bin the filterbank weighs, its rows from there to the last such bin)."""
+    weights = mel_matrix(config)
+    used = np.flatnonzero(weights.any(axis=1))
+    return int(used[0]), np.ascontiguousarray(weights[used[0]:used[-1] + 1])
+
+
+@functools.lru_cache(maxsize=8)
 def _hann(window_samples: int) -> np.ndarray:
     n = np.arange(window_samples)
     return (0.5 - 0.5 * np.cos(2.0 * np.pi * n / window_samples)).astype(np.float32)
@@ -57,11 +65,9 @@ def log_mel(windows: np.ndarray, config: FeatureConfig, workers: int = 1) -> np.
         windows, config.window_samples, axis=-1)[..., ::config.hop_samples, :]
     spectrum = scipy.fft.rfft(frames * _hann(config.window_samples), config.fft_length,
                               axis=-1, workers=workers)
-    weights = mel_matrix(config)
-    used = np.flatnonzero(weights.any(axis=1))
-    first, last = (used[0], used[-1] + 1) if len(used) else (0, 0)
-    magnitude = np.abs(spectrum[..., first:last])
-    mel = magnitude.reshape(-1, last - first) @ weights[first:last]
+    first, weights = _weighed_bins(config)
+    magnitude = np.abs(spectrum[..., first:first + len(weights)])
+    mel = magnitude.reshape(-1, len(weights)) @ weights
     mel += np.float32(config.log_offset)
     np.log(mel, out=mel)
     return mel.reshape(*frames.shape[:-1], config.mel_bins)

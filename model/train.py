@@ -480,12 +480,12 @@ def _finetune_fits(config: TrainConfig, choice: StrategyChoice, full, ds, loss, 
     return True, say
 
 
-def _int8_parity(training, meta: dict, tflite: bytes, predict, timings: dict, log: Log,
+def _int8_parity(training, meta: dict, tflite: bytes, timings: dict, log: Log,
                  warn: Log) -> dict:
     """model.json `int8.parity`: the 8-bit detector's mean event F1 on the calibration audio
-    at the settings chosen for the float one, beside the float one's (`predict`: scoring
-    as label runs it by default); `holds` when it is at most INT8_PARITY_F1 lower, which
-    makes it what `label --precision auto` runs."""
+    at the settings chosen for the float one, beside the float one's there (calibration's
+    own figure: the same audio, settings and scorer as label runs by default); `holds` when
+    it is at most INT8_PARITY_F1 lower, which makes it what `label --precision auto` runs."""
     from earmark.model import calibrate, int8
     from earmark.model import precision as precisions
     t = time.monotonic()
@@ -493,9 +493,10 @@ def _int8_parity(training, meta: dict, tflite: bytes, predict, timings: dict, lo
     eight = int8.Int8Model(training.feature_config, len(training.labels), tflite)
     calibrated = {l: meta["post_processing"][l]   # background labels are never segments
                   for l in (meta.get("calibration") or {}).get("per_label", {})}
-    f1 = {name: calibrate.event_f1_at(prepared, split_recordings, p, meta["labeling_hop_seconds"],
-                                      calibrated, data.read_source_bytes, reviewed)
-          for name, p in (("reference", predict), ("int8", eight.predict_on_batch))}
+    f1 = {"reference": calibrate.mean_event_f1(meta.get("calibration") or {})[0],
+          "int8": calibrate.event_f1_at(prepared, split_recordings, eight.predict_on_batch,
+                                        meta["labeling_hop_seconds"], calibrated,
+                                        data.read_source_bytes, reviewed)}
     timings["int8_parity_s"] = round(time.monotonic() - t, 2)
     reference = precisions.resolve(precisions.DEFAULT_PRECISION)
     if f1["int8"] is None:
@@ -685,7 +686,7 @@ def _finish(config: TrainConfig, training, candidates: list, *, t_start, hops_s,
     if config.int8:
         tflite = chosen.int8()
         int8 = {"int8_tflite": tflite, "int8_parity": _int8_parity(
-            training, meta, tflite, chosen.predict, timings, log, warn)}
+            training, meta, tflite, timings, log, warn)}
     card = ModelCard.from_dict({"format_version": FORMAT_VERSION, **meta}, config.model_dir)
     chosen.save(card, **int8)
     _summary(log, meta)

@@ -27,7 +27,7 @@ and prints medians (each figure's median on its own: the parts need not add up e
 TensorFlow) imported at the start of `label.labeling_config`, as label.run did before
 `window_spec` moved to `model.model_files`: the move's effect, measured side by side.
 `--precisions` (default `auto`) runs each corpus at each `--precision` named: `int8` serves
-the model's 8-bit file (trained with `--int8`) in LiteRT without importing TensorFlow.
+the model's 8-bit file (which train ships by default) in LiteRT without importing TensorFlow.
 `--quick`: a 3-minute file and 8 one-minute files, one round.
 """
 import argparse
@@ -370,8 +370,8 @@ def main():
     ap.add_argument("--bare-windows", type=int, default=2560,
                     help="windows of the bare forward measure (at most the run's; default 2560)")
     ap.add_argument("--precisions", default="auto",
-                    help="--precision of each run, comma-separated (default auto; int8 trains "
-                         "the model with --int8)")
+                    help="--precision of each run, comma-separated (default auto; the model "
+                         "ships its 8-bit file, as train does by default)")
     ap.add_argument("--workdir", help="keep the model and corpora here and reuse them")
     args = ap.parse_args()
     if args.quick:
@@ -380,9 +380,8 @@ def main():
     os.makedirs(work, exist_ok=True)
     try:
         model_dir = os.path.join(work, "model")
-        int8 = "int8" in args.precisions.split(",")
-        if not os.path.isfile(os.path.join(model_dir, "model_int8.tflite" if int8 else "model.json")):
-            model_dir = make_model(work, "inception_v3", 0, int8=int8)
+        if not os.path.isfile(os.path.join(model_dir, "model_int8.tflite")):
+            model_dir = make_model(work, "inception_v3", 0)
         corpora = build_corpora(work, args.minutes, args.files)
         precisions = args.precisions.split(",")
         variants = [(n, False, p) for p in precisions for n in corpora]

@@ -42,7 +42,10 @@ def make_recording(path, minutes, seed=1):
                 f.write((0.01 * rng.standard_normal(16000 * 60)).astype(np.float32))
 
 
-def make_model(workdir, base, input_size, int8=False):
+def make_model(workdir, base, input_size, int8=None):
+    """A real export of `base` (random weights, one epoch on the demo corpus); `int8`: None
+    trains at train's default (image bases ship model_int8.tflite), False with --no-int8,
+    True with --int8."""
     from earmark import demo
     corpus = demo.make_corpus(os.path.join(workdir, "corpus"), clips_per_label=10)
     prepared, model_dir = os.path.join(workdir, "prepared"), os.path.join(workdir, "model")
@@ -54,8 +57,8 @@ def make_model(workdir, base, input_size, int8=False):
                      "--cache-dir", os.path.join(workdir, "cache")]
     if input_size:
         cmd += ["--input-size", str(input_size)]
-    if int8:   # also ship model_int8.tflite, for --precision int8
-        cmd += ["--int8"]
+    if int8 is not None:
+        cmd += ["--int8" if int8 else "--no-int8"]
     subprocess.run(cmd, check=True, capture_output=True, cwd=ROOT)
     return model_dir
 

@@ -75,9 +75,10 @@ def main(argv=None):
     p.add_argument("--heads", default="dropout,linear,auto")
     p.add_argument("--seeds", default="3,4,5,6,7")
     p.add_argument("--minutes", type=float, default=10.0)
-    p.add_argument("--int8", action="store_true",
-                   help="train with --int8: the model ships its 8-bit file, checked for parity "
-                        "(label at its defaults then runs it where parity held)")
+    p.add_argument("--int8", action=argparse.BooleanOptionalAction, default=None,
+                   help="train with --int8 / --no-int8 (default: train's own, which ships the "
+                        "8-bit file for image bases, checked for parity on the calibration "
+                        "audio)")
     p.add_argument("--workdir", default=None)
     args = p.parse_args(argv)
     work = args.workdir or tempfile.mkdtemp(prefix="earmark_night_heads_")
@@ -103,7 +104,8 @@ def main(argv=None):
         if not os.path.exists(os.path.join(model, "model.json")):
             earmark("train", "--data", prepared, "--model-dir", model, "--base", "vgg16",
                     "--weights", weights, "--cache-dir", os.path.join(work, "cache"),
-                    "--head", head, "--quiet", *(["--int8"] if args.int8 else []))
+                    "--head", head, "--quiet",
+                    *([] if args.int8 is None else ["--int8" if args.int8 else "--no-int8"]))
         if not os.path.exists(os.path.join(out, "segments.csv")):
             earmark("label", "--model", model, "--input", night_dir, "--output", out)
         with open(os.path.join(out, "segments.csv"), "rb") as f:

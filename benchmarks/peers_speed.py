@@ -4,7 +4,7 @@ model load and decoding included), and earmark's ratio to the best peer.
 
     .venv/bin/python benchmarks/peers_speed.py [--opensoundscape-python PY]
         [--birdnet-python PY] [--corpora 20min,2h,120x1min] [--base inception_v3] [--int8]
-        [--rounds 1]
+        [--no-int8] [--rounds 1]
 
 Corpora (built from ../shared/data/snoring with make_night.py, 16 kHz mono WAV): one
 20-minute recording, one 2-hour recording, a folder of 120 one-minute recordings.
@@ -21,9 +21,11 @@ Peers run from their own virtual environments, each at its defaults with a sensi
 reports medians: this shared machine's speed drifts by 10-20 % within minutes, so one run of
 each is not enough to say whether a ratio is above 2.
 earmark: `earmark label` at its defaults (`--precision auto`) with the `--base` model
-(random weights, trained one epoch on the demo corpus: a real export). `--int8` trains it with
-`--int8` and adds a column, "earmark int8": the same model with `--precision int8`; the ratio
-to the best peer stays the default's.
+(random weights, trained one epoch on the demo corpus at train's defaults: a real export,
+with its 8-bit file, which auto runs where train found its parity held). `--int8` adds a
+column, "earmark int8": the same model with `--precision int8`; `--no-int8` trains the model
+with `--no-int8`, so the default runs in TensorFlow (earmark's default before 2026-12-06).
+The ratio to the best peer stays the default's.
 """
 import argparse
 import os
@@ -109,6 +111,8 @@ def main():
     ap.add_argument("--corpora", default=",".join(CORPORA))
     ap.add_argument("--base", default="inception_v3")
     ap.add_argument("--int8", action="store_true", help="also earmark --precision int8")
+    ap.add_argument("--no-int8", action="store_true",
+                    help="train the model with --no-int8 (the default then runs in TensorFlow)")
     ap.add_argument("--rounds", type=int, default=1,
                     help="runs of every tool per corpus, alternating; medians reported")
     args = ap.parse_args()
@@ -123,7 +127,7 @@ def main():
         tools["BirdNET"] = [args.birdnet_python, "-c", BIRDNET]
     rows = []
     with tempfile.TemporaryDirectory(prefix="earmark-peers-") as work:
-        model_dir = make_model(work, args.base, 0, int8=args.int8)
+        model_dir = make_model(work, args.base, 0, int8=False if args.no_int8 else None)
         for key in args.corpora.split(","):
             folder, audio_s = build_corpus(work, key)
             runs = {tool: [] for tool in tools}     # (x real time, peak RSS MB) per round

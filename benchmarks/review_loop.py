@@ -3,7 +3,7 @@ round after round, make it better, and does choosing the uncertain ones beat cha
 
     .venv/bin/python benchmarks/review_loop.py [--rounds 5] [--budget 20]
         [--strategies mixed,uncertain,random,top] [--pool-nights 3] [--test-nights 3]
-        [--minutes 10] [--seed 0] [--workdir DIR]
+        [--minutes 10] [--seed 0] [--no-int8] [--workdir DIR]
 
 The shared snoring clips (../shared/data/snoring, snore / not_snore) are split three ways,
 by their row in labels.csv: every 8th clip (`tests/nights.split_snoring_clips`) builds the
@@ -178,7 +178,8 @@ class Loop:
         if not done(model, "model.json"):
             flags = [x for d in data for x in ("--data", d)]
             earmark("train", "train", *flags, "--model-dir", model, "--base", "vgg16",
-                    "--weights", self.weights, "--cache-dir", self.cache, "--quiet")
+                    "--weights", self.weights, "--cache-dir", self.cache, "--quiet",
+                    *(["--no-int8"] if self.args.no_int8 else []))
         return model
 
     def label(self, model, folder, out, scores=False, kind="label test"):
@@ -254,6 +255,9 @@ def main(argv=None):
                    help="draws the example clips and seeds review's random strategy")
     p.add_argument("--no-reference", action="store_true",
                    help="skip the reference model (all non-test clips)")
+    p.add_argument("--no-int8", action="store_true",
+                   help="train every model with --no-int8, so every label run is in "
+                        "TensorFlow (earmark's default before 2026-12-06)")
     p.add_argument("--workdir", default=None)
     args = p.parse_args(argv)
     t_start = time.monotonic()

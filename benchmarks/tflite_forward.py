@@ -15,7 +15,7 @@ base that costs.
 `--nights DIR` (a `--workdir` of night_heads.py: nights/NAME.wav, NAME.truth.csv) measures
 a trained model instead (default DIR/model_dropout): `--precision int8` as `earmark label`
 loads it (`model.int8`: its embedder + head with INT8 weights in TFLite, the log-mel
-frontend left in TensorFlow; converted here when the model was trained without `--int8`)
+frontend left in TensorFlow; converted here when the model was trained with `--no-int8`)
 against float32 in TensorFlow, on every window of every night at the model's hop: the
 largest score difference, event F1 per night at the model's calibrated
 post-processing, and the time of each.
@@ -39,7 +39,7 @@ def build_model(input_px: int, classes: int = 2):
 
 
 def tflite_runner(model, batch: np.ndarray, threads: int, int8: bool):
-    """(run() → scores, size in bytes) of `model` converted to TFLite as `train --int8`
+    """(run() → scores, size in bytes) of `model` converted to TFLite as `train`
     converts (`model.int8.convert`), with INT8 or float32 weights."""
     import tensorflow as tf
     from earmark.model.int8 import convert
@@ -66,12 +66,11 @@ def night_parity(nights_dir: str, model_dir, batch: int) -> None:
     model_dir = model_dir or night_heads.model_dir(nights_dir)
     predictor = serving.predictor(model_dir, "float32")
     meta = predictor.meta
-    if meta.get("int8"):        # trained with --int8: what `label --precision int8` loads
+    if meta.get("int8"):        # shipped by train: what `label --precision int8` loads
         int8 = serving.predictor(model_dir, "int8")
-    else:                       # converted here as `train --int8` would have
+    else:                       # converted here as `train` would have
         t0 = time.perf_counter()
-        int8 = Int8Model(export.feature_config(meta), len(meta["labels"]),
-                         convert(export.log_mel_model(predictor.model)))
+        int8 = Int8Model(export.feature_config(meta), convert(export.log_mel_model(predictor.model)))
         print(f"converted to 8-bit weights in {time.perf_counter() - t0:.1f} s")
     rate, window = predictor.sample_rate_hz, predictor.window_samples
     quality = export.feature_config(meta).resample_quality   # as `earmark label` reads

@@ -36,7 +36,7 @@ def model_body(model) -> str:
 
 
 def int8_parity_text(parity: dict) -> str:
-    """What `train --int8` measured of the model's 8-bit file, and what label's auto does."""
+    """What `train` measured of the model's 8-bit file, and what label's auto does."""
     if "event_f1" not in parity:
         return ("shipped, not checked (" + str(parity.get("why", "trained before parity was "
                 "measured")) + "): label runs it with --precision int8 only")

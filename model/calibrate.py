@@ -504,7 +504,7 @@ def event_f1_at(prepared, split_recordings, predict, hop_s: float, post_processi
     """The mean event F1, over the labels of `post_processing` ({label: model.json
     settings}), of those settings on the audio `calibrate` chose them on (`_sequences`),
     windows every `hop_s` scored by `predict`; None with no audio or no label. How a
-    model's 8-bit file is checked against its float scores (`train --int8`)."""
+    model's 8-bit file is checked against its float scores (`earmark train`, image bases)."""
     sequences = _sequences(prepared, split_recordings, read_bytes, reviewed)[0]
     if not sequences or not post_processing:
         return None

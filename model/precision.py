@@ -16,7 +16,7 @@ bfloat16 on a CPU without it labeled 10 % slower than float32 here; parity and s
 - a GPU of compute capability 8.0 or higher (A100, H100, ...).
 
 `int8`: the image base and head run in TFLite with 8-bit weights, from the
-`model_int8.tflite` that `earmark train --int8` ships beside the float32 model
+`model_int8.tflite` that `earmark train` ships (image bases) beside the float32 model
 (`model.int8`), without TensorFlow; faster on CPUs, with scores that move more than
 bfloat16's. `auto` chooses it for a model whose 8-bit detector `train` measured on its
 calibration audio at event F1 within `INT8_PARITY_F1` of the float one (`int8_parity_holds`),
@@ -98,18 +98,19 @@ def runs_image_base(meta: dict) -> bool:
 
 def check(precision: str, meta: dict) -> None:
     """ValueError for a precision this model cannot run in (bfloat16 or int8 without an
-    image base; int8 for a model trained without `--int8`)."""
+    image base; int8 for a model trained with `--no-int8`)."""
     resolve(precision)
     if precision in IMAGE_BASE_ONLY and not runs_image_base(meta):
         raise ValueError(f"{precision} runs image-base models only; this model's base is "
                          f"{meta.get('base', {}).get('name')} (runs as it ships: float32)")
     if precision == "int8" and not meta.get("int8"):
-        raise ValueError("this model has no 8-bit file (trained without --int8); re-run "
-                         "'earmark train' with --int8 to ship one")
+        raise ValueError("this model has no 8-bit file (trained with --no-int8, or by an "
+                         "earmark before 8-bit files were the default); re-run 'earmark "
+                         "train' without --no-int8 to ship one")
 
 
 def int8_parity_holds(meta: dict) -> bool:
-    """Whether the model ships an 8-bit file that `earmark train --int8` checked: its
+    """Whether the model ships an 8-bit file that `earmark train` checked: its
     detector's event F1 on the calibration audio within INT8_PARITY_F1 of the float one's."""
     return bool(((meta.get("int8") or {}).get("parity") or {}).get("holds"))
 

@@ -81,7 +81,7 @@ class FittedHead:
     head search's heads), its scores `probs` of the evaluation rows (labels `eval_labels`),
     `predict(windows)` scoring waveform windows as `label` will (calibration),
     `save(card, int8_tflite=None, int8_parity=None)` exporting the model it makes and, for
-    image bases, `int8()` converting its log-mel path to 8-bit TFLite bytes (`--int8`)."""
+    image bases, `int8()` converting its log-mel path to 8-bit TFLite bytes (on unless `--no-int8`)."""
     meta: dict
     history: dict
     probs: np.ndarray
@@ -110,9 +110,10 @@ def train(config: TrainConfig, *, log: Log = None, warn: Log = None,
         if config.int8:
             raise UserError(f"--int8: image bases only; {config.base} runs as it ships "
                             "(float32); leave --int8 out")
-        return train_embedding(config, log=log, warn=warn,
+        return train_embedding(dataclasses.replace(config, int8=False), log=log, warn=warn,
                                compute_bottlenecks=compute_bottlenecks)
-    return train_image(config, log=log, warn=warn, compute_bottlenecks=compute_bottlenecks)
+    return train_image(dataclasses.replace(config, int8=config.int8 is not False), log=log,
+                       warn=warn, compute_bottlenecks=compute_bottlenecks)
 
 
 def one_hot(labels: np.ndarray, n: int) -> np.ndarray:
@@ -213,7 +214,7 @@ def _bottlenecks(config: TrainConfig, training, per_part, spec, embedder, base, 
                                 int(embedder.output_shape[-1]))
         return bottleneck.load_or_compute(entry.directory, embedder, splits, entry.meta,
                                           log=log)[0]
-    return training_data.merged_features(training, [(p, one(p, s)) for p, s in per_part])
+    return training_data.merged_features(training, per_part, [one(p, s) for p, s in per_part])
 
 
 def _read_splits(training, warn: Log):
@@ -226,7 +227,12 @@ def _read_splits(training, warn: Log):
                 f"{a!r} read as {b!r}" for a, b in sorted(respelled.items())) +
                  " (the same but for case, as an earlier --data folder spells them)")
         unruled = training.unruled_labels(part)
-        left_out = sum(int((~training.kept_rows(part, a.label)).sum()) for a in splits.values())
+        left_out = sum(int(training.unruled_rows(part, a.label).sum()) for a in splits.values())
+        superseded = sum(int(training.superseded_rows(part, a).sum()) for a in splits.values())
+        if superseded:
+            warn(f"--data {part.root}: {superseded} windows left out of training: a later "
+                 "--data folder of verdicts answers their time otherwise (the later answer "
+                 "wins)")
         if left_out:
             warn(f"--data {part.root}: {left_out} windows of negative selections (`no` "
                  f"verdicts) left out of training: they rule out "
@@ -490,7 +496,7 @@ def _int8_parity(training, meta: dict, tflite: bytes, timings: dict, log: Log,
     from earmark.model import precision as precisions
     t = time.monotonic()
     prepared, split_recordings, reviewed = _calibration_audio(training, warn=lambda _: None)
-    eight = int8.Int8Model(training.feature_config, len(training.labels), tflite)
+    eight = int8.Int8Model(training.feature_config, tflite)
     calibrated = {l: meta["post_processing"][l]   # background labels are never segments
                   for l in (meta.get("calibration") or {}).get("per_label", {})}
     f1 = {"reference": calibrate.mean_event_f1(meta.get("calibration") or {})[0],
@@ -514,8 +520,10 @@ def _int8_parity(training, meta: dict, tflite: bytes, timings: dict, log: Log,
 
 
 def _int8(serving, timings: dict, log: Log) -> bytes:
-    """`--int8`: the serving model's log-mel → probabilities path with 8-bit weights."""
+    """The 8-bit file: the serving model's log-mel → probabilities path with 8-bit weights."""
     from earmark.model import int8
+    log("8-bit weights: converting the model for 'earmark label' (5-20 s; --no-int8 skips "
+        "it), then checking them on the calibration audio")
     t = time.monotonic()
     tflite = int8.convert(export.log_mel_model(serving))
     timings["int8_convert_s"] = round(time.monotonic() - t, 2)
@@ -578,7 +586,7 @@ def train_embedding(config: TrainConfig, *, log: Log, warn: Log,
     def members(part, splits):
         got = [_cached_embeddings(config, part, e, weights, splits, log) for e in embedders]
         return bottleneck.concatenate(got) if len(got) > 1 else got[0]
-    feats = training_data.merged_features(training, [(p, members(p, s)) for p, s in per_part])
+    feats = training_data.merged_features(training, per_part, [members(p, s) for p, s in per_part])
     timings = {"bottleneck_s": round(time.monotonic() - t0, 2)}
     (f_train, l_train, _), (f_val, l_val, _) = feats["train"], feats["validation"]
     n_classes = len(labels)

@@ -61,7 +61,7 @@ class TrainConfig:
     cache_dir: str = image_bases.CACHE_ROOT  # bottleneck and weights cache
     use_cache: bool = True             # frozen: train the head on the bottleneck cache
     progress_bars: bool = True         # Keras' per-epoch progress bars
-    int8: bool = False                 # also ship model_int8.tflite (`label --precision int8`)
+    int8: Optional[bool] = None        # ship model_int8.tflite; None: image bases yes, others no
 
 
 def parse_augment(text: str) -> AugmentConfig:

@@ -7,6 +7,15 @@ every earlier folder's cached features. Labels are merged by name, in order of f
 appearance over the folders (the first folder's order first); each folder's label indices
 are mapped onto the merged list as its rows are read. The folders must hold the same
 features (`FeatureConfig.hash`). One folder is exactly that folder.
+
+Where a later folder of verdicts answers time of a recording otherwise than an earlier
+folder did (`no` where a round before said `yes`, or an event where an earlier folder has a
+negative or background), **the later answer wins**: the earlier folder's windows in that
+time are left out of training (`superseded_rows`), and where the later answer is about the
+same item (`contradicts`: spans overlapping by at least half the shorter one), the earlier
+answer is left out of calibration too. A person who changes their mind about a detection
+corrects the training data by answering again in a later round, never by editing an
+earlier one.
 """
 import dataclasses
 import hashlib
@@ -25,6 +34,8 @@ class TrainingData:
     parts: tuple               # data.Prepared
     labels: tuple
     background_labels: tuple
+    # per part: {source: [answers (`_answers`) of the folders of verdicts after it]}
+    later_answers: tuple = ()
 
     @property
     def feature_config(self):
@@ -62,13 +73,46 @@ class TrainingData:
         ruled_out = {spelling_key(l) for l in part.negatives_rule_out}
         return tuple(l for l in self.event_labels if spelling_key(l) not in ruled_out)
 
-    def kept_rows(self, part: data.Prepared, labels: np.ndarray) -> np.ndarray:
-        """[rows] bool: `part`'s rows (`labels`: its own first-label indices) trained on;
-        False for its background rows when `unruled_labels(part)`."""
+    def kept_rows(self, part: data.Prepared, arrays: data.SplitArrays) -> np.ndarray:
+        """[rows] bool: `part`'s rows (`arrays`: one of its splits, its own label indices)
+        trained on: neither `unruled_rows` nor `superseded_rows`."""
+        return ~self.unruled_rows(part, arrays.label) & ~self.superseded_rows(part, arrays)
+
+    def unruled_rows(self, part: data.Prepared, labels: np.ndarray) -> np.ndarray:
+        """[rows] bool: `part`'s background rows (`labels`: its own first-label indices) when
+        `unruled_labels(part)`, which are left out."""
         if not self.unruled_labels(part):
-            return np.ones(len(labels), bool)
+            return np.zeros(len(labels), bool)
         background = [i for i, l in enumerate(part.labels) if l in part.background_labels]
-        return ~np.isin(labels, background)
+        return np.isin(labels, background)
+
+    def superseded_rows(self, part: data.Prepared, arrays: data.SplitArrays) -> np.ndarray:
+        """[rows] bool: `part`'s windows that overlap time a later folder of verdicts answers
+        otherwise (a window of a label where a later `no` rules that label out, or a
+        background window where a later answer has an event), which are left out: never
+        trained on an answer a later one disputes, even in part."""
+        out = np.zeros(len(arrays), bool)
+        later = self.later_answers[self.parts.index(part)] if self.later_answers else {}
+        if not later or not len(arrays):
+            return out
+        names = np.array(self.labels, object)[self.label_indices(part)[arrays.label]]
+        events = ~np.isin(names, self.background_labels)
+        folded = np.array([spelling_key(n) for n in names], object)
+        starts = arrays.start_s.astype(np.float64)
+        ends = starts + self.feature_config.patch_seconds
+        sources = np.asarray(arrays.source, object)
+        for source, answers in later.items():
+            here = sources == source
+            if not here.any():
+                continue
+            for start, end, label, is_event in answers:
+                overlap = here & (starts < end - OVERLAP_EPSILON_S) & (ends > start + OVERLAP_EPSILON_S)
+                if is_event:        # a later event: this time is not background
+                    out |= overlap & ~events
+                else:               # a later `no`: this time holds no event of `label`
+                    out |= overlap & events & (True if label is None else
+                                               folded == spelling_key(label))
+        return out
 
     def label_indices(self, part: data.Prepared) -> np.ndarray:
         """[part's label index] → index into `labels` (`_merged`: the same name, else the
@@ -101,7 +145,53 @@ def open_training_data(roots) -> TrainingData:
                 f"{first.root} ({first.feature_config.hash()}); prepare it with the same "
                 "--base and feature flags as the first folder")
     return TrainingData(parts, _merged(p.labels for p in parts),
-                        _merged(p.background_labels for p in parts))
+                        _merged(p.background_labels for p in parts), _later_answers(parts))
+
+
+# overlaps shorter than this (float rounding of window starts) are no overlap
+OVERLAP_EPSILON_S = 1e-6
+
+
+def _answers(part: data.Prepared) -> dict:
+    """{source: [(start_s, end_s, label or None, is_event)]}: every span a folder of verdicts
+    answered (`data.read_reviewed`, every split): events of their label, and negatives
+    (label None: of every label)."""
+    out = {}
+    for r in data.read_reviewed(part, data.SPLITS):
+        out.setdefault(r.source, []).extend(
+            [(e.start_s, e.end_s, e.label, True) for e in r.events] +
+            [(n[0], n[1], n[2], False) for n in r.negatives])
+    return out
+
+
+def _later_answers(parts) -> tuple:
+    """Per folder, the answers (`_answers`) of every folder after it in `--data` order."""
+    out, after = [], {}
+    for part in reversed(parts):
+        out.append({source: tuple(a) for source, a in after.items()})
+        for source, answers in _answers(part).items():
+            after.setdefault(source, []).extend(answers)
+    return tuple(reversed(out))
+
+
+# two answers whose spans overlap by at least this share of the shorter are about one item
+# (the review loop's reviewer says yes at the same share of a true event)
+SAME_ITEM_OVERLAP = 0.5
+
+
+def contradicts(earlier: tuple, later: tuple) -> bool:
+    """Whether two answers on one recording, (start_s, end_s, label or None, is_event), answer
+    one item otherwise: their spans overlap by at least SAME_ITEM_OVERLAP of the shorter,
+    and one is an event of a label the other says is not there (a negative of that label,
+    or of every label: None). Neighbours that overlap less can both hold (an event in the
+    first, not reaching far into the second)."""
+    shorter = min(earlier[1] - earlier[0], later[1] - later[0])
+    overlap = min(earlier[1], later[1]) - max(earlier[0], later[0])
+    if earlier[3] == later[3] or overlap <= OVERLAP_EPSILON_S or \
+            overlap < SAME_ITEM_OVERLAP * shorter - OVERLAP_EPSILON_S:
+        return False
+    event, negative = (earlier, later) if earlier[3] else (later, earlier)
+    return negative[2] is None or spelling_key(negative[2]) == spelling_key(event[2])
 
 
 def _merged(label_lists) -> tuple:
@@ -132,7 +222,7 @@ def merged_split(training: TrainingData, per_part: list, split: str) -> data.Spl
     def cat(get):
         values = [get(p, a) for p, a in arrays]
         return None if any(v is None for v in values) else np.concatenate(
-            [v[training.kept_rows(p, a.label)] for v, (p, a) in zip(values, arrays)])
+            [v[training.kept_rows(p, a)] for v, (p, a) in zip(values, arrays)])
 
     def multi_hot(p, a):
         out = np.zeros((len(a), n), np.float32)
@@ -144,15 +234,16 @@ def merged_split(training: TrainingData, per_part: list, split: str) -> data.Spl
         cat(lambda p, a: a.start_s), cat(lambda p, a: a.waveform), cat(multi_hot))
 
 
-def merged_features(training: TrainingData, per_part: list) -> dict:
-    """Cached features of each folder [(part, {split: (features, labels, keys)})] → one
-    {split: (features, labels, keys)}, rows in folder order, labels merged."""
+def merged_features(training: TrainingData, per_part: list, features: list) -> dict:
+    """Cached features of each folder ([{split: (features, labels, keys)}], rows as in
+    `per_part`, `read_splits`' output) → one {split: (features, labels, keys)}, rows in
+    folder order, labels merged, the rows `kept_rows` leaves out left out."""
     if len(per_part) == 1:
-        return per_part[0][1]
+        return features[0]
     out = {}
-    for split in per_part[0][1]:
-        rows = [(p, [a[training.kept_rows(p, f[split][1])] for a in f[split]])
-                for p, f in per_part]
+    for split in features[0]:
+        rows = [(p, [a[training.kept_rows(p, s[split])] for a in f[split]])
+                for (p, s), f in zip(per_part, features)]
         out[split] = (np.concatenate([r[0] for _, r in rows]),
                       np.concatenate([training.label_indices(p)[r[1]] for p, r in rows]),
                       np.concatenate([r[2] for _, r in rows]))
@@ -174,17 +265,26 @@ def calibration_recordings(training: TrainingData, split: str) -> tuple:
 def reviewed_recordings(training: TrainingData) -> list:
     """The reviewed spans (`data.read_reviewed`, train and validation stretches) of every
     folder of verdicts, gathered per recording across folders (rounds of review of one
-    corpus), sorted by key."""
+    corpus), sorted by key; an answer a later folder contradicts (`contradicts`) is left
+    out."""
     by_source = {}
-    for p in training.parts:
+    for i, p in enumerate(training.parts):
+        later = training.later_answers[i] if training.later_answers else {}
         for r in data.read_reviewed(p):
+            after = later.get(r.source, ())
+            r = dataclasses.replace(
+                r, events=tuple(e for e in r.events if not any(
+                    contradicts((e.start_s, e.end_s, e.label, True), a) for a in after)),
+                negatives=tuple(n for n in r.negatives if not any(
+                    contradicts((n[0], n[1], n[2], False), a) for a in after)))
             if r.source in by_source:
                 seen = by_source[r.source]
                 r = dataclasses.replace(seen, events=tuple(sorted(set(seen.events + r.events))),
                                         negatives=tuple(sorted(set(seen.negatives + r.negatives),
                                                                key=data.negative_order)))
             by_source[r.source] = r
-    return sorted(by_source.values(), key=lambda r: (r.key, r.source))
+    return sorted((r for r in by_source.values() if r.events or r.negatives),
+                  key=lambda r: (r.key, r.source))
 
 
 def _first_of_each(recordings: list) -> list:

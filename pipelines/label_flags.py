@@ -86,7 +86,7 @@ def build_arg_parser() -> argparse.ArgumentParser:
                    help="also write segments of the model's background labels (e.g. "
                         "background, not_snore), which are left out by default")
     flags.add_precision(p, help="arithmetic of the image base: auto (default) is int8 for a "
-                                "model whose 8-bit file held parity at training (train --int8), "
+                                "model whose 8-bit file held parity at training, "
                                 "else bfloat16 where the CPU (AVX512_BF16, AMX) or GPU computes "
                                 "it natively, else float32; int8: the model's 8-bit file in "
                                 "LiteRT, no TensorFlow, scores within ~0.1 (docs/label.md); "

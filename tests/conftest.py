@@ -46,7 +46,7 @@ def tiny_model(tmp_path_factory):
 def snore_vgg16(tmp_path_factory):
     """A VGG16 model (stand-in weights, frozen, the dropout head: what the default `--head auto`
     keeps on these clips (docs/train.md), trained alone to save the second calibration;
-    `--int8`: with its 8-bit file)
+    with the 8-bit file train ships by default)
     of 7/8 of the shared snore clips, prepared (80/10/10 by prepare's stable hash) and
     trained, built once per run for every worker; the other 1/8 is never trained on. test_train_snore scores it on its test
     split, test_label labels nights made of the held-out eighth.
@@ -64,8 +64,8 @@ def snore_vgg16(tmp_path_factory):
                          str(root / "prepared")]) == 0
         assert cli.main(["train", "--data", str(root / "prepared"), "--model-dir",
                          str(root / "model"), "--base", "vgg16", "--weights", weights,
-                         "--cache-dir", str(root / "cache"), "--head", "dropout", "--quiet",
-                         "--int8"]) == 0
+                         "--cache-dir", str(root / "cache"), "--head", "dropout",
+                         "--quiet"]) == 0
 
     root = built_once(tmp_path_factory, "snore_vgg16", build)
     return {"prepared": str(root / "prepared"), "model": str(root / "model"),

@@ -58,12 +58,14 @@ def make_prepared(root, n_classes=2, per_class=(12, 4, 4), seed=0, labels=None,
     return root
 
 
-def train_args(data_dir, model_dir, cache_dir, *extra, base="mobilenet_v2", px=32):
+def train_args(data_dir, model_dir, cache_dir, *extra, base="mobilenet_v2", px=32, int8=False):
     """Flags for a quick synthetic `earmark train` run (weights none, small input, the dropout
-    head alone: `--head auto` trains and calibrates two; pass it in `extra` to test that)."""
+    head alone: `--head auto` trains and calibrates two; pass it in `extra` to test that; no
+    8-bit file unless `int8=None`, train's default, ships one)."""
     return ["--data", str(data_dir), "--model-dir", str(model_dir), "--base", base,
             "--weights", "none", "--input-size", str(px), "--cache-dir", str(cache_dir),
-            "--epochs", "10", "--batch-size", "8", "--head", "dropout", "--quiet", *extra]
+            "--epochs", "10", "--batch-size", "8", "--head", "dropout", "--quiet",
+            *(["--no-int8"] if int8 is False else []), *extra]
 
 
 RATE = 16000

@@ -80,6 +80,8 @@ def _check_common(meta, report, stats, out, spec):
     assert meta["strategy"]["used"] == "frozen" and meta["training"]["bottleneck_cache"]
     assert meta["feature_config"]["representation"] == "waveform"
     assert len(meta["weights"]["checksum"]) == 64
+    assert "int8" not in meta   # the default 8-bit file is for image bases only
+    assert not os.path.exists(os.path.join(os.path.dirname(out), "model", "model_int8.tflite"))
     assert report["examples"] >= 8 and report["accuracy"] >= 0.6, report
     # the label pipeline windows audio the model's way: 3-s windows every 1.5 s, or every
     # 0.75 s where calibration found events better placed so (model.json says which)

@@ -46,7 +46,7 @@ def ronfle(tmp_path_factory):
     assert cli.main(["prepare", "--input", corpus, "--output", prepared, "--split", "50/50/0"]) == 0
     assert cli.main(["train", "--data", prepared, "--model-dir", model, "--base", "mobilenet_v2",
                      "--weights", "none", "--input-size", "32", "--epochs", "1",
-                     "--cache-dir", str(root / "cache"), "--quiet"]) == 0
+                     "--cache-dir", str(root / "cache"), "--quiet", "--no-int8"]) == 0
     return {"corpus": corpus, "prepared": prepared, "model": model, "root": root}
 
 

@@ -63,12 +63,14 @@ def test_bfloat16_runs_the_image_base_only_and_scores_stay_float32(tiny_model):
 
 @pytest.fixture(scope="module")
 def tiny_int8_model(tmp_path_factory):
-    """`earmark train --int8` on the tiny synthetic data: model.keras + model_int8.tflite."""
+    """`earmark train` (8-bit file on by default for image bases) on the tiny synthetic data:
+    model.keras + model_int8.tflite."""
     from earmark.commands import train
     from tests.fixtures import make_prepared, train_args
     root = tmp_path_factory.mktemp("tiny_int8")
     prepared = make_prepared(str(root / "prepared"))
-    train.main(train_args(prepared, root / "model", root / "cache", "--epochs", "4", "--int8"))
+    train.main(train_args(prepared, root / "model", root / "cache", "--epochs", "4",
+                          int8=None))
     return str(root / "model")
 
 
@@ -102,7 +104,7 @@ def test_int8_needs_the_shipped_file_intact(tiny_int8_model, tiny_model, tmp_pat
     _, float32_only = export.load(tiny_model)
     assert "int8" not in float32_only and not os.path.exists(
         os.path.join(tiny_model, "model_int8.tflite"))
-    with pytest.raises(ValueError, match="no 8-bit file .* with --int8"):
+    with pytest.raises(ValueError, match="no 8-bit file .* without --no-int8"):
         precision.check("int8", float32_only)
     model_dir = tmp_path / "model"
     shutil.copytree(tiny_int8_model, model_dir)
@@ -113,6 +115,22 @@ def test_int8_needs_the_shipped_file_intact(tiny_int8_model, tiny_model, tmp_pat
     with pytest.raises(UserError, match="model_int8.tflite is not the one model.json names"):
         export.load(str(model_dir), "int8")
     assert export.load(str(model_dir), "float32")[0] is not None   # float32 never reads it
+
+
+def test_int8_file_with_fewer_outputs_than_labels_is_refused_on_loading(tiny_int8_model, tmp_path):
+    """model.json without `head` (nothing to compare in the card): the 8-bit file's output
+    width is compared with the labels."""
+    from earmark.model.errors import UserError
+    model_dir = tmp_path / "model"
+    shutil.copytree(tiny_int8_model, model_dir)
+    meta = json.loads((model_dir / "model.json").read_text())
+    del meta["head"]
+    meta["labels"].append("extra")
+    meta["post_processing"]["extra"] = meta["post_processing"][meta["labels"][0]]
+    (model_dir / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(UserError, match="model.json lists 3 labels but model_int8.tflite has 2 "
+                                        "outputs; re-run 'earmark train'"):
+        serving.load(str(model_dir), "int8")
 
 
 def test_a_model_is_loaded_once_per_process_until_its_files_change(tiny_model, tmp_path):

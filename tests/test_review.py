@@ -389,6 +389,59 @@ def test_verdicts_become_events_negatives_or_nothing_in_prepare(reviewed, tmp_pa
         ("night/b.flac", [(0.96, 2.88, "class_1")], [])]
 
 
+def test_a_later_round_that_answers_a_span_otherwise_wins_in_training_and_calibration(
+        reviewed, tmp_path):
+    """Round 1 says yes to a class_0 detection, round 2 (the reviewer changed their mind) no.
+    Trained together, round 1's windows there are left out, said so, and calibration sees
+    the `no` only; in the other `--data` order the `yes` wins. A later `no` on a neighbouring
+    span that overlaps an earlier `yes` by less than half is another item: both answers
+    calibrate, and only the earlier windows in the overlap are left out. Answers that agree
+    stay."""
+    from earmark.model import train as train_module, training_data
+    rounds = {"round_1": [Item("a.wav", 0.0, 1.92, "class_0", 0.97, "top", "yes"),
+                          Item("a.wav", 7.68, 9.6, "class_1", 0.61, "uncertain", "yes"),
+                          Item("night/b.flac", 0.96, 2.88, "class_1", 0.9, "top", "yes")],
+              "round_2": [Item("a.wav", 0.0, 1.92, "class_0", 0.97, "top", "no"),
+                          Item("a.wav", 7.68, 9.6, "class_1", 0.61, "uncertain", "yes"),
+                          Item("night/b.flac", 2.5, 4.42, "class_1", 0.5, "uncertain", "no")]}
+    roots = []
+    for name, items in rounds.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "verdicts.csv").write_text(annotations.verdict_table(items),
+                                                      encoding="utf-8")
+        roots.append(str(tmp_path / f"{name}_prepared"))
+        assert cli.main(["prepare", "--input", reviewed["corpus"], "--annotations",
+                         str(tmp_path / name), "--output", roots[-1],
+                         "--annotated-extent", "selections", "--split", "100/0/0"]) == 0
+
+    def trained_on(order):
+        training = training_data.open_training_data(order)
+        train = training_data.merged_split(training, training_data.read_splits(training), "train")
+        rows = {(k, round(float(t), 2), training.labels[l])
+                for k, t, l in zip(train.recording_key, train.start_s, train.label)}
+        spans = {r.key: ({(e.start_s, e.end_s, e.label) for e in r.events}, set(r.negatives))
+                 for r in training_data.reviewed_recordings(training)}
+        return training, rows, spans
+
+    both, rows, spans = trained_on(roots)
+    assert not any(r[0] == "a.wav" and r[2] == "class_0" for r in rows)
+    assert {("a.wav", 7.68, "class_1"), ("a.wav", 8.64, "class_1")} <= rows
+    assert spans["a.wav"][0] == {(7.68, 9.6, "class_1")} and \
+        (0.0, 1.92, "class_0") in spans["a.wav"][1]
+    # the neighbour: both answers calibrate; the window reaching into the `no` is left out
+    assert spans["night/b.flac"] == ({(0.96, 2.88, "class_1")}, {(2.5, 4.42, "class_1")})
+    assert ("night/b.flac", 0.96, "class_1") in rows
+    assert ("night/b.flac", 1.92, "class_1") not in rows
+    warned = []
+    train_module._read_splits(both, warned.append)
+    assert f"--data {roots[0]}: 3 windows left out of training: a later --data folder of " \
+           "verdicts answers their time otherwise (the later answer wins)" in warned
+    _, rows, spans = trained_on(roots[::-1])
+    assert {("a.wav", 0.0, "class_0"), ("a.wav", 0.96, "class_0")} <= rows
+    assert (0.0, 1.92, "class_0") in spans["a.wav"][0] and \
+        not any(n[:2] == (0.0, 1.92) for n in spans["a.wav"][1])
+
+
 def test_verdict_table_round_trips_odd_labels_and_files():
     rows = [Item('night "1", é.wav', 1.0, 2.5, 'snore, "loud"', 0.5, "top", "no"),
             Item("a\nb.wav", 0.0, 0.96, "x\ry", 0.25, "random", "")]

@@ -81,7 +81,8 @@ class FittedHead:
     head search's heads), its scores `probs` of the evaluation rows (labels `eval_labels`),
     `predict(windows)` scoring waveform windows as `label` will (calibration),
     `save(card, int8_tflite=None, int8_parity=None)` exporting the model it makes and, for
-    image bases, `int8()` converting its log-mel path to 8-bit TFLite bytes (on unless `--no-int8`)."""
+    image bases, `int8()` converting its log-mel path to 8-bit TFLite bytes (on unless
+    `--no-int8`)."""
     meta: dict
     history: dict
     probs: np.ndarray

@@ -102,16 +102,19 @@ class TrainingData:
         ends = starts + self.feature_config.patch_seconds
         sources = np.asarray(arrays.source, object)
         for source, answers in later.items():
-            here = sources == source
-            if not here.any():
+            rows = np.flatnonzero(sources == source)   # each answer tested on its recording only
+            if not len(rows):
                 continue
+            hit = np.zeros(len(rows), bool)
             for start, end, label, is_event in answers:
-                overlap = here & (starts < end - OVERLAP_EPSILON_S) & (ends > start + OVERLAP_EPSILON_S)
+                overlap = (starts[rows] < end - OVERLAP_EPSILON_S) & \
+                    (ends[rows] > start + OVERLAP_EPSILON_S)
                 if is_event:        # a later event: this time is not background
-                    out |= overlap & ~events
+                    hit |= overlap & ~events[rows]
                 else:               # a later `no`: this time holds no event of `label`
-                    out |= overlap & events & (True if label is None else
-                                               folded == spelling_key(label))
+                    hit |= overlap & events[rows] & (True if label is None else
+                                                     folded[rows] == spelling_key(label))
+            out[rows] = hit
         return out
 
     def label_indices(self, part: data.Prepared) -> np.ndarray:
@@ -218,11 +221,12 @@ def merged_split(training: TrainingData, per_part: list, split: str) -> data.Spl
     if len(arrays) == 1:
         return arrays[0][1]
     n = len(training.labels)
+    kept = [training.kept_rows(p, a) for p, a in arrays]   # once per folder, for every column
 
     def cat(get):
         values = [get(p, a) for p, a in arrays]
         return None if any(v is None for v in values) else np.concatenate(
-            [v[training.kept_rows(p, a)] for v, (p, a) in zip(values, arrays)])
+            [v[k] for v, k in zip(values, kept)])
 
     def multi_hot(p, a):
         out = np.zeros((len(a), n), np.float32)
@@ -242,8 +246,9 @@ def merged_features(training: TrainingData, per_part: list, features: list) -> d
         return features[0]
     out = {}
     for split in features[0]:
-        rows = [(p, [a[training.kept_rows(p, s[split])] for a in f[split]])
-                for (p, s), f in zip(per_part, features)]
+        kept = [training.kept_rows(p, s[split]) for p, s in per_part]
+        rows = [(p, [a[k] for a in f[split]])
+                for (p, _), f, k in zip(per_part, features, kept)]
         out[split] = (np.concatenate([r[0] for _, r in rows]),
                       np.concatenate([training.label_indices(p)[r[1]] for p, r in rows]),
                       np.concatenate([r[2] for _, r in rows]))

@@ -41,8 +41,9 @@ EXTEND_WINDOW_FRACTIONS = (0.0, 1 / 6, 1 / 3, 1 / 2)  # segment widening, as par
 LOW_THRESHOLD_FRACTIONS = (1.0, 0.75, 0.5, 0.25)
 # settings whose F1 is within this of the best count as equally good, or within one event's
 # worth (1 / the label's independent validation events) when that is more: a difference of
-# less than one event is noise. Among them the plainest wins (threshold nearest 0.5, which
-# keeps a margin on both sides when recordings score a little higher or lower than the
+# less than one event is noise. Among them, first those that drop a segment one window makes
+# alone (`needs_two_windows`), then the plainest (threshold nearest 0.5,
+# which keeps a margin on both sides when recordings score a little higher or lower than the
 # validation data; then the least smoothing, hysteresis, widening, minimum and gap)
 F1_SLACK = 0.005
 MAX_AUDIO_S = 3 * 3600.0  # validation audio scored at most (recordings drawn by a seeded hash)
@@ -268,7 +269,8 @@ def choose(scores, sequences, labels, skip_labels, grid: WindowGrid, rate_hz: in
     `repeats`: how many times each event occurs across `sequences` (clips in several orders);
     `low_fractions`: the low thresholds tried, as parts of the threshold ((1.0,): none)."""
     extends = [round(f * grid.window_s, 3) for f in EXTEND_WINDOW_FRACTIONS]
-    return {label: _best_for_label(label, columns, truth, bounds, extends, slack, low_fractions)
+    return {label: _best_for_label(label, columns, truth, bounds, extends, slack, grid.hop_s,
+                                   low_fractions)
             for label, columns, truth, bounds, slack
             in _per_label(scores, sequences, labels, skip_labels, grid, rate_hz, repeats)}
 
@@ -385,7 +387,7 @@ def _counts(pp: PostProcessing, columns, truth: _LabelTruth, bounds) -> tuple:
     return tp, truth.n_events, n_pred
 
 
-def _best_for_label(label, columns, truth: _LabelTruth, bounds, extends, slack,
+def _best_for_label(label, columns, truth: _LabelTruth, bounds, extends, slack, hop_s: float,
                     low_fractions=LOW_THRESHOLD_FRACTIONS) -> Choice:
     n_truth = truth.n_events
     matched = [{} for _ in columns]   # per sequence: segments → (matched, counted)
@@ -423,11 +425,29 @@ def _best_for_label(label, columns, truth: _LabelTruth, bounds, extends, slack,
                                                      max_gap, extend, low), tp, n_pred))
     scored = [(event_metrics.f1(tp, n_truth, n_pred), pp, n_pred) for pp, tp, n_pred in tried]
     best = max(f for (_, _, f), _, _ in scored)
-    plain = min((s for s in scored if s[0][2] >= best - slack), key=lambda s: (
-        abs(s[1].threshold - 0.5), s[1].smoothing_windows, s[1].threshold - s[1].low_threshold,
-        s[1].extend_s, s[1].min_duration_s, s[1].max_gap_s))
+    plain = min((s for s in scored if s[0][2] >= best - slack),
+                key=lambda s: (not needs_two_windows(s[1], hop_s), _plainness(s[1])))
     (precision, recall, f1), pp, n_pred = plain
     return Choice(pp, f1, precision, recall, n_truth, n_pred, truth.reviewed_events)
+
+
+def needs_two_windows(pp: PostProcessing, hop_s: float) -> bool:
+    """Whether settings `pp` drop a segment that one window above the threshold makes alone
+    (windows every `hop_s` seconds): their minimum duration is longer than the hop, widened
+    on both sides. A lone window was the commonest false alarm of the review loop's models,
+    and the audio calibration chooses on shows few of them: a folder of verdicts counts a false alarm only where a
+    person said no, which is where earlier models erred, not where this one will. Among
+    settings that validate equally well these come first (measured on the review loop and
+    the held-out nights: docs/benchmarks.md). Smoothing is not counted: it also dilutes
+    events two windows long, which the verdicts (on what earlier models found) show few of."""
+    return pp.min_duration_s > hop_s + 2 * pp.extend_s + 1e-9
+
+
+def _plainness(pp: PostProcessing) -> tuple:
+    """The order in which equally good settings are preferred (the least first), after
+    `needs_two_windows`."""
+    return (abs(pp.threshold - 0.5), pp.smoothing_windows, pp.threshold - pp.low_threshold,
+            pp.extend_s, pp.min_duration_s, pp.max_gap_s)
 
 
 def mean_event_f1(calibration: dict) -> tuple:

@@ -1,7 +1,8 @@
 """Calibration's fast paths give what `earmark label` would: the grid search's segment times
 and matches equal `runs_to_segments` + `event_f1`, and scores shared across hops equal
 scoring each hop's windows. The low threshold (hysteresis) is chosen where events hold dips,
-and clip sequences can be given such events."""
+clip sequences can be given such events, and settings that drop a segment one window makes
+alone are preferred where they validate as well."""
 import dataclasses
 
 import numpy as np
@@ -105,6 +106,48 @@ def test_low_thresholds_chosen_on_sequences_with_dips_keep_the_other_settings():
                                            RATE)["x"] == pp
     again = calibrate.rescored(low["x"], "x", [plain_scores], [plain], ["x"], GRID, RATE)
     assert (again.f1, again.post_processing) == (1.0, low["x"])
+
+
+def _runs_night(run_windows: int, lone_spikes: bool):
+    """(Sequence, scores [windows, 1]): 30 events, each a run of `run_windows` windows
+    scoring 0.9 between windows scoring 0.05, ten windows apart; with `lone_spikes`, one
+    window scoring 0.8 midway between each two events (a false alarm no one marked)."""
+    scores, spans = [0.05] * 10, []
+    for _ in range(30):
+        spans.append((len(scores), len(scores) + run_windows - 1))
+        scores += [0.9] * run_windows + [0.05] * 5
+        scores += ([0.8] if lone_spikes else [0.05]) + [0.05] * 4
+    duration_s = len(scores) * GRID.hop_s + GRID.window_s / 2
+    lo, hi = window_bounds(len(scores), GRID, duration_s)
+    events = tuple(Event(float(lo[a]), float(hi[b]), "x") for a, b in spans)
+    sequence = calibrate.Sequence("night", np.zeros(int(duration_s * RATE), np.float32), events)
+    return sequence, np.array(scores)[:, None]
+
+
+def test_among_equally_good_settings_those_dropping_a_lone_window_come_first():
+    """Validation audio without lone-window false alarms: settings that keep every event
+    and settings that also drop a segment one window makes alone score alike there, and the
+    second kind is chosen; on audio that holds such false alarms, it keeps them out where
+    the plainest setting (threshold 0.5, nothing else) writes every one."""
+    sequence, scores = _runs_night(run_windows=4, lone_spikes=False)
+    choice = calibrate.choose([scores], [sequence], ["x"], (), GRID, RATE)["x"]
+    pp = choice.post_processing
+    assert choice.f1 == 1.0 and calibrate.needs_two_windows(pp, GRID.hop_s)
+    assert not calibrate.needs_two_windows(PostProcessing(0.5), GRID.hop_s)
+    spiky, spiky_scores = _runs_night(run_windows=4, lone_spikes=True)
+    chosen, plainest = (calibrate.rescored(p, "x", [spiky_scores], [spiky], ["x"], GRID, RATE)
+                        for p in (pp, PostProcessing(0.5)))
+    assert (chosen.f1, chosen.predicted_events) == (1.0, 30)
+    assert (plainest.precision, plainest.predicted_events) == (0.5, 60)
+
+
+def test_events_one_window_long_keep_settings_that_write_one_window():
+    """Where the events themselves are one window long, dropping what one window makes
+    loses them all: the plainest setting that finds them is chosen, as before."""
+    sequence, scores = _runs_night(run_windows=1, lone_spikes=False)
+    choice = calibrate.choose([scores], [sequence], ["x"], (), GRID, RATE)["x"]
+    assert choice.f1 == 1.0
+    assert not calibrate.needs_two_windows(choice.post_processing, GRID.hop_s)
 
 
 def _clip(key, label, seconds=1.0):

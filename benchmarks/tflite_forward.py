@@ -70,7 +70,8 @@ def night_parity(nights_dir: str, model_dir, batch: int) -> None:
         int8 = serving.predictor(model_dir, "int8")
     else:                       # converted here as `train` would have
         t0 = time.perf_counter()
-        int8 = Int8Model(export.feature_config(meta), convert(export.log_mel_model(predictor.model)))
+        int8 = Int8Model(export.feature_config(meta),
+                         convert(export.log_mel_model(predictor.model)))
         print(f"converted to 8-bit weights in {time.perf_counter() - t0:.1f} s")
     rate, window = predictor.sample_rate_hz, predictor.window_samples
     quality = export.feature_config(meta).resample_quality   # as `earmark label` reads

@@ -42,9 +42,9 @@ LOW_THRESHOLD_FRACTIONS = (1.0, 0.75, 0.5, 0.25)
 # settings whose F1 is within this of the best count as equally good, or within one event's
 # worth (1 / the label's independent validation events) when that is more: a difference of
 # less than one event is noise. Among them, first those that drop a segment one window makes
-# alone (`needs_two_windows`), then the plainest (threshold nearest 0.5,
-# which keeps a margin on both sides when recordings score a little higher or lower than the
-# validation data; then the least smoothing, hysteresis, widening, minimum and gap)
+# alone (`needs_two_windows`), then the plainest (threshold nearest 0.5, which keeps a margin
+# on both sides when recordings score a little higher or lower than the validation data; then
+# the least smoothing, hysteresis, widening, minimum and gap)
 F1_SLACK = 0.005
 MAX_AUDIO_S = 3 * 3600.0  # validation audio scored at most (recordings drawn by a seeded hash)
 MIN_IOU = 0.5
@@ -435,11 +435,12 @@ def needs_two_windows(pp: PostProcessing, hop_s: float) -> bool:
     """Whether settings `pp` drop a segment that one window above the threshold makes alone
     (windows every `hop_s` seconds): their minimum duration is longer than the hop, widened
     on both sides. A lone window was the commonest false alarm of the review loop's models,
-    and the audio calibration chooses on shows few of them: a folder of verdicts counts a false alarm only where a
-    person said no, which is where earlier models erred, not where this one will. Among
-    settings that validate equally well these come first (measured on the review loop and
-    the held-out nights: docs/benchmarks.md). Smoothing is not counted: it also dilutes
-    events two windows long, which the verdicts (on what earlier models found) show few of."""
+    and the audio calibration chooses on shows few of them: a folder of verdicts counts a
+    false alarm only where a person said no, which is where earlier models erred, not where
+    this one will. Among settings that validate equally well these come first (measured on
+    the review loop and the held-out nights: docs/benchmarks.md). Smoothing is not counted:
+    it also dilutes events two windows long, which the verdicts (on what earlier models
+    found) show few of."""
     return pp.min_duration_s > hop_s + 2 * pp.extend_s + 1e-9
 
 

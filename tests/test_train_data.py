@@ -118,7 +118,8 @@ def test_no_verdicts_on_one_label_are_not_negatives_for_labels_another_folder_ad
     assert len(train.log_mel) == len(train.multi_hot) == len(train.recording_key) == 7
     cached = [(p, {"train": (np.arange(len(s["train"]))[:, None].astype(np.float32),
                              s["train"].label, s["train"].recording_key)}) for p, s in per_part]
-    features, labels, keys = training_data.merged_features(both, per_part, [c for _, c in cached])["train"]
+    features, labels, keys = training_data.merged_features(
+        both, per_part, [c for _, c in cached])["train"]
     assert [both.labels[i] for i in labels] == ["x", "x", "y", "y", "x", "x", "x"]
     assert list(keys) == list(train.recording_key) and features[:, 0].tolist() == [0, 1, 2, 3, 3, 4, 5]
     warned = []

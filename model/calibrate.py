@@ -276,19 +276,37 @@ def choose(scores, sequences, labels, skip_labels, grid: WindowGrid, rate_hz: in
 
 
 def choose_low_thresholds(chosen: dict, scores, sequences, labels, grid: WindowGrid,
-                          rate_hz: int, repeats: int = 1) -> dict:
+                          rate_hz: int, repeats: int = 1, kept_on=None) -> dict:
     """{label: Choice} → {label: PostProcessing}: each label's settings with the low
     threshold chosen on `sequences` (clips joined across dips, `clip_sequence`), the others
-    kept: of LOW_THRESHOLD_FRACTIONS of its threshold, the shallowest whose event F1 there
-    is within the slack (`choose`) of the best."""
+    kept: of LOW_THRESHOLD_FRACTIONS of its threshold, the deepest whose event F1 there is
+    within the slack (`choose`) of the best and, with `kept_on` ((scores, sequences,
+    repeats) the Choices were made on), whose event F1 there stays within the label's slack
+    of its Choice's; none (the threshold) when no low threshold does. A low threshold that
+    costs events on either (neighbours joined, a false alarm lengthened) is not taken;
+    where it costs none, the dip is bridged, as events on long recordings hold dips that
+    clips do not show (measured on the held-out nights: docs/benchmarks.md)."""
+    kept = {} if kept_on is None else {
+        label: (columns, truth, bounds, slack) for label, columns, truth, bounds, slack
+        in _per_label(*kept_on[:2], labels, set(labels) - set(chosen), grid, rate_hz,
+                      kept_on[2])}
+
+    def keeps(pp: PostProcessing, label: str) -> bool:
+        if label not in kept:
+            return True
+        columns, truth, bounds, slack = kept[label]
+        f1 = event_metrics.f1(*_counts(pp, columns, truth, bounds))[2]
+        return f1 >= chosen[label].f1 - slack
+
     out = {}
     for label, columns, truth, bounds, slack in _per_label(
             scores, sequences, labels, set(labels) - set(chosen), grid, rate_hz, repeats):
         pp = chosen[label].post_processing
         tried = [dataclasses.replace(pp, low_threshold=round(pp.threshold * f, 3))
-                 for f in LOW_THRESHOLD_FRACTIONS]
+                 for f in sorted(LOW_THRESHOLD_FRACTIONS)]
         f1s = [event_metrics.f1(*_counts(p, columns, truth, bounds))[2] for p in tried]
-        out[label] = next(p for p, f1 in zip(tried, f1s) if f1 >= max(f1s) - slack)
+        out[label] = next((p for p, f1 in zip(tried, f1s)
+                           if f1 >= max(f1s) - slack and keeps(p, label)), pp)
     return out
 
 
@@ -568,8 +586,9 @@ def calibrate(prepared, split_recordings, predict, hops_s, read_bytes, log=print
         low_on = {"low_thresholds_on": (
             f"the {split} clips in {CLIP_DIP_ORDERINGS} of those orders, about one event clip "
             f"in {CLIP_DIP_EVERY} joined to another of its label across {dip_s[0]:.2f}-"
-            f"{dip_s[1]:.2f} s of quiet (one event with a dip inside); the other settings "
-            "chosen without hysteresis on the orders without dips")}
+            f"{dip_s[1]:.2f} s of quiet (one event with a dip inside): the deepest that "
+            "costs no event there nor on the orders without dips, where the other settings "
+            "were chosen without hysteresis")}
     repeats = 1 if prepared.annotated else CLIP_ORDERINGS
     audio_s = sum(len(s.waveform) for s in sequences + dipped) / rate
     log(f"calibrating event post-processing on {what} ({audio_s:.0f} s of audio)")
@@ -585,7 +604,7 @@ def calibrate(prepared, split_recordings, predict, hops_s, read_bytes, log=print
         if dipped:
             lows = choose_low_thresholds(
                 chosen, scored[label_config.patch_hop_samples][len(sequences):], dipped,
-                labels, grid, rate, len(dipped))
+                labels, grid, rate, len(dipped), kept_on=(scores, sequences, repeats))
             chosen = {l: c if lows[l] == c.post_processing else
                       rescored(lows[l], l, scores, sequences, labels, grid, rate)
                       for l, c in chosen.items()}

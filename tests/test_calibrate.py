@@ -57,13 +57,14 @@ RATE = 10   # samples per second of the stand-in waveforms: only their length ma
 GRID = WindowGrid(hop_s=0.5, window_s=1.0)
 
 
-def _events_night(dips: bool, seed: int = 0):
+def _events_night(dips: bool, seed: int = 0, near_gap: float = 0.02):
     """(Sequence, scores [windows, 1]): events of 9 windows scoring 0.9, each with a one-window
-    dip to 0.35 in the middle when `dips`, apart by one window (0.02) or by ten (0.05)."""
+    dip to 0.35 in the middle when `dips`, apart by one window (`near_gap`) or by ten
+    (0.05)."""
     rng = np.random.default_rng(seed)
     scores, spans = [], []
     for _ in range(40):
-        gap = [0.02] if rng.random() < 0.5 else [0.05] * 10
+        gap = [near_gap] if rng.random() < 0.5 else [0.05] * 10
         scores += gap
         spans.append((len(scores), len(scores) + 8))
         scores += [0.9] * 4 + [0.35 if dips else 0.9] + [0.9] * 4
@@ -101,11 +102,32 @@ def test_low_thresholds_chosen_on_sequences_with_dips_keep_the_other_settings():
     pp = chosen["x"].post_processing
     assert low["x"] == dataclasses.replace(pp, low_threshold=low["x"].low_threshold)
     assert 0.35 >= low["x"].low_threshold > 0.02
-    # where the sequences hold no dips, the shallowest (none) is as good as any
-    assert calibrate.choose_low_thresholds(chosen, [plain_scores], [plain], ["x"], GRID,
-                                           RATE)["x"] == pp
+    # where the sequences hold no dips, every low threshold is as good: the deepest is taken
+    deepest = round(pp.threshold * min(calibrate.LOW_THRESHOLD_FRACTIONS), 3)
+    no_dips = calibrate.choose_low_thresholds(chosen, [plain_scores], [plain], ["x"], GRID, RATE)
+    assert no_dips["x"] == dataclasses.replace(pp, low_threshold=deepest)
     again = calibrate.rescored(low["x"], "x", [plain_scores], [plain], ["x"], GRID, RATE)
     assert (again.f1, again.post_processing) == (1.0, low["x"])
+
+
+def test_a_low_threshold_that_costs_events_where_the_settings_were_chosen_is_not_taken():
+    """The sequence with dips allows the deepest low threshold (0.125 at threshold 0.5: its
+    neighbours one window apart score 0.02); on the sequence the other settings were chosen
+    on they score 0.2, so 0.125 would join them there: 0.25, which bridges every dip and
+    joins none, is taken instead."""
+    plain, plain_scores = _events_night(False, near_gap=0.2)
+    chosen = {"x": calibrate.rescored(PostProcessing(0.5), "x", [plain_scores], [plain], ["x"],
+                                      GRID, RATE)}
+    assert chosen["x"].f1 == 1.0
+    dipped, dipped_scores = _events_night(True, seed=1)
+    alone, kept = (calibrate.choose_low_thresholds(chosen, [dipped_scores], [dipped], ["x"],
+                                                   GRID, RATE, kept_on=on)["x"]
+                   for on in (None, ([plain_scores], [plain], 1)))
+    assert (alone.low_threshold, kept.low_threshold) == (0.125, 0.25)
+    for pp in (alone, kept):
+        assert calibrate.rescored(pp, "x", [dipped_scores], [dipped], ["x"], GRID, RATE).f1 == 1.0
+    assert calibrate.rescored(kept, "x", [plain_scores], [plain], ["x"], GRID, RATE).f1 == 1.0
+    assert calibrate.rescored(alone, "x", [plain_scores], [plain], ["x"], GRID, RATE).f1 < 0.9
 
 
 def _runs_night(run_windows: int, lone_spikes: bool):

@@ -56,6 +56,10 @@ CLIP_DIP_EVERY = 2
 CLIP_DIP_ORDERINGS = 1
 DIP_WINDOW_FRACTIONS = (0.1, 0.3)
 DIP_GAIN = 0.1
+# the deepest low threshold that costs no event is taken only where the sequences with dips
+# hold at least this many events of the label: fewer cannot show a cost of one event in ten
+# (a review loop's clip folder holds one or two), and there the shallowest stays
+MIN_DIP_EVENTS = 10
 # a clip corpus is calibrated on this many sequences, each its validation clips in another
 # seeded order: one order alone is a small, lucky or unlucky sample (measured on the demo:
 # snore event F1 on the night 0.45, 0.92 or 1.0 by the order of one sequence)
@@ -285,7 +289,9 @@ def choose_low_thresholds(chosen: dict, scores, sequences, labels, grid: WindowG
     of its Choice's; none (the threshold) when no low threshold does. A low threshold that
     costs events on either (neighbours joined, a false alarm lengthened) is not taken;
     where it costs none, the dip is bridged, as events on long recordings hold dips that
-    clips do not show (measured on the held-out nights: docs/benchmarks.md)."""
+    clips do not show (measured on the held-out nights: docs/benchmarks.md). Where the
+    sequences hold fewer than MIN_DIP_EVENTS events of the label, the shallowest within
+    the slack instead: they cannot show what bridging costs (measured on the review loop)."""
     kept = {} if kept_on is None else {
         label: (columns, truth, bounds, slack) for label, columns, truth, bounds, slack
         in _per_label(*kept_on[:2], labels, set(labels) - set(chosen), grid, rate_hz,
@@ -302,8 +308,9 @@ def choose_low_thresholds(chosen: dict, scores, sequences, labels, grid: WindowG
     for label, columns, truth, bounds, slack in _per_label(
             scores, sequences, labels, set(labels) - set(chosen), grid, rate_hz, repeats):
         pp = chosen[label].post_processing
+        fractions = sorted(LOW_THRESHOLD_FRACTIONS, reverse=truth.n_events < MIN_DIP_EVENTS)
         tried = [dataclasses.replace(pp, low_threshold=round(pp.threshold * f, 3))
-                 for f in sorted(LOW_THRESHOLD_FRACTIONS)]
+                 for f in fractions]
         f1s = [event_metrics.f1(*_counts(p, columns, truth, bounds))[2] for p in tried]
         out[label] = next((p for p, f1 in zip(tried, f1s)
                            if f1 >= max(f1s) - slack and keeps(p, label)), pp)

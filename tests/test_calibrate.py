@@ -57,13 +57,13 @@ RATE = 10   # samples per second of the stand-in waveforms: only their length ma
 GRID = WindowGrid(hop_s=0.5, window_s=1.0)
 
 
-def _events_night(dips: bool, seed: int = 0, near_gap: float = 0.02):
-    """(Sequence, scores [windows, 1]): events of 9 windows scoring 0.9, each with a one-window
-    dip to 0.35 in the middle when `dips`, apart by one window (`near_gap`) or by ten
-    (0.05)."""
+def _events_night(dips: bool, seed: int = 0, near_gap: float = 0.02, events: int = 40):
+    """(Sequence, scores [windows, 1]): `events` events of 9 windows scoring 0.9, each with a
+    one-window dip to 0.35 in the middle when `dips`, apart by one window (`near_gap`) or by
+    ten (0.05)."""
     rng = np.random.default_rng(seed)
     scores, spans = [], []
-    for _ in range(40):
+    for _ in range(events):
         gap = [near_gap] if rng.random() < 0.5 else [0.05] * 10
         scores += gap
         spans.append((len(scores), len(scores) + 8))
@@ -128,6 +128,20 @@ def test_a_low_threshold_that_costs_events_where_the_settings_were_chosen_is_not
         assert calibrate.rescored(pp, "x", [dipped_scores], [dipped], ["x"], GRID, RATE).f1 == 1.0
     assert calibrate.rescored(kept, "x", [plain_scores], [plain], ["x"], GRID, RATE).f1 == 1.0
     assert calibrate.rescored(alone, "x", [plain_scores], [plain], ["x"], GRID, RATE).f1 < 0.9
+
+
+def test_too_few_events_with_dips_to_show_a_cost_keep_the_shallowest():
+    """A sequence with fewer than MIN_DIP_EVENTS events (a review loop's two validation
+    clips) cannot show what bridging costs: every low threshold is within its slack, and
+    none (the threshold) stays, where the same sequence with 40 events takes the deepest."""
+    few, few_scores = _events_night(False, events=calibrate.MIN_DIP_EVENTS - 1)
+    chosen = {"x": calibrate.rescored(PostProcessing(0.5), "x", [few_scores], [few], ["x"],
+                                      GRID, RATE)}
+    low = calibrate.choose_low_thresholds(chosen, [few_scores], [few], ["x"], GRID, RATE)
+    assert low["x"] == PostProcessing(0.5)
+    many, many_scores = _events_night(False)
+    low = calibrate.choose_low_thresholds(chosen, [many_scores], [many], ["x"], GRID, RATE)
+    assert low["x"].low_threshold == 0.125
 
 
 def _runs_night(run_windows: int, lone_spikes: bool):
